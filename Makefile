@@ -1,0 +1,48 @@
+# lb's build, run, test and lint targets. See README.md.
+
+GO          ?= go
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS     := -s -w -X main.version=$(VERSION)
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.7.0
+FUZZTIME    ?= 60s
+
+.PHONY: all build run test lint bench fuzz clean
+
+all: build
+
+## build: the static lb binary, ./lb
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o lb .
+
+bin/demo: $(wildcard internal/demo/*.go)
+	$(GO) build -o bin/demo ./internal/demo
+
+## run: lb on config.example.toml in front of demo backends on 127.0.0.1:9001-9003
+run: build bin/demo
+	@pids=""; trap 'kill $$pids 2>/dev/null; wait' EXIT INT TERM; \
+	./bin/demo -name s1 -listen 127.0.0.1:9001 & pids="$$pids $$!"; \
+	./bin/demo -name s2 -listen 127.0.0.1:9002 & pids="$$pids $$!"; \
+	./bin/demo -name spare -listen 127.0.0.1:9003 & pids="$$pids $$!"; \
+	echo "lb listens on 127.0.0.1:8080; try: curl http://127.0.0.1:8080/  (Ctrl-C stops)"; \
+	./lb -f config.example.toml
+
+## test: unit and integration tests, with the race detector
+test:
+	$(GO) test -race -count=1 -timeout 9m ./...
+
+## lint: gofmt, go vet and staticcheck (pinned)
+lint:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+## bench: benchmarks (picks, data path)
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+## fuzz: fuzz the configuration loader for FUZZTIME
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./config/
+
+clean:
+	rm -rf lb bin
