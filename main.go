@@ -19,6 +19,7 @@ import (
 
 	"lb/config"
 	"lb/proxy"
+	"lb/reload"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -43,18 +44,21 @@ func usageError(format string, args ...any) error {
 	return &exitError{code: exitUsage, msg: fmt.Sprintf(format, args...) + "\nRun 'lb --help' for usage."}
 }
 
-// reservedFlags belong to daemon-style reloads, which this version does not
-// have yet; naming them is an error rather than a silent no-op.
-var reservedFlags = []string{"D", "p", "sf", "st", "x"}
-
 func main() {
 	os.Exit(run(os.Args, os.Stdout, os.Stderr))
 }
 
 // run executes lb's command line and returns its exit code.
 func run(args []string, stdout, stderr io.Writer) int {
-	app := newApp(stdout, stderr)
-	err := app.Run(args)
+	// -sf and -st take any number of pids, which urfave/cli cannot parse:
+	// take them out first.
+	rest, stop, err := reload.SplitStopPids(args[1:])
+	if err == nil {
+		app := newApp(stdout, stderr, stop, args[1:])
+		err = app.Run(append([]string{args[0]}, rest...))
+	} else {
+		err = usageError("%v", err)
+	}
 	if err == nil {
 		return exitOK
 	}
@@ -70,21 +74,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return exitUsage
 }
 
-func newApp(stdout, stderr io.Writer) *cli.App {
+func newApp(stdout, stderr io.Writer, stop reload.Stop, rawArgs []string) *cli.App {
 	cli.VersionPrinter = func(c *cli.Context) { fmt.Fprintf(c.App.Writer, "lb version %s\n", c.App.Version) }
 	flags := []cli.Flag{
 		&cli.StringSliceFlag{Name: "f", Usage: "read the configuration from `FILE`; repeat to merge several files in order", TakesFile: true},
 		&cli.BoolFlag{Name: "c", Usage: "check the configuration, print the result and exit without binding anything"},
 		&cli.BoolFlag{Name: "q", Usage: "quiet: log errors only"},
 		&cli.StringFlag{Name: "log-level", Usage: "log `LEVEL`: debug, info, warn or error (overrides global.log_level)"},
-	}
-	for _, name := range reservedFlags {
-		flags = append(flags, &cli.BoolFlag{Name: name, Hidden: true})
+		&cli.BoolFlag{Name: "D", Usage: "daemon: run in the background; this command exits 0 once lb serves, or with lb's error"},
+		&cli.StringFlag{Name: "p", Usage: "write the pid to `FILE` (atomically, once lb serves; overrides global.pid_file)", TakesFile: true},
+		&cli.StringFlag{Name: "x", Usage: "take the listening sockets over from the old generation's admin `SOCKET` instead of binding new ones", TakesFile: true},
+		&cli.BoolFlag{Name: "sf", Usage: "`PID...`: once ready, tell these old generations to finish their connections and exit (soft stop)"},
+		&cli.BoolFlag{Name: "st", Usage: "`PID...`: once ready, stop these old generations at once (hard stop)"},
 	}
 	return &cli.App{
 		Name:                      "lb",
 		Usage:                     "a TCP load balancer configured by a TOML file",
-		UsageText:                 "lb -f FILE [-f FILE]... [-c] [-q] [--log-level LEVEL]",
+		UsageText:                 "lb -f FILE [-f FILE]... [-c] [-q] [--log-level LEVEL] [-D] [-p PIDFILE] [-x SOCKET] [-sf|-st [PID...]]",
 		Version:                   version,
 		Writer:                    stdout,
 		ErrWriter:                 stderr,
@@ -95,7 +101,14 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			return usageError("%v", err)
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
-		Action:         action,
+		Action: func(c *cli.Context) error {
+			o, err := parseOptions(c)
+			if err != nil {
+				return err
+			}
+			o.stop, o.rawArgs = stop, rawArgs
+			return action(c, o)
+		},
 	}
 }
 
@@ -104,18 +117,19 @@ type options struct {
 	files    []string
 	check    bool
 	logLevel string // empty: from the configuration
+	daemon   bool
+	pidFile  string
+	takeover string      // -x: the old generation's admin socket
+	stop     reload.Stop // -sf and -st
+	rawArgs  []string    // the arguments as given, for a successor
 }
 
 func parseOptions(c *cli.Context) (options, error) {
-	for _, name := range reservedFlags {
-		if c.IsSet(name) {
-			return options{}, usageError("flag -%s belongs to daemon-style reloads, which this version of lb does not support yet", name)
-		}
-	}
 	if c.NArg() > 0 {
 		return options{}, usageError("unexpected argument %q: configuration files are given with -f", c.Args().First())
 	}
-	o := options{files: c.StringSlice("f"), check: c.Bool("c"), logLevel: c.String("log-level")}
+	o := options{files: c.StringSlice("f"), check: c.Bool("c"), logLevel: c.String("log-level"),
+		daemon: c.Bool("D"), pidFile: c.String("p"), takeover: c.String("x")}
 	if len(o.files) == 0 {
 		return options{}, usageError("no configuration file: use -f FILE")
 	}
@@ -133,33 +147,46 @@ func parseOptions(c *cli.Context) (options, error) {
 	return o, nil
 }
 
-func action(c *cli.Context) error {
-	o, err := parseOptions(c)
-	if err != nil {
-		return err
-	}
+func action(c *cli.Context, o options) error {
+	// Taken first, so that no process started later inherits it.
+	ready := reload.ReadinessFromEnv()
 	cfg, err := config.Load(o.files...)
 	if err != nil {
 		return configError(err)
+	}
+	ctx := context.Background()
+	if o.check {
+		if _, err := proxy.Build(ctx, cfg, nil, zerolog.Nop()); err != nil {
+			return configError(err)
+		}
+		fmt.Fprintln(c.App.Writer, "configuration is valid")
+		return nil
+	}
+	if o.daemon && !ready.Daemon() {
+		return launchDaemon(ctx, o)
 	}
 	level := o.logLevel
 	if level == "" {
 		level = cfg.Global.LogLevel
 	}
-	log, err := newLogger(c.App.ErrWriter, level)
+	logFile, err := openLog(cfg.Global.LogFile)
 	if err != nil {
 		return &exitError{code: exitFailure, msg: err.Error()}
 	}
-	ctx := context.Background()
+	logOut := c.App.ErrWriter
+	if logFile != nil {
+		logOut = logFile
+	}
+	log, err := newLogger(logOut, level)
+	if err != nil {
+		return &exitError{code: exitFailure, msg: err.Error()}
+	}
 	p, err := proxy.Build(ctx, cfg, nil, log)
 	if err != nil {
 		return configError(err)
 	}
-	if o.check {
-		fmt.Fprintln(c.App.Writer, "configuration is valid")
-		return nil
-	}
-	return serve(ctx, cfg, p, log)
+	g := &generation{opts: o, cfg: cfg, proxy: p, log: log, ready: ready, logFile: logFile}
+	return g.run(ctx)
 }
 
 // configError reports every configuration error, one per line.

@@ -6,19 +6,541 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/netip"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 
+	"lb/admin"
 	"lb/config"
+	"lb/listener"
 	"lb/proxy"
+	"lb/reload"
 )
+
+// joinWait bounds how long a new generation waits for older generations to
+// close their listening sockets before it joins their SO_REUSEPORT groups.
+const joinWait = 10 * time.Second
+
+// launchTimeout bounds how long -D, and a reload by signal, wait for the new
+// generation to become ready.
+const launchTimeout = 5 * time.Minute
+
+// queryTimeout bounds one exchange with an old generation's admin socket.
+const queryTimeout = 2 * time.Second
+
+// Generation states, as "show info" reports them.
+const (
+	stateStarting int32 = iota
+	stateServing
+	stateDraining
+)
+
+var stateNames = [...]string{"starting", "serving", "draining"}
+
+// generation is this lb process: it binds or takes over the listeners,
+// replaces the old generations, serves, and drains when a newer one
+// replaces it.
+type generation struct {
+	opts    options
+	cfg     *config.Config
+	proxy   *proxy.Proxy
+	log     zerolog.Logger
+	ready   *reload.Readiness
+	logFile *os.File // global.log_file, or nil when logs go to stderr
+
+	self   reload.Self
+	number int
+	start  time.Time
+	state  atomic.Int32
+	lns    []*boundListener
+	admin  *admin.Socket
+	given  atomic.Bool // the listeners were handed to a newer generation
+	spawns atomic.Bool // a successor is being started
+	spawn  sync.WaitGroup
+}
+
+// boundListener is one listening address of a frontend.
+type boundListener struct {
+	f      *proxy.Frontend
+	bind   string
+	ln     *net.TCPListener
+	joined *listener.Joined // nil when taken over from the old generation
+	done   chan struct{}    // closed when its accept loop has ended
+}
+
+// run is the life of a generation, in the order that keeps a failed reload
+// harmless: everything that can fail happens before the old generations are
+// signalled, which is the point of no return.
+func (g *generation) run(ctx context.Context) error {
+	g.self, g.start = reload.LookupSelf(), time.Now()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR1, syscall.SIGHUP, syscall.SIGUSR2)
+	defer signal.Stop(sigs)
+
+	g.number = g.previousNumber() + 1
+	g.log = g.log.With().Int("generation", g.number).Logger()
+	if on, err := listener.MigrateReq(); err == nil {
+		g.log.Info().Bool("tcp_migrate_req", on).Msg("starting")
+	} else {
+		g.log.Info().Str("tcp_migrate_req", "unknown: "+err.Error()).Msg("starting")
+	}
+
+	pidFile, err := g.prepare()
+	if err != nil {
+		return g.fail(err)
+	}
+	if err := g.bindAll(ctx); err != nil {
+		if pidFile != nil {
+			pidFile.Abort()
+		}
+		return g.abort(ctx, err)
+	}
+	for _, l := range g.lns {
+		go g.acceptLoop(ctx, l)
+	}
+	for _, l := range g.lns {
+		if l.joined != nil {
+			if err := listener.Steer(l.ln, l.joined.Index); err != nil {
+				g.log.Warn().Err(err).Str("address", l.bind).Msg("cannot steer new connections to this generation: a reload may reset a few")
+			}
+		}
+	}
+	if g.admin != nil {
+		if err := g.admin.Publish(); err != nil {
+			g.log.Error().Err(err).Msg("admin socket")
+		}
+		go g.serveAdmin(ctx)
+	}
+	if pidFile != nil {
+		if err := pidFile.Commit(g.self.Pid); err != nil {
+			g.log.Error().Err(err).Msg("cannot write the pid file")
+		}
+	}
+	g.replaceOld()
+	g.state.Store(stateServing)
+	g.logStart()
+	g.announceReady()
+	return g.loop(ctx, sigs)
+}
+
+// previousNumber asks the old generation for its number, through its admin
+// socket; a successor started by signal is told it in LB_GENERATION.
+func (g *generation) previousNumber() int {
+	if n, err := strconv.Atoi(os.Getenv("LB_GENERATION")); err == nil && n > 0 {
+		os.Unsetenv("LB_GENERATION")
+		return n - 1
+	}
+	path := g.adminPath()
+	if path == "" || g.opts.stop.Empty() {
+		return 0
+	}
+	reply, err := admin.Query(path, "show info", queryTimeout)
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(reply, "\n") {
+		if v, ok := strings.CutPrefix(line, "generation: "); ok {
+			n, _ := strconv.Atoi(v)
+			return n
+		}
+	}
+	return 0
+}
+
+// adminPath is where the old generation's admin socket is: -x names it,
+// else the configuration does.
+func (g *generation) adminPath() string {
+	if g.opts.takeover != "" {
+		return g.opts.takeover
+	}
+	return g.cfg.Global.AdminSocket
+}
+
+// prepare creates the admin socket (under a temporary name) and the pid
+// file's temporary file, so that a bad path fails the start before
+// anything is bound.
+func (g *generation) prepare() (*reload.PidFile, error) {
+	if path := g.cfg.Global.AdminSocket; path != "" {
+		s, err := admin.Listen(path)
+		if err != nil {
+			return nil, err
+		}
+		g.admin = s
+	}
+	path := g.opts.pidFile
+	if path == "" {
+		path = g.cfg.Global.PidFile
+	}
+	if path == "" {
+		return nil, nil
+	}
+	p, err := reload.PreparePidFile(path)
+	if err != nil {
+		if g.admin != nil {
+			g.admin.Close()
+		}
+		return nil, err
+	}
+	return p, nil
+}
+
+// bindAll gets a listening socket for every bind address: taken over from
+// the old generation with -x, or bound anew in the address's SO_REUSEPORT
+// group, with new connections kept on the old socket until Steer.
+func (g *generation) bindAll(ctx context.Context) error {
+	taken := g.takeOver()
+	for i, f := range g.proxy.Frontends {
+		for _, addr := range f.Binds {
+			l := &boundListener{f: f, bind: addr, done: make(chan struct{})}
+			if ln, ok := taken[addr]; ok {
+				l.ln = ln
+				delete(taken, addr)
+			} else {
+				j, err := listener.Join(ctx, addr, joinWait+g.cfg.Global.HandshakeGrace.D())
+				if err != nil {
+					return fmt.Errorf("%s: frontend %q: %w", g.cfg.Frontends[i].Pos.Key("bind"), f.Name, bindError(addr, err))
+				}
+				if j.Crowded {
+					g.log.Warn().Str("address", addr).Msg("older generations still listen on this address after waiting for them: steering may be imprecise")
+				}
+				l.ln, l.joined = j.Listener, j
+			}
+			g.lns = append(g.lns, l)
+		}
+	}
+	for addr, ln := range taken {
+		g.log.Info().Str("address", addr).Msg("closing a listener taken over from the old generation: no frontend binds it any more")
+		ln.Close()
+	}
+	return nil
+}
+
+// takeOver receives the old generation's listening sockets when -x names
+// its admin socket. When it cannot, it says why and lb binds anew.
+func (g *generation) takeOver() map[string]*net.TCPListener {
+	if g.opts.takeover == "" {
+		return nil
+	}
+	named, err := fetchListeners(g.opts.takeover)
+	if err != nil {
+		g.log.Warn().Err(err).Str("socket", g.opts.takeover).Msg("cannot take the listening sockets over from the old generation: binding new ones")
+		return nil
+	}
+	taken := make(map[string]*net.TCPListener, len(named))
+	for _, n := range named {
+		taken[n.Bind] = n.Listener
+	}
+	g.log.Info().Int("listeners", len(named)).Str("socket", g.opts.takeover).Msg("took the listening sockets over from the old generation")
+	return taken
+}
+
+func fetchListeners(path string) ([]listener.Named, error) {
+	c, err := admin.Dial(path, queryTimeout)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "_getsocks\n"); err != nil {
+		return nil, err
+	}
+	return listener.Receive(c)
+}
+
+// abort undoes a start that failed after some listeners joined their
+// groups: new connections go back to the old sockets, and whatever reached
+// this generation's sockets meanwhile is served before it exits.
+func (g *generation) abort(ctx context.Context, cause error) error {
+	var wg sync.WaitGroup
+	for _, l := range g.lns {
+		if l.joined != nil && l.joined.Index > 0 {
+			_ = listener.Steer(l.ln, 0)
+		}
+		go g.acceptLoop(ctx, l)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = listener.Drain(ctx, l.ln, g.cfg.Global.HandshakeGrace.D())
+		}()
+	}
+	wg.Wait()
+	for _, f := range g.proxy.Frontends {
+		f.Wait()
+	}
+	return g.fail(cause)
+}
+
+// fail ends a start that did not succeed: the old generations were not
+// touched.
+func (g *generation) fail(cause error) error {
+	if g.admin != nil {
+		g.admin.Close()
+	}
+	g.log.Error().Err(cause).Msg("cannot start: the old generation, if any, keeps serving")
+	return &exitError{code: exitFailure, msg: cause.Error()}
+}
+
+// acceptLoop serves one listener until it is closed.
+func (g *generation) acceptLoop(ctx context.Context, l *boundListener) {
+	defer close(l.done)
+	if err := l.f.Serve(ctx, l.ln); err != nil {
+		g.log.Error().Err(err).Str("frontend", l.f.Name).Str("address", l.bind).Msg("listener failed")
+	}
+}
+
+// replaceOld signals the old generations named by -sf and -st, after
+// checking that each one really is lb.
+func (g *generation) replaceOld() {
+	for _, s := range []struct {
+		pids []int
+		sig  syscall.Signal
+		how  string
+	}{{g.opts.stop.Soft, syscall.SIGUSR1, "soft stop"}, {g.opts.stop.Hard, syscall.SIGTERM, "hard stop"}} {
+		for _, pid := range s.pids {
+			if err := g.self.CheckLB(pid); err != nil {
+				g.log.Warn().Int("old_pid", pid).Str("reason", err.Error()).Msg("not signalling an old pid")
+				continue
+			}
+			if err := reload.Signal(pid, s.sig); err != nil {
+				g.log.Warn().Int("old_pid", pid).Err(err).Msg("cannot signal an old generation")
+				continue
+			}
+			g.log.Info().Int("old_pid", pid).Str("signal", s.how).Msg("told the old generation to stop")
+		}
+	}
+}
+
+// announceReady tells whoever started this generation that it serves: the
+// -D launcher or a predecessor through the readiness pipe, and systemd.
+func (g *generation) announceReady() {
+	daemon := g.ready.Daemon()
+	if err := g.ready.Ready(); err != nil {
+		g.log.Warn().Err(err).Msg("cannot report readiness")
+	}
+	if daemon {
+		// The launcher has exited: let its stderr go. Panics and the like
+		// go to the log file when there is one, else to /dev/null.
+		if err := reload.DetachStderr(g.logFile); err != nil {
+			g.log.Warn().Err(err).Msg("cannot detach stderr")
+		}
+	}
+	if err := reload.Notify(fmt.Sprintf("READY=1\nMAINPID=%d", g.self.Pid)); err != nil {
+		g.log.Warn().Err(err).Msg("cannot notify systemd")
+	}
+}
+
+// loop handles signals until the generation exits.
+func (g *generation) loop(ctx context.Context, sigs <-chan os.Signal) error {
+	var drained <-chan struct{}
+	var hardStop <-chan time.Time
+	for {
+		select {
+		case sig := <-sigs:
+			switch sig {
+			case syscall.SIGINT, syscall.SIGTERM:
+				g.log.Info().Str("signal", sig.String()).Int64("connections", g.connections()).Msg("stopping now")
+				return g.exit()
+			case syscall.SIGUSR1:
+				if drained != nil {
+					continue
+				}
+				drained = g.softStop(ctx)
+				if d := g.cfg.Global.HardStopAfter.D(); d > 0 {
+					hardStop = time.After(d)
+				}
+			case syscall.SIGHUP, syscall.SIGUSR2:
+				if g.state.Load() == stateServing && g.spawns.CompareAndSwap(false, true) {
+					g.spawn.Add(1)
+					go g.startSuccessor(ctx, sig)
+				}
+			}
+		case <-drained:
+			g.log.Info().Msg("drained: every connection has ended")
+			return g.exit()
+		case <-hardStop:
+			g.log.Warn().Int64("connections", g.connections()).Dur("hard_stop_after", g.cfg.Global.HardStopAfter.D()).
+				Msg("hard stop: closing the connections that are left")
+			return g.exit()
+		}
+	}
+}
+
+// softStop stops taking connections without losing any the kernel already
+// queued, and returns a channel closed once every connection has ended.
+func (g *generation) softStop(ctx context.Context) <-chan struct{} {
+	g.state.Store(stateDraining)
+	grace := g.cfg.Global.HandshakeGrace.D()
+	if on, _ := listener.MigrateReq(); on {
+		grace = 0 // the kernel moves queued and half-open connections on close
+	}
+	given := g.given.Load()
+	g.log.Info().Int64("connections", g.connections()).Bool("listeners_handed_over", given).Dur("handshake_grace", grace).
+		Msg("soft stop: draining")
+	for _, l := range g.lns {
+		if given {
+			// The same sockets serve in the new generation: closing this
+			// process's descriptors loses nothing.
+			l.ln.Close()
+			continue
+		}
+		go func() { _ = listener.Drain(ctx, l.ln, grace) }()
+	}
+	done := make(chan struct{})
+	go g.waitDrained(done)
+	return done
+}
+
+// waitDrained closes done once the listeners are closed and every
+// connection has ended.
+func (g *generation) waitDrained(done chan<- struct{}) {
+	for _, l := range g.lns {
+		<-l.done
+	}
+	g.log.Info().Int64("connections", g.connections()).Msg("listeners closed")
+	for _, f := range g.proxy.Frontends {
+		f.Wait()
+	}
+	close(done)
+}
+
+// exit releases what the generation owns in the file system. A successor
+// this generation started replaces it long before its launch times out, so
+// waiting for the launch only delays the exit until its outcome is logged.
+func (g *generation) exit() error {
+	g.spawn.Wait()
+	if g.admin != nil {
+		g.admin.Close()
+	}
+	path := g.opts.pidFile
+	if path == "" {
+		path = g.cfg.Global.PidFile
+	}
+	if path != "" && g.state.Load() == stateServing {
+		reload.RemovePidFile(path, g.self.Pid)
+	}
+	g.log.Info().Dur("uptime", time.Since(g.start)).Msg("exiting")
+	return nil
+}
+
+// connections returns the number of connections being served.
+func (g *generation) connections() int64 {
+	var n int64
+	for _, f := range g.proxy.Frontends {
+		n += f.Active()
+	}
+	return n
+}
+
+// startSuccessor starts the next generation with this one's arguments plus
+// -sf and this pid, from the same executable path, so that a new binary
+// there is picked up. The successor signals this generation once ready.
+func (g *generation) startSuccessor(ctx context.Context, sig os.Signal) {
+	defer g.spawn.Done()
+	defer g.spawns.Store(false)
+	path, err := selfPath()
+	if err != nil {
+		g.log.Error().Err(err).Msg("reload: cannot find lb's executable")
+		return
+	}
+	args := append(reload.WithoutStopPids(g.opts.rawArgs), "-sf", strconv.Itoa(g.self.Pid))
+	env := []string{"LB_GENERATION=" + strconv.Itoa(g.number+1)}
+	g.log.Info().Str("signal", sig.String()).Str("executable", path).Strs("args", args).Msg("reload: starting the next generation")
+	ctx, cancel := context.WithTimeout(ctx, launchTimeout)
+	defer cancel()
+	if g.opts.daemon {
+		// The successor daemonizes itself; its launcher exits with the
+		// outcome.
+		out, err := reload.RunLauncher(ctx, path, args, env)
+		if err != nil {
+			g.log.Error().Err(err).Str("output", strings.TrimSpace(string(out))).Msg("reload failed: this generation keeps serving")
+			return
+		}
+		g.log.Info().Msg("reload: the next generation is serving")
+		return
+	}
+	pid, err := reload.Launch{Path: path, Args: args, Env: env}.Run(ctx)
+	if err != nil {
+		g.log.Error().Err(err).Int("new_pid", pid).Msg("reload failed: this generation keeps serving")
+		return
+	}
+	g.log.Info().Int("new_pid", pid).Msg("reload: the next generation is serving")
+}
+
+// launchDaemon is lb -D: start lb again as a daemon and wait until it
+// serves or fails. Its errors reach this process's stderr.
+func launchDaemon(ctx context.Context, o options) error {
+	path, err := selfPath()
+	if err != nil {
+		return &exitError{code: exitFailure, msg: err.Error()}
+	}
+	ctx, cancel := context.WithTimeout(ctx, launchTimeout)
+	defer cancel()
+	_, err = reload.Launch{Path: path, Args: o.rawArgs, Daemon: true, Stderr: os.Stderr}.Run(ctx)
+	if err == nil {
+		return nil
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && ee.ExitCode() > 0 {
+		// The daemon said why on stderr.
+		return &exitError{code: ee.ExitCode()}
+	}
+	return &exitError{code: exitFailure, msg: "daemon " + err.Error()}
+}
+
+// selfPath is the executable as it was started (not /proc/self/exe, which
+// names the old file after a binary upgrade), made absolute.
+var selfPath = sync.OnceValues(func() (string, error) {
+	arg0 := os.Args[0]
+	if !strings.Contains(arg0, "/") {
+		return exec.LookPath(arg0)
+	}
+	return filepath.Abs(arg0)
+})
+
+// serveAdmin answers the admin socket until ctx is done.
+func (g *generation) serveAdmin(ctx context.Context) {
+	var s admin.Server
+	s.Handle("show info", admin.HandlerFunc(g.showInfo))
+	s.Handle("_getsocks", admin.HandlerFunc(g.giveListeners))
+	s.Serve(ctx, g.admin.Listener)
+}
+
+// showInfo answers "show info".
+func (g *generation) showInfo(w io.Writer, _ *admin.Request) error {
+	fmt.Fprintf(w, "pid: %d\ngeneration: %d\nversion: %s\nuptime: %s\nstate: %s\nconnections: %d\nlisteners: %d\n",
+		g.self.Pid, g.number, version, time.Since(g.start).Round(time.Millisecond), stateNames[g.state.Load()],
+		g.connections(), len(g.lns))
+	return nil
+}
+
+// giveListeners answers "_getsocks": it hands this generation's listening
+// sockets to a new generation (lb -x).
+func (g *generation) giveListeners(_ io.Writer, r *admin.Request) error {
+	if g.state.Load() != stateServing {
+		return errors.New("this generation is draining: its listeners are closing")
+	}
+	named := make([]listener.Named, len(g.lns))
+	for i, l := range g.lns {
+		named[i] = listener.Named{Bind: l.bind, Listener: l.ln}
+	}
+	if err := listener.Send(r.Conn, named); err != nil {
+		return err
+	}
+	g.given.Store(true)
+	g.log.Info().Int("listeners", len(named)).Msg("handed the listening sockets to a new generation")
+	return nil
+}
 
 // newLogger returns lb's logger: JSON lines on w, or readable console output
 // when w is a terminal.
@@ -35,113 +557,47 @@ func newLogger(w io.Writer, level string) (zerolog.Logger, error) {
 	return zerolog.New(w).Level(lvl).With().Timestamp().Int("pid", os.Getpid()).Logger(), nil
 }
 
+// openLog opens global.log_file for appending; with no path it returns a
+// nil file, and logs go to stderr.
+func openLog(path string) (*os.File, error) {
+	if path == "" {
+		return nil, nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("log file: %w", err)
+	}
+	return f, nil
+}
+
 func isTerminal(f *os.File) bool {
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
 }
 
-// listener is one bound address of a frontend.
-type listener struct {
-	f  *proxy.Frontend
-	ln *net.TCPListener
-}
-
-// serve binds every listener, then proxies until SIGINT or SIGTERM.
-func serve(ctx context.Context, cfg *config.Config, p *proxy.Proxy, log zerolog.Logger) error {
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-
-	lns, err := bindAll(ctx, cfg, p)
-	if err != nil {
-		log.Error().Err(err).Msg("cannot start")
-		return &exitError{code: exitFailure}
-	}
-	logStart(log, p, lns)
-
-	var wg sync.WaitGroup
-	for _, l := range lns {
-		wg.Add(1)
-		go acceptLoop(ctx, l, log, &wg)
-	}
-	<-ctx.Done()
-	log.Info().Msg("stopping: signal received")
-	wg.Wait()
-	return nil
-}
-
-// acceptLoop serves one listener until ctx is done.
-func acceptLoop(ctx context.Context, l listener, log zerolog.Logger, wg *sync.WaitGroup) {
-	defer wg.Done()
-	if err := l.f.Serve(ctx, l.ln); err != nil {
-		log.Error().Err(err).Str("frontend", l.f.Name).Str("address", l.ln.Addr().String()).Msg("listener failed")
-	}
-}
-
-// bindAll binds every frontend address, or none: on an error it closes what
-// it bound and names the frontend and address that failed.
-func bindAll(ctx context.Context, cfg *config.Config, p *proxy.Proxy) ([]listener, error) {
-	var lns []listener
-	for i, f := range p.Frontends {
-		for _, addr := range f.Binds {
-			ln, err := bind(ctx, addr)
-			if err != nil {
-				for _, l := range lns {
-					l.ln.Close()
-				}
-				return nil, fmt.Errorf("%s: frontend %q: %w", cfg.Frontends[i].Pos.Key("bind"), f.Name, err)
-			}
-			lns = append(lns, listener{f: f, ln: ln})
-		}
-	}
-	return lns, nil
-}
-
-// bind listens on one "host:port". An IPv4 or IPv6 literal binds that family
-// only; an empty host binds every address of both families.
-func bind(ctx context.Context, addr string) (*net.TCPListener, error) {
-	network := "tcp"
-	if host, _, err := net.SplitHostPort(addr); err == nil {
-		if a, err := netip.ParseAddr(host); err == nil {
-			network = "tcp6"
-			if a.Is4() {
-				network = "tcp4"
-			}
-		}
-	}
-	var lc net.ListenConfig
-	// Go listens with MPTCP by default where the kernel has it; lb wants
-	// plain TCP sockets, which splice(2) without a fallback check.
-	lc.SetMultipathTCP(false)
-	ln, err := lc.Listen(ctx, network, addr)
-	if err != nil {
-		return nil, fmt.Errorf("cannot bind %s: %s", addr, bindHint(err))
-	}
-	return ln.(*net.TCPListener), nil
-}
-
-// bindHint explains a bind failure in an operator's words.
-func bindHint(err error) string {
+// bindError explains a bind failure in an operator's words.
+func bindError(addr string, err error) error {
 	var errno syscall.Errno
 	if !errors.As(err, &errno) {
-		return err.Error()
+		return fmt.Errorf("cannot bind %s: %w", addr, err)
 	}
 	switch errno {
 	case syscall.EADDRINUSE:
-		return "address already in use (another program listens there: see 'ss -ltnp')"
+		return fmt.Errorf("cannot bind %s: address already in use (another program listens there: see 'ss -ltnp')", addr)
 	case syscall.EACCES:
-		return "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+		return fmt.Errorf("cannot bind %s: permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)", addr)
 	case syscall.EADDRNOTAVAIL:
-		return "address not available (no interface of this machine has it)"
+		return fmt.Errorf("cannot bind %s: address not available (no interface of this machine has it)", addr)
 	}
-	return errno.Error()
+	return fmt.Errorf("cannot bind %s: %w", addr, errno)
 }
 
 // logStart writes the start-up line that names every listener and backend.
-func logStart(log zerolog.Logger, p *proxy.Proxy, lns []listener) {
+func (g *generation) logStart() {
 	fronts := zerolog.Arr()
-	for _, f := range p.Frontends {
+	for _, f := range g.proxy.Frontends {
 		addrs := zerolog.Arr()
-		for _, l := range lns {
+		for _, l := range g.lns {
 			if l.f == f {
 				addrs.Str(l.ln.Addr().String())
 			}
@@ -150,7 +606,7 @@ func logStart(log zerolog.Logger, p *proxy.Proxy, lns []listener) {
 			Str("backend", f.Backend.Name()).Int("maxconn", f.MaxConn))
 	}
 	backs := zerolog.Arr()
-	for _, b := range p.Backends {
+	for _, b := range g.proxy.Backends {
 		servers := zerolog.Arr()
 		for _, s := range b.Pool.Servers {
 			d := zerolog.Dict().Str("name", s.Name).Str("address", s.Addr).Int("weight", s.Weight)
@@ -164,5 +620,5 @@ func logStart(log zerolog.Logger, p *proxy.Proxy, lns []listener) {
 		}
 		backs.Dict(zerolog.Dict().Str("name", b.Name()).Str("balance", b.Pool.Algorithm).Array("servers", servers))
 	}
-	log.Info().Str("version", version).Array("frontends", fronts).Array("backends", backs).Msg("lb started")
+	g.log.Info().Str("version", version).Array("frontends", fronts).Array("backends", backs).Msg("lb started")
 }

@@ -33,9 +33,21 @@ type Global struct {
 	// PidFile is where the pid file is written when -p is not given.
 	PidFile string `toml:"pid_file"`
 	// HardStopAfter bounds how long a stopping generation may keep serving
-	// its established connections. Default 10m.
+	// its established connections; 0 means no limit. Default 10m.
 	HardStopAfter Duration `toml:"hard_stop_after"`
+	// HandshakeGrace is how long a stopping generation keeps its listening
+	// sockets open and accepting, so that TCP handshakes already under way
+	// on them complete rather than being reset. Default 1s.
+	HandshakeGrace Duration `toml:"handshake_grace"`
+	// AdminSocket is the path of the unix admin socket; empty means none.
+	AdminSocket string `toml:"admin_socket"`
+	// LogFile is a file to append logs to instead of stderr; empty means
+	// stderr.
+	LogFile string `toml:"log_file"`
 }
+
+// MaxUnixPath is the longest path a unix socket may have on Linux.
+const MaxUnixPath = 107
 
 // Defaults holds values that frontends and backends inherit unless they set
 // their own.
@@ -140,8 +152,9 @@ const (
 func Default() Config {
 	return Config{
 		Global: Global{
-			LogLevel:      "info",
-			HardStopAfter: Duration(10 * time.Minute),
+			LogLevel:       "info",
+			HardStopAfter:  Duration(10 * time.Minute),
+			HandshakeGrace: Duration(time.Second),
 		},
 		Defaults: Defaults{
 			Balance: BalanceRoundRobin,

@@ -67,7 +67,8 @@ func TestParseValid(t *testing.T) {
 		return Duration(v)
 	}
 	want := Config{
-		Global: Global{LogLevel: "debug", PidFile: "/run/lb.pid", HardStopAfter: d("30s")},
+		Global: Global{LogLevel: "debug", PidFile: "/run/lb.pid", HardStopAfter: d("30s"), HandshakeGrace: d("250ms"),
+			AdminSocket: "/run/lb/admin.sock", LogFile: "/var/log/lb.log"},
 		Defaults: Defaults{
 			Balance: BalanceLeastConn, Retries: 2, MaxConn: 1000,
 			Timeout: Timeouts{Connect: d("2s"), Client: d("30s"), Server: d("45s")},
@@ -78,7 +79,7 @@ func TestParseValid(t *testing.T) {
 				MaxConn: 1000, Timeout: FrontendTimeouts{Client: d("30s")},
 			},
 			{
-				Name: "admin", Bind: []string{"[::1]:9000", "localhost:9001"}, DefaultBackend: "static",
+				Name: "admin", Bind: []string{"[::1]:9000", "127.0.0.2:9001"}, DefaultBackend: "static",
 				MaxConn: 10, Timeout: FrontendTimeouts{Client: d("5s")},
 			},
 		},
@@ -113,20 +114,20 @@ func TestParseValid(t *testing.T) {
 		got  Pos
 		want string
 	}{
-		{"frontend web", cfg.Frontends[0].Pos, "valid.toml:18"},
-		{"frontend web default_backend", cfg.Frontends[0].Pos.Key("default_backend"), "valid.toml:21"},
-		{"frontend admin", f1.Pos, "valid.toml:23"},
-		{"frontend admin bind.1", f1.Pos.Key("bind.1"), "valid.toml:27"},
-		{"frontend admin timeout.client", f1.Pos.Key("timeout.client"), "valid.toml:31"},
-		{"frontend admin unset key", f1.Pos.Key("nope"), "valid.toml:23"},
-		{"backend app", b0.Pos, "valid.toml:33"},
-		{"backend app timeout.connect", b0.Pos.Key("timeout.connect"), "valid.toml:38"},
-		{"server app1", b0.Servers[0].Pos, "valid.toml:40"},
-		{"server app2", b0.Servers[1].Pos, "valid.toml:45"},
-		{"server app2 backup", b0.Servers[1].Pos.Key("backup"), "valid.toml:49"},
-		{"backend static server", b1.Pos.Key("server"), "valid.toml:54"},
-		{"inline server s2", b1.Servers[1].Pos, "valid.toml:56"},
-		{"inline server s2 weight", b1.Servers[1].Pos.Key("weight"), "valid.toml:56"},
+		{"frontend web", cfg.Frontends[0].Pos, "valid.toml:21"},
+		{"frontend web default_backend", cfg.Frontends[0].Pos.Key("default_backend"), "valid.toml:24"},
+		{"frontend admin", f1.Pos, "valid.toml:26"},
+		{"frontend admin bind.1", f1.Pos.Key("bind.1"), "valid.toml:30"},
+		{"frontend admin timeout.client", f1.Pos.Key("timeout.client"), "valid.toml:34"},
+		{"frontend admin unset key", f1.Pos.Key("nope"), "valid.toml:26"},
+		{"backend app", b0.Pos, "valid.toml:36"},
+		{"backend app timeout.connect", b0.Pos.Key("timeout.connect"), "valid.toml:41"},
+		{"server app1", b0.Servers[0].Pos, "valid.toml:43"},
+		{"server app2", b0.Servers[1].Pos, "valid.toml:48"},
+		{"server app2 backup", b0.Servers[1].Pos.Key("backup"), "valid.toml:52"},
+		{"backend static server", b1.Pos.Key("server"), "valid.toml:57"},
+		{"inline server s2", b1.Servers[1].Pos, "valid.toml:59"},
+		{"inline server s2 weight", b1.Servers[1].Pos.Key("weight"), "valid.toml:59"},
 	} {
 		if got := tc.got.String(); got != tc.want {
 			t.Errorf("%s: position %s, want %s", tc.name, got, tc.want)
@@ -162,7 +163,11 @@ func TestParseBad(t *testing.T) {
 			{"unknown_key_top.toml:12", `unknown key "listen" (valid keys: global, defaults, frontend, backend)`},
 		}},
 		{"unknown_key_global.toml", []wantErr{
-			{"unknown_key_global.toml:3", `global: unknown key "loglevel" (valid keys: log_level, pid_file, hard_stop_after)`},
+			{"unknown_key_global.toml:3", `global: unknown key "loglevel" (valid keys: log_level, pid_file, hard_stop_after, handshake_grace, admin_socket, log_file)`},
+		}},
+		{"bad_global.toml", []wantErr{
+			{"bad_global.toml:2", `global: handshake_grace 2m0s is out of range: use 0s to 1m`},
+			{"bad_global.toml:3", `global: admin_socket path is 125 bytes long: a unix socket path may have at most 107`},
 		}},
 		{"unknown_key_server.toml", []wantErr{
 			{"unknown_key_server.toml:17", `backend "app": server "s2": unknown key "wieght" (valid keys: name, address, weight, maxconn, backup)`},
@@ -429,7 +434,7 @@ func TestMerge(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Parse: %v", err)
 		}
-		want := Global{LogLevel: "warn", PidFile: "/run/lb.pid", HardStopAfter: Duration(time.Minute)}
+		want := Global{LogLevel: "warn", PidFile: "/run/lb.pid", HardStopAfter: Duration(time.Minute), HandshakeGrace: Duration(time.Second)}
 		if cfg.Global != want {
 			t.Errorf("global = %+v, want %+v", cfg.Global, want)
 		}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // logLevels are the values of global.log_level.
@@ -47,6 +48,12 @@ func (v *validator) global() {
 	}
 	if !o.rejected("global.hard_stop_after") && g.HardStopAfter < 0 {
 		v.add(o.pos("global.hard_stop_after"), "global", "hard_stop_after %s is negative: use 0 or more", g.HardStopAfter)
+	}
+	if !o.rejected("global.handshake_grace") && (g.HandshakeGrace < 0 || g.HandshakeGrace.D() > time.Minute) {
+		v.add(o.pos("global.handshake_grace"), "global", "handshake_grace %s is out of range: use 0s to 1m", g.HandshakeGrace)
+	}
+	if !o.rejected("global.admin_socket") && len(g.AdminSocket) > MaxUnixPath {
+		v.add(o.pos("global.admin_socket"), "global", "admin_socket path is %d bytes long: a unix socket path may have at most %d", len(g.AdminSocket), MaxUnixPath)
 	}
 }
 
@@ -279,6 +286,10 @@ func checkAddress(addr string, needHost bool) (norm, problem string) {
 			return "", fmt.Sprintf(": %q is not a valid IP address", host)
 		}
 		host = ip.String()
+	case !needHost:
+		// A listening address: lb binds addresses, not names, so that the
+		// sockets of every generation share one SO_REUSEPORT group.
+		return "", fmt.Sprintf(`: host %q is not an IP address: bind an IP address, like "127.0.0.1:%s", or every address, like ":%s"`, host, port, port)
 	case !validHostname(host):
 		return "", fmt.Sprintf(": host %q is not an IP address or a host name", host)
 	default:

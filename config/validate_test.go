@@ -17,8 +17,9 @@ func TestCheckAddress(t *testing.T) {
 		{addr: "[::1]:443", norm: "[::1]:443"},
 		{addr: "[0:0::1]:443", norm: "[::1]:443"},
 		{addr: "[fe80::1%eth0]:80", norm: "[fe80::1%eth0]:80"},
-		{addr: "Example.COM:80", norm: "example.com:80"},
-		{addr: "my_host-1.internal.:80", norm: "my_host-1.internal.:80"},
+		{addr: "Example.COM:80", needHost: true, norm: "example.com:80"},
+		{addr: "my_host-1.internal.:80", needHost: true, norm: "my_host-1.internal.:80"},
+		{addr: "localhost:80", problem: `host "localhost" is not an IP address: bind an IP address, like "127.0.0.1:80", or every address, like ":80"`},
 		{addr: "host1:80", needHost: true, norm: "host1:80"},
 		{addr: ":80", needHost: true, problem: "has no host"},
 		{addr: "10.0.0.1", problem: " has no port"},
@@ -32,9 +33,9 @@ func TestCheckAddress(t *testing.T) {
 		{addr: "h:+80", problem: `port "+80" is not a number`},
 		{addr: "h:http", problem: `port "http" is not a number`},
 		{addr: "10.0.0.256:80", problem: `"10.0.0.256" is not a valid IP address`},
-		{addr: "a b:80", problem: `host "a b" is not an IP address or a host name`},
-		{addr: "-a:80", problem: "not an IP address or a host name"},
-		{addr: "a..b:80", problem: "not an IP address or a host name"},
+		{addr: "a b:80", needHost: true, problem: `host "a b" is not an IP address or a host name`},
+		{addr: "-a:80", needHost: true, problem: "not an IP address or a host name"},
+		{addr: "a..b:80", needHost: true, problem: "not an IP address or a host name"},
 	} {
 		t.Run(tc.addr, func(t *testing.T) {
 			norm, problem := checkAddress(tc.addr, tc.needHost)

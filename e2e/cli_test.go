@@ -124,8 +124,9 @@ func TestCommandLine(t *testing.T) {
 		{"missing file", []string{"-c", "-f", "/nonexistent/lb.toml"}, 1, "", "/nonexistent/lb.toml"},
 		{"bad log level", []string{"-c", "-f", cfg, "--log-level", "loud"}, 2, "", `unknown log level "loud"`},
 		{"quiet and level", []string{"-c", "-f", cfg, "-q", "--log-level", "info"}, 2, "", "-q and --log-level"},
-		{"reserved -sf", []string{"-f", cfg, "-sf", "123"}, 2, "", "flag -sf belongs to daemon-style reloads"},
-		{"reserved -D", []string{"-f", cfg, "-D"}, 2, "", "flag -D belongs to daemon-style reloads"},
+		{"-sf with a word", []string{"-f", cfg, "-sf", "123", "lb.pid"}, 2, "", `-sf: "lb.pid" is not a process id`},
+		{"-D with a bad configuration", []string{"-f", "/nonexistent/lb.toml", "-D"}, 1, "", "/nonexistent/lb.toml"},
+		{"-p without a file", []string{"-f", cfg, "-p"}, 2, "", "flag needs an argument: -p"},
 		{"check ok", []string{"-c", "-f", cfg}, 0, "configuration is valid", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -187,7 +188,13 @@ func runLB(t *testing.T, args ...string) (int, string, string) {
 	cmd := exec.CommandContext(ctx, lbBin, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	// A daemon that kept lb's stdout or stderr open would make Run wait
+	// for it forever: fail fast instead.
+	cmd.WaitDelay = 5 * time.Second
 	err := cmd.Run()
+	if errors.Is(err, exec.ErrWaitDelay) {
+		t.Fatalf("lb %v exited but something it started still holds its stdout or stderr", args)
+	}
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()

@@ -1,0 +1,228 @@
+// Package admin serves lb's admin socket: a unix stream socket, mode 0600,
+// that answers one text command per connection, like HAProxy's stats
+// socket. Commands are registered by the packages that own the state they
+// show; this package only listens, reads the command and dispatches it.
+//
+// A new generation takes the socket path over from the old one: it listens
+// on a temporary name in the same directory and renames it into place, so
+// the path is never missing. An exiting generation removes the path only if
+// it still names its own socket.
+package admin
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Request is one command received on the admin socket.
+type Request struct {
+	// Args are the words after the command's own words.
+	Args []string
+	// Conn is the client connection, for commands that pass descriptors.
+	Conn *net.UnixConn
+}
+
+// Handler answers one command, writing its reply to w. An error is sent to
+// the client as a one-line reply.
+type Handler interface {
+	ServeAdmin(w io.Writer, r *Request) error
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(w io.Writer, r *Request) error
+
+// ServeAdmin calls f.
+func (f HandlerFunc) ServeAdmin(w io.Writer, r *Request) error { return f(w, r) }
+
+// ioTimeout bounds reading a command and writing its reply.
+const ioTimeout = 5 * time.Second
+
+// maxLine bounds the length of a command.
+const maxLine = 4096
+
+// Server dispatches commands to handlers. Its zero value has no commands;
+// add them with Handle before Serve.
+type Server struct {
+	mu       sync.RWMutex
+	handlers map[string]Handler
+}
+
+// Handle registers h for a command of one or more words, like "show info".
+func (s *Server) Handle(command string, h Handler) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.handlers == nil {
+		s.handlers = make(map[string]Handler)
+	}
+	s.handlers[strings.Join(strings.Fields(command), " ")] = h
+}
+
+// Serve answers connections on ln until ctx is done, then closes ln and
+// waits for the replies under way.
+func (s *Server) Serve(ctx context.Context, ln *net.UnixListener) {
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		c, err := ln.AcceptUnix()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		wg.Add(1)
+		go s.serveConn(c, &wg)
+	}
+}
+
+// serveConn reads one command and writes its reply.
+func (s *Server) serveConn(c *net.UnixConn, wg *sync.WaitGroup) {
+	defer wg.Done()
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(ioTimeout))
+	line, err := bufio.NewReaderSize(io.LimitReader(c, maxLine), maxLine).ReadString('\n')
+	if err != nil && (err != io.EOF || line == "") {
+		fmt.Fprintf(c, "error: no command received: send one command and a newline\n")
+		return
+	}
+	w := bufio.NewWriter(c)
+	defer w.Flush()
+	s.dispatch(w, strings.Fields(line), c)
+}
+
+// dispatch finds the handler of the longest command that words start with.
+func (s *Server) dispatch(w io.Writer, words []string, c *net.UnixConn) {
+	s.mu.RLock()
+	var h Handler
+	n := 0
+	for i := len(words); i > 0; i-- {
+		if h = s.handlers[strings.Join(words[:i], " ")]; h != nil {
+			n = i
+			break
+		}
+	}
+	known := make([]string, 0, len(s.handlers))
+	for cmd := range s.handlers {
+		if !strings.HasPrefix(cmd, "_") {
+			known = append(known, cmd)
+		}
+	}
+	s.mu.RUnlock()
+	if h == nil {
+		sort.Strings(known)
+		fmt.Fprintf(w, "error: unknown command %q: commands are %s\n", strings.Join(words, " "), strings.Join(known, ", "))
+		return
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			fmt.Fprintf(w, "error: command %q failed: %v\n", strings.Join(words[:n], " "), p)
+		}
+	}()
+	if err := h.ServeAdmin(w, &Request{Args: words[n:], Conn: c}); err != nil {
+		fmt.Fprintf(w, "error: %v\n", err)
+	}
+}
+
+// Listen creates the admin socket for path under a temporary name in the
+// same directory, mode 0600. Publish moves it to path.
+func Listen(path string) (*Socket, error) {
+	tmp := filepath.Join(filepath.Dir(path), fmt.Sprintf(".lb-admin-%d", os.Getpid()))
+	_ = os.Remove(tmp)
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("admin socket %s: %w", path, err)
+	}
+	ln.SetUnlinkOnClose(false)
+	// Until now the socket had the umask's mode, which gives no one else
+	// write permission, so no one else could connect.
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		ln.Close()
+		os.Remove(tmp)
+		return nil, fmt.Errorf("admin socket %s: %w", path, err)
+	}
+	return &Socket{Listener: ln, path: path, tmp: tmp}, nil
+}
+
+// Socket is an admin socket and the path it serves.
+type Socket struct {
+	Listener *net.UnixListener
+	path     string
+	tmp      string
+	ino      uint64
+}
+
+// Path returns the path the socket serves once published.
+func (s *Socket) Path() string { return s.path }
+
+// Publish renames the socket into its path, replacing an older
+// generation's socket there.
+func (s *Socket) Publish() error {
+	if err := os.Rename(s.tmp, s.path); err != nil {
+		return fmt.Errorf("admin socket %s: %w", s.path, err)
+	}
+	if fi, err := os.Stat(s.path); err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			s.ino = st.Ino
+		}
+	}
+	return nil
+}
+
+// Close closes the socket and removes its path if the path still names
+// this socket (a newer generation may have taken it over).
+func (s *Socket) Close() error {
+	err := s.Listener.Close()
+	_ = os.Remove(s.tmp)
+	if fi, statErr := os.Stat(s.path); statErr == nil && s.ino != 0 {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Ino == s.ino {
+			_ = os.Remove(s.path)
+		}
+	}
+	return err
+}
+
+// Dial connects to the admin socket at path.
+func Dial(path string, timeout time.Duration) (*net.UnixConn, error) {
+	c, err := net.DialTimeout("unix", path, timeout)
+	if err != nil {
+		return nil, err
+	}
+	uc := c.(*net.UnixConn)
+	_ = uc.SetDeadline(time.Now().Add(timeout))
+	return uc, nil
+}
+
+// Query sends command to the admin socket at path and returns the reply.
+func Query(path, command string, timeout time.Duration) (string, error) {
+	c, err := Dial(path, timeout)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, command+"\n"); err != nil {
+		return "", err
+	}
+	b, err := io.ReadAll(c)
+	if err != nil {
+		return "", err
+	}
+	reply := string(b)
+	if strings.HasPrefix(reply, "error: ") {
+		return "", errors.New(strings.TrimSpace(strings.TrimPrefix(reply, "error: ")))
+	}
+	return reply, nil
+}

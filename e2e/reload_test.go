@@ -1,0 +1,574 @@
+package e2e
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// daemons runs lb the way operators do: `lb -D -p PIDFILE`, reloaded with
+// `-sf $(cat PIDFILE)`. It remembers every pid it saw, and when the test ends
+// it stops them all, checks none is left, and fails on a data race report in
+// the log file.
+type daemons struct {
+	t         *testing.T
+	dir       string
+	cfg       string
+	pidFile   string
+	adminSock string
+	logFile   string
+	port      int
+	seen      map[int]bool
+}
+
+// daemonConfig is a configuration for daemons with its own admin socket and
+// log file in dir.
+func daemonConfig(dir string, port int, extraGlobal string, servers ...*server) string {
+	var lines []string
+	for _, s := range servers {
+		lines = append(lines, serverLine(s.name, s.addr(), ""))
+	}
+	return fmt.Sprintf(`[global]
+admin_socket = %q
+log_file = %q
+handshake_grace = "100ms"
+hard_stop_after = "30s"
+%s
+
+[defaults.timeout]
+connect = "2s"
+client = "30s"
+server = "30s"
+
+[[frontend]]
+name = "web"
+bind = ["127.0.0.1:%d"]
+default_backend = "app"
+
+[[backend]]
+name = "app"
+%s`, filepath.Join(dir, "admin.sock"), filepath.Join(dir, "lb.log"), extraGlobal, port, strings.Join(lines, "\n"))
+}
+
+func newDaemons(t *testing.T, extraGlobal string, servers ...*server) *daemons {
+	t.Helper()
+	dir := t.TempDir()
+	d := &daemons{
+		t: t, dir: dir, port: freePort(t), seen: map[int]bool{},
+		pidFile:   filepath.Join(dir, "lb.pid"),
+		adminSock: filepath.Join(dir, "admin.sock"),
+		logFile:   filepath.Join(dir, "lb.log"),
+		cfg:       filepath.Join(dir, "lb.toml"),
+	}
+	d.writeConfig(daemonConfig(dir, d.port, extraGlobal, servers...))
+	t.Cleanup(d.stopAll)
+	return d
+}
+
+func (d *daemons) writeConfig(text string) {
+	d.t.Helper()
+	if err := os.WriteFile(d.cfg, []byte(text), 0o644); err != nil {
+		d.t.Fatal(err)
+	}
+}
+
+func (d *daemons) addr() string { return fmt.Sprintf("127.0.0.1:%d", d.port) }
+
+// pid returns the pid in the pid file, or 0.
+func (d *daemons) pid() int {
+	b, err := os.ReadFile(d.pidFile)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return n
+}
+
+// launch runs `lb -f CFG -p PIDFILE -D -sf $(cat PIDFILE) extra...` and
+// returns its exit code and output; the new pid is remembered.
+func (d *daemons) launch(extra ...string) (int, string) {
+	d.t.Helper()
+	args := []string{"-f", d.cfg, "-p", d.pidFile, "-D", "-sf"}
+	if old := d.pid(); old != 0 {
+		args = append(args, strconv.Itoa(old))
+	}
+	code, stdout, stderr := runLB(d.t, append(args, extra...)...)
+	if p := d.pid(); p != 0 {
+		d.seen[p] = true
+	}
+	return code, stdout + stderr
+}
+
+// mustLaunch is launch that fails the test unless lb reports success.
+func (d *daemons) mustLaunch(extra ...string) int {
+	d.t.Helper()
+	old := d.pid()
+	code, out := d.launch(extra...)
+	if code != 0 {
+		d.t.Fatalf("lb -D exited %d:\n%s\nlog:\n%s", code, out, d.log())
+	}
+	p := d.pid()
+	if p == 0 || p == old {
+		d.t.Fatalf("lb -D exited 0 but the pid file says %d (was %d)", p, old)
+	}
+	return p
+}
+
+func (d *daemons) log() string {
+	b, _ := os.ReadFile(d.logFile)
+	return string(b)
+}
+
+// stopAll stops every generation seen and checks that none is left.
+func (d *daemons) stopAll() {
+	for p := range d.seen {
+		if alive(p) {
+			_ = syscall.Kill(p, syscall.SIGTERM)
+		}
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for p := range d.seen {
+		for alive(p) && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if alive(p) {
+			_ = syscall.Kill(p, syscall.SIGKILL)
+			d.t.Errorf("lb pid %d still running 15s after SIGTERM", p)
+		}
+	}
+	if strings.Contains(d.log(), "WARNING: DATA RACE") {
+		d.t.Errorf("lb reported a data race:\n%s", d.log())
+	}
+}
+
+// alive reports whether pid is a live process (not a zombie).
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i < 0 || i+2 >= len(b) || b[i+2] != 'Z'
+}
+
+// waitGone waits up to 20 s for pid to exit.
+func waitGone(t *testing.T, pid int, what string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s (pid %d) still running after 20s", what, pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// load is clients that open new connections continuously through lb, each
+// sending a line and checking the echo, until stopped.
+type load struct {
+	ok, failed atomic.Int64
+	mu         sync.Mutex
+	errs       []string
+	stop       chan struct{}
+	wg         sync.WaitGroup
+}
+
+// startLoad starts n clients against addr, each making at most max
+// connections.
+func startLoad(addr string, n, max int) *load {
+	l := &load{stop: make(chan struct{})}
+	for i := range n {
+		l.wg.Add(1)
+		go l.client(addr, i, max)
+	}
+	return l
+}
+
+func (l *load) client(addr string, id, max int) {
+	defer l.wg.Done()
+	buf := make([]byte, 64)
+	for i := 0; i < max; i++ {
+		select {
+		case <-l.stop:
+			return
+		default:
+		}
+		if err := exchange(addr, fmt.Sprintf("client %d request %d\n", id, i), buf); err != nil {
+			l.failed.Add(1)
+			l.mu.Lock()
+			if len(l.errs) < 20 {
+				l.errs = append(l.errs, err.Error())
+			}
+			l.mu.Unlock()
+			continue
+		}
+		l.ok.Add(1)
+	}
+}
+
+// exchange makes one connection, sends msg and checks that the server's
+// name line and then msg come back.
+func exchange(addr, msg string, buf []byte) error {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return fmt.Errorf("dial: %w", err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, msg); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	r := bufio.NewReader(c)
+	if _, err := r.ReadString('\n'); err != nil {
+		return fmt.Errorf("read server name: %w", err)
+	}
+	got, err := r.ReadString('\n')
+	if err != nil || got != msg {
+		return fmt.Errorf("echo %q, %v; want %q", got, err, msg)
+	}
+	return nil
+}
+
+// finish stops the clients and returns the counts.
+func (l *load) finish() (ok, failed int64, errs []string) {
+	close(l.stop)
+	l.wg.Wait()
+	return l.ok.Load(), l.failed.Load(), l.errs
+}
+
+func TestReloadStorm(t *testing.T) {
+	for _, mode := range []string{"reuseport", "takeover"} {
+		t.Run(mode, func(t *testing.T) {
+			a, b := startServer(t, "a"), startServer(t, "b")
+			d := newDaemons(t, "", a, b)
+			var extra []string
+			if mode == "takeover" {
+				extra = []string{"-x", d.adminSock}
+			}
+			d.mustLaunch()
+			waitPort(t, d.port)
+			l := startLoad(d.addr(), 4, 100000)
+			const reloads = 50
+			deadline := time.Now().Add(3 * time.Minute)
+			for i := range reloads {
+				if time.Now().After(deadline) {
+					t.Fatalf("only %d reloads in 3 minutes", i)
+				}
+				time.Sleep(time.Duration(100+rand.IntN(100)) * time.Millisecond)
+				d.mustLaunch(extra...)
+			}
+			time.Sleep(200 * time.Millisecond)
+			ok, failed, errs := l.finish()
+			t.Logf("%s: %d reloads, %d connections ok, %d failed", mode, reloads, ok, failed)
+			if failed != 0 {
+				t.Errorf("%d of %d connections failed across %d reloads; first errors: %v", failed, ok+failed, reloads, errs)
+			}
+			if ok < 1000 {
+				t.Errorf("only %d connections went through: the load was too thin to prove anything", ok)
+			}
+			info := adminQuery(t, d.adminSock, "show info")
+			if !strings.Contains(info, fmt.Sprintf("generation: %d\n", reloads+1)) || !strings.Contains(info, "state: serving") {
+				t.Errorf("show info after %d reloads:\n%s", reloads, info)
+			}
+			// Every old generation drains and exits on its own.
+			cur := d.pid()
+			for p := range d.seen {
+				if p != cur {
+					waitGone(t, p, "an old generation")
+				}
+			}
+		})
+	}
+}
+
+// adminQuery sends one command to an admin socket and returns the reply.
+func adminQuery(t *testing.T, path, cmd string) string {
+	t.Helper()
+	c, err := net.DialTimeout("unix", path, 5*time.Second)
+	if err != nil {
+		t.Fatalf("admin socket %s: %v", path, err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, cmd+"\n"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestLongConnectionSurvivesReloadsUntilHardStop(t *testing.T) {
+	s := startServer(t, "s")
+	d := newDaemons(t, "", s)
+	d.writeConfig(strings.Replace(daemonConfig(d.dir, d.port, "", s), `hard_stop_after = "30s"`, `hard_stop_after = "3s"`, 1))
+	first := d.mustLaunch()
+	c, err := net.DialTimeout("tcp", d.addr(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := r.ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	ping := func(i int) error {
+		msg := fmt.Sprintf("chunk %d\n", i)
+		if _, err := io.WriteString(c, msg); err != nil {
+			return err
+		}
+		got, err := r.ReadString('\n')
+		if err == nil && got != msg {
+			err = fmt.Errorf("got %q, want %q", got, msg)
+		}
+		return err
+	}
+	var firstReload time.Time
+	for i := range 3 {
+		d.mustLaunch()
+		if i == 0 {
+			firstReload = time.Now()
+		}
+		time.Sleep(300 * time.Millisecond)
+		if err := ping(i); err != nil {
+			t.Fatalf("the long connection broke after reload %d: %v", i+1, err)
+		}
+	}
+	// Still streaming after several reloads, until hard_stop_after (3s
+	// after the first reload) cuts it.
+	for i := 3; ; i++ {
+		err := ping(i)
+		since := time.Since(firstReload)
+		if err != nil {
+			if since < 3*time.Second {
+				t.Fatalf("the long connection was cut %v after the first reload, before hard_stop_after (3s): %v", since, err)
+			}
+			break
+		}
+		if since > 15*time.Second {
+			t.Fatal("hard_stop_after did not cut the long connection")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	waitGone(t, first, "the first generation after hard_stop_after")
+	if !strings.Contains(d.log(), `"message":"hard stop: closing the connections that are left"`) {
+		t.Errorf("no hard stop logged:\n%s", d.log())
+	}
+}
+
+func TestFailedReloadKeepsOldGeneration(t *testing.T) {
+	s := startServer(t, "s")
+	d := newDaemons(t, "", s)
+	good := daemonConfig(d.dir, d.port, "", s)
+	first := d.mustLaunch()
+
+	t.Run("broken config", func(t *testing.T) {
+		d.writeConfig(good + "\n[[backend.server]]\nname = \"s\"\naddress = \"127.0.0.1\"\n")
+		code, out := d.launch()
+		if code != 1 || !strings.Contains(out, "lb.toml:") || !strings.Contains(out, `has no port`) {
+			t.Fatalf("reload with a broken config: exit %d, output:\n%s", code, out)
+		}
+	})
+	t.Run("port held by another program", func(t *testing.T) {
+		held, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer held.Close()
+		heldPort := held.Addr().(*net.TCPAddr).Port
+		d.writeConfig(good + fmt.Sprintf("\n[[frontend]]\nname = \"extra\"\nbind = [\"127.0.0.1:%d\"]\ndefault_backend = \"app\"\n", heldPort))
+		code, out := d.launch()
+		want := fmt.Sprintf(`frontend "extra": cannot bind 127.0.0.1:%d: address already in use`, heldPort)
+		if code != 1 || !strings.Contains(out, want) {
+			t.Fatalf("reload onto a held port: exit %d, want 1 and %q; output:\n%s", code, want, out)
+		}
+	})
+	d.writeConfig(good)
+	if p := d.pid(); p != first {
+		t.Fatalf("pid file says %d after failed reloads, want the old generation %d", p, first)
+	}
+	if !alive(first) {
+		t.Fatal("the old generation died")
+	}
+	if got := whoAnswers(t, d.addr(), ""); got != "s" {
+		t.Fatalf("%q answered", got)
+	}
+	if info := adminQuery(t, d.adminSock, "show info"); !strings.Contains(info, fmt.Sprintf("pid: %d\n", first)) || !strings.Contains(info, "state: serving") {
+		t.Fatalf("the admin socket does not lead to the old, serving generation:\n%s", info)
+	}
+	// And a good reload still works afterwards.
+	d.mustLaunch()
+	waitGone(t, first, "the old generation")
+}
+
+func TestSoftStopSkipsPidsThatAreNotLB(t *testing.T) {
+	s := startServer(t, "s")
+	d := newDaemons(t, "", s)
+	sleeper := exec.Command("sleep", "60")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sleeper.Process.Kill(); _ = sleeper.Wait() }()
+	if err := os.WriteFile(d.pidFile, []byte(strconv.Itoa(sleeper.Process.Pid)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.mustLaunch() // -sf names the sleep process, as a stale pid file would
+	time.Sleep(100 * time.Millisecond)
+	if !alive(sleeper.Process.Pid) {
+		t.Fatal("lb signalled a process that is not lb")
+	}
+	want := fmt.Sprintf(`"old_pid":%d,"reason":"pid %d is `, sleeper.Process.Pid, sleeper.Process.Pid)
+	if !strings.Contains(d.log(), want) || !strings.Contains(d.log(), "not an lb process") {
+		t.Fatalf("the log does not say why pid %d was skipped:\n%s", sleeper.Process.Pid, d.log())
+	}
+}
+
+func TestHardStopFlag(t *testing.T) {
+	s := startServer(t, "s")
+	d := newDaemons(t, "", s)
+	first := d.mustLaunch()
+	// A connection held open on the first generation does not keep it
+	// alive under -st.
+	c, err := net.Dial("tcp", d.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := bufio.NewReader(c).ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runLB(t, "-f", d.cfg, "-p", d.pidFile, "-D", "-st", strconv.Itoa(first))
+	if code != 0 {
+		t.Fatalf("lb -st: exit %d\n%s%s", code, stdout, stderr)
+	}
+	d.seen[d.pid()] = true
+	waitGone(t, first, "the generation told to stop with -st")
+}
+
+func TestSignalReloadsItself(t *testing.T) {
+	s := startServer(t, "s")
+	d := newDaemons(t, "", s)
+	for _, sig := range []syscall.Signal{syscall.SIGHUP, syscall.SIGUSR2} {
+		old := d.pid()
+		if old == 0 {
+			old = d.mustLaunch()
+		}
+		if err := syscall.Kill(old, sig); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for d.pid() == old {
+			if time.Now().After(deadline) {
+				t.Fatalf("%v: no new generation in the pid file after 20s; log:\n%s", sig, d.log())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		d.seen[d.pid()] = true
+		waitGone(t, old, "the generation that reloaded itself")
+		if got := whoAnswers(t, d.addr(), ""); got != "s" {
+			t.Fatalf("%q answered", got)
+		}
+	}
+	if info := adminQuery(t, d.adminSock, "show info"); !strings.Contains(info, "generation: 3\n") {
+		t.Errorf("show info after two signal reloads:\n%s", info)
+	}
+	if !strings.Contains(d.log(), `"message":"reload: the next generation is serving"`) {
+		t.Errorf("the old generation did not log that its successor came up:\n%s", d.log())
+	}
+}
+
+func TestAdminSocket(t *testing.T) {
+	s := startServer(t, "s")
+	d := newDaemons(t, "", s)
+	pid := d.mustLaunch()
+	fi, err := os.Stat(d.adminSock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 || fi.Mode()&os.ModeSocket == 0 {
+		t.Errorf("admin socket mode %v, want a socket with 0600", fi.Mode())
+	}
+	info := adminQuery(t, d.adminSock, "show info")
+	for _, want := range []string{fmt.Sprintf("pid: %d\n", pid), "generation: 1\n", "state: serving\n", "connections: 0\n", "uptime: "} {
+		if !strings.Contains(info, want) {
+			t.Errorf("show info lacks %q:\n%s", want, info)
+		}
+	}
+	if got := adminQuery(t, d.adminSock, "show nonsense"); !strings.HasPrefix(got, "error: unknown command \"show nonsense\"") || strings.Count(got, "\n") != 1 {
+		t.Errorf("unknown command answered %q, want a one-line error", got)
+	}
+	// lb is still fine after a bad command and an empty one.
+	adminQuery(t, d.adminSock, "")
+	if !strings.Contains(adminQuery(t, d.adminSock, "show info"), "state: serving") {
+		t.Error("admin socket stopped answering after bad commands")
+	}
+	// A stop removes the socket and the pid file it owns.
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	waitGone(t, pid, "lb after SIGTERM")
+	if _, err := os.Stat(d.adminSock); !os.IsNotExist(err) {
+		t.Errorf("admin socket left behind: %v", err)
+	}
+	if _, err := os.Stat(d.pidFile); !os.IsNotExist(err) {
+		t.Errorf("pid file left behind: %v", err)
+	}
+}
+
+// A daemon must let go of everything its launcher was given once it serves,
+// or a cron job or a shell reading lb's output waits for as long as the
+// daemon lives: its stdout and stderr (without a log file it writes there
+// until it serves), and any other descriptor the launcher inherited.
+func TestDaemonLetsGoOfLauncherFiles(t *testing.T) {
+	s := startServer(t, "s")
+	d := newDaemons(t, "", s)
+	d.writeConfig(strings.Replace(daemonConfig(d.dir, d.port, "", s), fmt.Sprintf("log_file = %q\n", d.logFile), "", 1))
+
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	cmd := exec.Command(lbBin, "-f", d.cfg, "-p", d.pidFile, "-D")
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	// Inherited as fd 4, as from a careless parent (fd 3 is where the
+	// launcher puts the daemon's readiness pipe).
+	cmd.ExtraFiles = []*os.File{nil, w}
+	cmd.WaitDelay = 5 * time.Second
+	err = cmd.Run()
+	w.Close()
+	if errors.Is(err, exec.ErrWaitDelay) {
+		t.Fatalf("lb -D returned but its stdout or stderr is still held open (by the daemon)")
+	}
+	if err != nil {
+		t.Fatalf("lb -D: %v\n%s", err, out.String())
+	}
+	d.seen[d.pid()] = true
+	_ = r.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := r.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("the inherited pipe is still open after the launcher exited (read %d, %v): the daemon holds it", n, err)
+	}
+	for fd := range 3 {
+		if target, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%d", d.pid(), fd)); target != os.DevNull {
+			t.Errorf("the daemon's fd %d is %s, want %s", fd, target, os.DevNull)
+		}
+	}
+	if got := whoAnswers(t, d.addr(), ""); got != "s" {
+		t.Fatalf("%q answered", got)
+	}
+}

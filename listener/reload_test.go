@@ -1,0 +1,195 @@
+package listener
+
+import (
+	"context"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Bounds of one reload run.
+const (
+	reloadCount       = 30
+	reloadClients     = 8
+	reloadMaxConns    = 200000
+	reloadMaxDuration = 20 * time.Second
+	// reloadEvery is how many connections succeed between two reloads,
+	// so that every reload happens under traffic.
+	reloadEvery = 100
+	// reloadGrace is Drain's grace in the steered runs.
+	reloadGrace = 50 * time.Millisecond
+)
+
+// load is the client side of the reload test: goroutines that each dial,
+// read one byte and close, over and over.
+type load struct {
+	addr     string
+	deadline time.Time
+	ok       atomic.Int64
+	failed   atomic.Int64
+	stopped  atomic.Bool
+	wg       sync.WaitGroup
+
+	mu     sync.Mutex
+	errors []error // the first few failures
+}
+
+// startLoad starts reloadClients clients against addr.
+func startLoad(addr string) *load {
+	l := &load{addr: addr, deadline: time.Now().Add(reloadMaxDuration)}
+	for i := 0; i < reloadClients; i++ {
+		l.wg.Add(1)
+		go l.client()
+	}
+	return l
+}
+
+// done reports whether the clients should stop.
+func (l *load) done() bool {
+	return l.stopped.Load() || time.Now().After(l.deadline) || l.ok.Load()+l.failed.Load() >= reloadMaxConns
+}
+
+// client is one client goroutine.
+func (l *load) client() {
+	defer l.wg.Done()
+	d := net.Dialer{Timeout: 2 * time.Second}
+	for !l.done() {
+		if err := fetch(&d, l.addr); err != nil {
+			l.failed.Add(1)
+			l.mu.Lock()
+			if len(l.errors) < 5 {
+				l.errors = append(l.errors, err)
+			}
+			l.mu.Unlock()
+			continue
+		}
+		l.ok.Add(1)
+	}
+}
+
+// waitOK waits until n connections have succeeded; false if the clients
+// stopped first.
+func (l *load) waitOK(n int64) bool {
+	for l.ok.Load() < n {
+		if l.done() {
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return true
+}
+
+// stop stops the clients and waits for them.
+func (l *load) stop() {
+	l.stopped.Store(true)
+	l.wg.Wait()
+}
+
+// reloadStats is the outcome of one reload run.
+type reloadStats struct {
+	reloads     int
+	ok, failed  int64
+	took        time.Duration
+	firstErrors []error
+}
+
+// runReloads serves 127.0.0.1 with one generation after another under
+// client load. steered reloads use Join, SteerSelf and Drain; the others
+// bind the next generation with plain SO_REUSEPORT and close the old one.
+func runReloads(t *testing.T, steered bool) reloadStats {
+	ctx := context.Background()
+	start := time.Now()
+	j, err := Join(ctx, "127.0.0.1:0", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := j.Listener.Addr().String()
+	cur := startGeneration(j.Listener)
+	if err := j.SteerSelf(); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		old    []*generation
+		drains sync.WaitGroup
+	)
+	defer func() {
+		drains.Wait()
+		cur.stop()
+		for _, g := range old {
+			<-g.done
+		}
+	}()
+
+	l := startLoad(addr)
+	reloads := 0
+	for ; reloads < reloadCount; reloads++ {
+		if !l.waitOK(l.ok.Load() + reloadEvery) {
+			t.Errorf("clients stopped after %d reloads (bounds: %d connections, %v)", reloads, reloadMaxConns, reloadMaxDuration)
+			break
+		}
+		prev := cur
+		if steered {
+			j, err := Join(ctx, addr, 5*time.Second)
+			if err != nil {
+				t.Error(err)
+				break
+			}
+			if j.Crowded {
+				t.Errorf("reload %d: %d sockets still listened after 5s", reloads, j.Members)
+			}
+			cur = startGeneration(j.Listener)
+			if err := j.SteerSelf(); err != nil {
+				t.Error(err)
+			}
+			drains.Add(1)
+			go func() {
+				defer drains.Done()
+				if err := Drain(ctx, prev.ln, reloadGrace); err != nil {
+					t.Error(err)
+				}
+			}()
+		} else {
+			ln, err := Bind(ctx, addr)
+			if err != nil {
+				t.Error(err)
+				break
+			}
+			cur = startGeneration(ln)
+			prev.ln.Close()
+		}
+		old = append(old, prev)
+	}
+	// Let the last generation serve a little before counting.
+	l.waitOK(l.ok.Load() + reloadEvery)
+	l.stop()
+	return reloadStats{
+		reloads:     reloads,
+		ok:          l.ok.Load(),
+		failed:      l.failed.Load(),
+		took:        time.Since(start),
+		firstErrors: l.errors,
+	}
+}
+
+// TestReload is the property the package exists for: reloads that join,
+// steer and drain lose no connection. The same loop with plain
+// SO_REUSEPORT reloads is run for comparison and only logged.
+func TestReload(t *testing.T) {
+	if testing.Short() {
+		t.Skip("reload runs take a few seconds")
+	}
+	steered := runReloads(t, true)
+	t.Logf("steered: %d reloads, %d connections ok, %d failed, %v", steered.reloads, steered.ok, steered.failed, steered.took.Round(time.Millisecond))
+	if steered.failed != 0 {
+		t.Errorf("steered reloads failed %d connections; first errors: %v", steered.failed, steered.firstErrors)
+	}
+	if steered.reloads != reloadCount {
+		t.Errorf("steered: only %d of %d reloads ran", steered.reloads, reloadCount)
+	}
+
+	plain := runReloads(t, false)
+	t.Logf("plain SO_REUSEPORT: %d reloads, %d connections ok, %d failed, %v; first errors: %v",
+		plain.reloads, plain.ok, plain.failed, plain.took.Round(time.Millisecond), plain.firstErrors)
+}
