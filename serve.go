@@ -105,7 +105,7 @@ func (g *generation) run(ctx context.Context) error {
 		if pidFile != nil {
 			pidFile.Abort()
 		}
-		return g.abort(ctx, err)
+		return g.abort(ctx, err, false)
 	}
 	for _, l := range g.lns {
 		go g.acceptLoop(ctx, l)
@@ -117,16 +117,18 @@ func (g *generation) run(ctx context.Context) error {
 			}
 		}
 	}
+	if pidFile != nil {
+		if err := pidFile.Commit(g.self.Pid); err != nil {
+			return g.abort(ctx, err, true)
+		}
+	}
+	// Last before the signal: from here on the admin path leads here, so
+	// nothing that can fail may come after it.
 	if g.admin != nil {
 		if err := g.admin.Publish(); err != nil {
 			g.log.Error().Err(err).Msg("admin socket")
 		}
 		go g.serveAdmin(ctx)
-	}
-	if pidFile != nil {
-		if err := pidFile.Commit(g.self.Pid); err != nil {
-			g.log.Error().Err(err).Msg("cannot write the pid file")
-		}
 	}
 	g.replaceOld()
 	g.state.Store(stateServing)
@@ -260,14 +262,17 @@ func fetchListeners(path string) ([]listener.Named, error) {
 
 // abort undoes a start that failed after some listeners joined their
 // groups: new connections go back to the old sockets, and whatever reached
-// this generation's sockets meanwhile is served before it exits.
-func (g *generation) abort(ctx context.Context, cause error) error {
+// this generation's sockets meanwhile is served before it exits. accepting
+// says whether the accept loops already run.
+func (g *generation) abort(ctx context.Context, cause error, accepting bool) error {
 	var wg sync.WaitGroup
 	for _, l := range g.lns {
 		if l.joined != nil && l.joined.Index > 0 {
 			_ = listener.Steer(l.ln, 0)
 		}
-		go g.acceptLoop(ctx, l)
+		if !accepting {
+			go g.acceptLoop(ctx, l)
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -384,16 +389,13 @@ func (g *generation) softStop(ctx context.Context) <-chan struct{} {
 	if on, _ := listener.MigrateReq(); on {
 		grace = 0 // the kernel moves queued and half-open connections on close
 	}
-	given := g.given.Load()
-	g.log.Info().Int64("connections", g.connections()).Bool("listeners_handed_over", given).Dur("handshake_grace", grace).
-		Msg("soft stop: draining")
+	// Listeners handed to a newer generation (-x) drain the same way: the
+	// socket stays open in the newer process, so closing loses nothing,
+	// and draining also covers a newer generation that took the sockets
+	// and then failed to start.
+	g.log.Info().Int64("connections", g.connections()).Bool("listeners_handed_over", g.given.Load()).
+		Dur("handshake_grace", grace).Msg("soft stop: draining")
 	for _, l := range g.lns {
-		if given {
-			// The same sockets serve in the new generation: closing this
-			// process's descriptors loses nothing.
-			l.ln.Close()
-			continue
-		}
 		go func() { _ = listener.Drain(ctx, l.ln, grace) }()
 	}
 	done := make(chan struct{})

@@ -399,6 +399,19 @@ func TestFailedReloadKeepsOldGeneration(t *testing.T) {
 			t.Fatalf("reload onto a held port: exit %d, want 1 and %q; output:\n%s", code, want, out)
 		}
 	})
+	t.Run("pid file cannot be written", func(t *testing.T) {
+		d.writeConfig(good)
+		// A non-empty directory where the pid file goes: its temporary file
+		// is created, the final rename fails, after lb joined the groups.
+		pidDir := filepath.Join(d.dir, "pid-is-a-directory")
+		if err := os.MkdirAll(filepath.Join(pidDir, "x"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		code, stdout, stderr := runLB(t, "-f", d.cfg, "-p", pidDir, "-D", "-sf", strconv.Itoa(first))
+		if code != 1 || !strings.Contains(stderr, "pid file "+pidDir) {
+			t.Fatalf("reload with an unwritable pid file: exit %d, output:\n%s%s", code, stdout, stderr)
+		}
+	})
 	d.writeConfig(good)
 	if p := d.pid(); p != first {
 		t.Fatalf("pid file says %d after failed reloads, want the old generation %d", p, first)
@@ -570,5 +583,43 @@ func TestDaemonLetsGoOfLauncherFiles(t *testing.T) {
 	}
 	if got := whoAnswers(t, d.addr(), ""); got != "s" {
 		t.Fatalf("%q answered", got)
+	}
+}
+
+func TestTakeoverFallsBackToBinding(t *testing.T) {
+	s := startServer(t, "s")
+	d := newDaemons(t, "", s)
+	d.mustLaunch("-x", filepath.Join(d.dir, "nobody-listens-here.sock"))
+	if got := whoAnswers(t, d.addr(), ""); got != "s" {
+		t.Fatalf("%q answered", got)
+	}
+	if !strings.Contains(d.log(), `"message":"cannot take the listening sockets over from the old generation: binding new ones"`) {
+		t.Fatalf("lb did not say it could not take the sockets over:\n%s", d.log())
+	}
+}
+
+// TestMigrateReqIsReported runs lb in a network namespace made for the test,
+// the only place where it may change net.ipv4.tcp_migrate_req.
+func TestMigrateReqIsReported(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("making a network namespace needs root")
+	}
+	for _, tool := range []string{"unshare", "ip"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not installed", tool)
+		}
+	}
+	cfg := writeConfig(t, config(18080, "", serverLine("s", "127.0.0.1:1", "")))
+	script := fmt.Sprintf("ip link set lo up && echo 1 > /proc/sys/net/ipv4/tcp_migrate_req && exec %s -f %s", lbBin, cfg)
+	p := &lbProc{cmd: exec.Command("unshare", "-n", "sh", "-c", script), stderr: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd.Stdout, p.cmd.Stderr = p.stderr, p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go p.wait()
+	defer p.stop(t)
+	l := waitLog(t, p, "starting", func(map[string]any) bool { return true })
+	if l["tcp_migrate_req"] != true {
+		t.Fatalf("start-up line %v: want tcp_migrate_req true inside a namespace where it is 1", l)
 	}
 }
