@@ -6,7 +6,7 @@ LDFLAGS     := -s -w -X main.version=$(VERSION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.7.0
 FUZZTIME    ?= 60s
 
-.PHONY: all build run test lint bench fuzz clean
+.PHONY: all build run test lint bench bench-reload fuzz clean
 
 all: build
 
@@ -39,6 +39,11 @@ lint:
 ## bench: benchmarks (picks, data path)
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+## bench-reload: reload storm, lb vs haproxy -D -sf on the same load (RELOADS, CLIENTS, INTERVAL, DURATION, BENCH_FLAGS)
+bench-reload: build
+	@command -v haproxy >/dev/null 2>&1 || (apt-get update && apt-get install -y haproxy) || echo "bench-reload: could not install HAProxy; measuring lb alone"
+	$(GO) run ./internal/bench/reload -lb ./lb -reloads $(or $(RELOADS),200) -clients $(or $(CLIENTS),16) -interval $(or $(INTERVAL),100ms..200ms) -duration $(or $(DURATION),10m) $(BENCH_FLAGS)
 
 ## fuzz: fuzz the configuration loader for FUZZTIME
 fuzz:

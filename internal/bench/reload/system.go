@@ -1,0 +1,426 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Bounds of the steps of one system's run.
+const (
+	reloadTimeout = 30 * time.Second // one reload command (lb waits up to 10 s for old listeners)
+	portWait      = 20 * time.Second // the first start's port to accept
+	warmUp        = 300 * time.Millisecond
+	settle        = 500 * time.Millisecond // after the last reload: longer than handshake_grace
+	clientsStop   = 20 * time.Second       // > dialTimeout + ioTimeout
+	drainWait     = 5 * time.Second        // old generations exiting on their own
+	termWait      = 10 * time.Second       // SIGTERM, then SIGKILL
+)
+
+// system is one way of reloading: lb with SO_REUSEPORT steering, lb taking
+// the sockets over with -x, or HAProxy with -sf.
+type system struct {
+	Name     string // as printed
+	kind     string // "lb" or "haproxy"
+	bin      string
+	takeover bool
+}
+
+func (s system) slug() string {
+	return strings.NewReplacer(" ", "", "-", "_").Replace(s.Name)
+}
+
+// reloadCommand is the reload command, as an operator would type it.
+func (s system) reloadCommand() string {
+	name := "lb"
+	if s.kind == "haproxy" {
+		name = "haproxy"
+	}
+	cmd := fmt.Sprintf("%s -f CFG -p PIDFILE -D -sf $(cat PIDFILE)", name)
+	if s.takeover {
+		cmd += " -x ADMIN_SOCKET"
+	}
+	return cmd
+}
+
+// result is what one system's run measured.
+type result struct {
+	System          string   `json:"system"`
+	Command         string   `json:"reload_command"`
+	Reloads         int      `json:"reloads"`
+	FailedReloads   int      `json:"failed_reloads"`
+	ReloadErrors    []string `json:"reload_errors,omitempty"`
+	OK              int64    `json:"connections_ok"`
+	Failed          int64    `json:"connections_failed"`
+	Refused         int64    `json:"failed_refused"`
+	Reset           int64    `json:"failed_reset"`
+	Timeout         int64    `json:"failed_timeout"`
+	Other           int64    `json:"failed_other"`
+	Samples         []string `json:"failure_samples,omitempty"`
+	FailedPerReload float64  `json:"failed_per_reload"`
+	FailedPer10k    float64  `json:"failed_per_10k_connections"`
+	ConnPerSec      float64  `json:"connections_per_second"`
+	ReloadMedianMS  float64  `json:"reload_median_ms"`
+	ReloadP99MS     float64  `json:"reload_p99_ms"`
+	LoadSeconds     float64  `json:"load_seconds"`
+	Cut             string   `json:"cut_short,omitempty"`
+	Lingering       int      `json:"old_generations_lingering"`
+	Left            []int    `json:"processes_left,omitempty"`
+	Error           string   `json:"error,omitempty"`
+}
+
+// runner drives one system: its files live in dir.
+type runner struct {
+	sys     system
+	dir     string
+	cfg     string
+	pidFile string
+	sock    string
+	logFile string
+	port    int
+	tr      *tracker
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+func (r *runner) addr() string { return fmt.Sprintf("127.0.0.1:%d", r.port) }
+
+func (r *runner) config(backends []*backend, lbLogLevel string) string {
+	var b strings.Builder
+	if r.sys.kind == "haproxy" {
+		fmt.Fprintf(&b, `global
+    hard-stop-after 30s
+    stats socket %s mode 600 level admin expose-fd listeners
+
+defaults
+    mode tcp
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+
+frontend web
+    bind %s
+    default_backend app
+
+backend app
+    balance roundrobin
+`, r.sock, r.addr())
+		for _, be := range backends {
+			fmt.Fprintf(&b, "    server %s %s\n", be.name, be.addr())
+		}
+		return b.String()
+	}
+	fmt.Fprintf(&b, `[global]
+admin_socket = %q
+log_file = %q
+log_level = %q
+handshake_grace = "100ms"
+hard_stop_after = "30s"
+
+[defaults.timeout]
+connect = "2s"
+client = "30s"
+server = "30s"
+
+[[frontend]]
+name = "web"
+bind = [%q]
+default_backend = "app"
+
+[[backend]]
+name = "app"
+`, r.sock, r.logFile, lbLogLevel, r.addr())
+	for _, be := range backends {
+		fmt.Fprintf(&b, "\n[[backend.server]]\nname = %q\naddress = %q\n", be.name, be.addr())
+	}
+	return b.String()
+}
+
+// pid returns the pid in the pid file, or 0.
+func (r *runner) pid() int {
+	b, err := os.ReadFile(r.pidFile)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return n
+}
+
+// launch runs the start or reload command, `BIN -f CFG -p PIDFILE -D -sf
+// $(cat PIDFILE)` (plus `-x SOCKET` for a takeover reload), waits for it to
+// exit, and returns how long it took. An error means the reload failed: a
+// non-zero exit, a time-out, or a pid file that did not change.
+func (r *runner) launch(ctx context.Context) (time.Duration, error) {
+	args := []string{"-f", r.cfg, "-p", r.pidFile, "-D"}
+	old := r.pid()
+	if old != 0 {
+		args = append(args, "-sf", strconv.Itoa(old))
+		if r.sys.takeover {
+			args = append(args, "-x", r.sock)
+		}
+	}
+	// Output goes to a file, not a pipe: a daemon that kept the launcher's
+	// stdout or stderr could never make Wait hang.
+	out, err := os.CreateTemp(r.dir, "cmd-*.out")
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(out.Name())
+	defer out.Close()
+	cctx, cancel := context.WithTimeout(ctx, reloadTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(cctx, r.sys.bin, args...)
+	cmd.Stdout, cmd.Stderr = out, out
+	// Its own process group: a Ctrl-C on the terminal reaches this program,
+	// which then stops what it started in order.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.WaitDelay = 2 * time.Second
+	start := time.Now()
+	err = cmd.Run()
+	took := time.Since(start)
+	newPid := r.pid()
+	r.tr.add(newPid)
+	if err == nil && (newPid == 0 || newPid == old) {
+		err = fmt.Errorf("exited 0 but the pid file says %d (was %d)", newPid, old)
+	}
+	if err != nil {
+		if cctx.Err() == context.DeadlineExceeded {
+			err = fmt.Errorf("no exit within %v", reloadTimeout)
+		}
+		_, _ = out.Seek(0, io.SeekStart)
+		text, _ := io.ReadAll(io.LimitReader(out, 2048))
+		msg := strings.Join(strings.Fields(string(text)), " ")
+		if msg != "" {
+			err = fmt.Errorf("%w: %s", err, msg)
+		}
+		return took, fmt.Errorf("%s %s: %w", filepath.Base(r.sys.bin), strings.Join(args, " "), err)
+	}
+	return took, nil
+}
+
+// waitPort waits until addr accepts a connection, at most bound.
+func waitPort(ctx context.Context, addr string, bound time.Duration) error {
+	deadline := time.Now().Add(bound)
+	for {
+		c, err := net.DialTimeout("tcp4", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("nothing accepts on %s after %v: %v", addr, bound, err)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// sleepCtx sleeps for d, or until ctx is done.
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// runSystem starts sys, puts the clients' load on it, reloads it o.reloads
+// times (or until deadline), stops everything it started and returns what
+// it measured.
+func runSystem(ctx context.Context, sys system, o options, backends []*backend, root string, tr *tracker, deadline time.Time) result {
+	res := result{System: sys.Name, Command: sys.reloadCommand()}
+	dir := filepath.Join(root, sys.slug())
+	r := &runner{
+		sys: sys, dir: dir, tr: tr,
+		pidFile: filepath.Join(dir, "pid"),
+		sock:    filepath.Join(dir, "admin.sock"),
+		logFile: filepath.Join(dir, "lb.log"),
+		cfg:     filepath.Join(dir, "lb.toml"),
+	}
+	if sys.kind == "haproxy" {
+		r.cfg = filepath.Join(dir, "haproxy.cfg")
+		r.sock = filepath.Join(dir, "haproxy.sock")
+	}
+	fail := func(err error) result {
+		res.Error = err.Error()
+		res.Left = tr.stopAll(termWait)
+		logf("%s: kept %s for inspection", sys.Name, dir)
+		return res
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fail(err)
+	}
+	// Every daemon of this system names its configuration, in dir, on its
+	// command line.
+	tr.addMarker(dir + string(filepath.Separator))
+	port, err := freePort()
+	if err != nil {
+		return fail(err)
+	}
+	r.port = port
+	if err := os.WriteFile(r.cfg, []byte(r.config(backends, o.lbLogLevel)), 0o644); err != nil {
+		return fail(err)
+	}
+
+	logf("%s: starting on %s (%s)", sys.Name, r.addr(), dir)
+	if _, err := r.launch(ctx); err != nil {
+		return fail(fmt.Errorf("first start failed: %w", err))
+	}
+	if err := waitPort(ctx, r.addr(), portWait); err != nil {
+		return fail(err)
+	}
+
+	var names []string
+	for _, be := range backends {
+		names = append(names, be.name)
+	}
+	loadStart := time.Now()
+	l := startLoad(r.addr(), o.clients, names)
+	sleepCtx(ctx, warmUp)
+
+	var durations []time.Duration
+	progressEvery := max(o.reloads/4, 1)
+	for i := 0; i < o.reloads; i++ {
+		if ctx.Err() != nil {
+			res.Cut = "interrupted"
+			break
+		}
+		if time.Now().After(deadline) {
+			res.Cut = "duration cap reached"
+			break
+		}
+		sleepCtx(ctx, o.interval.pick())
+		if ctx.Err() != nil {
+			res.Cut = "interrupted"
+			break
+		}
+		took, err := r.launch(ctx)
+		durations = append(durations, took)
+		res.Reloads++
+		if err != nil {
+			res.FailedReloads++
+			if len(res.ReloadErrors) < maxSamples {
+				res.ReloadErrors = append(res.ReloadErrors, fmt.Sprintf("reload %d: %v", i+1, err))
+			}
+			logf("%s: reload %d failed: %v", sys.Name, i+1, err)
+		}
+		if (i+1)%progressEvery == 0 {
+			logf("%s: %d/%d reloads, %d connections ok, %d failed", sys.Name, i+1, o.reloads, l.ok.Load(), l.failed.Load())
+		}
+	}
+	sleepCtx(ctx, settle)
+
+	stopped := l.finish(clientsStop)
+	loadTook := time.Since(loadStart)
+	res.OK, res.Failed = l.ok.Load(), l.failed.Load()
+	res.Refused = l.byKind[kindRefused].Load()
+	res.Reset = l.byKind[kindReset].Load()
+	res.Timeout = l.byKind[kindTimeout].Load()
+	res.Other = l.byKind[kindOther].Load()
+	res.Samples = l.sampleList()
+	res.LoadSeconds = loadTook.Seconds()
+	res.ConnPerSec = float64(res.OK+res.Failed) / loadTook.Seconds()
+	if res.Reloads > 0 {
+		res.FailedPerReload = float64(res.Failed) / float64(res.Reloads)
+	}
+	if n := res.OK + res.Failed; n > 0 {
+		res.FailedPer10k = float64(res.Failed) * 10000 / float64(n)
+	}
+	res.ReloadMedianMS = ms(percentile(durations, 0.50))
+	res.ReloadP99MS = ms(percentile(durations, 0.99))
+
+	// Old generations should finish and exit on their own once the clients
+	// are gone; count those that do not, then stop everything.
+	cur := r.pid()
+	tr.scan()
+	var old []int
+	for _, p := range tr.live() {
+		if p != cur {
+			old = append(old, p)
+		}
+	}
+	res.Lingering = len(tr.waitGone(old, drainWait))
+	res.Left = tr.stopAll(termWait)
+	if !stopped {
+		res.Error = fmt.Sprintf("clients still running %v after being told to stop", clientsStop)
+	}
+	if len(res.Left) > 0 {
+		res.Error = strings.TrimPrefix(res.Error+"; ", "; ") + fmt.Sprintf("processes still running after SIGKILL: %v", res.Left)
+	}
+	if res.Error == "" && res.FailedReloads == 0 {
+		_ = os.RemoveAll(dir)
+	} else {
+		logf("%s: kept %s for inspection", sys.Name, dir)
+	}
+	return res
+}
+
+// percentile returns the nearest-rank p-quantile of ds.
+func percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := int(float64(len(s))*p+0.999999) - 1
+	return s[min(max(i, 0), len(s)-1)]
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// interval is a random pause between two bounds.
+type interval struct{ lo, hi time.Duration }
+
+func parseInterval(s string) (interval, error) {
+	lo, hi, found := strings.Cut(s, "..")
+	if !found {
+		hi = lo
+	}
+	a, err := time.ParseDuration(strings.TrimSpace(lo))
+	if err != nil {
+		return interval{}, err
+	}
+	b, err := time.ParseDuration(strings.TrimSpace(hi))
+	if err != nil {
+		return interval{}, err
+	}
+	if a < 0 || b < a {
+		return interval{}, errors.New("want MIN..MAX with 0 <= MIN <= MAX, e.g. 100ms..200ms")
+	}
+	return interval{a, b}, nil
+}
+
+func (iv interval) pick() time.Duration {
+	if iv.hi == iv.lo {
+		return iv.lo
+	}
+	return iv.lo + rand.N(iv.hi-iv.lo+1)
+}
+
+func (iv interval) String() string {
+	if iv.lo == iv.hi {
+		return iv.lo.String()
+	}
+	return iv.lo.String() + ".." + iv.hi.String()
+}
