@@ -130,6 +130,11 @@ func (g *generation) run(ctx context.Context) error {
 		}
 		go g.serveAdmin(ctx)
 	}
+	// systemd learns the new main pid before the old one exits, or it
+	// would take the old one's exit for the service's.
+	if err := reload.Notify(fmt.Sprintf("READY=1\nMAINPID=%d", g.self.Pid)); err != nil {
+		g.log.Warn().Err(err).Msg("cannot notify systemd")
+	}
 	g.replaceOld()
 	g.state.Store(stateServing)
 	g.logStart()
@@ -327,21 +332,18 @@ func (g *generation) replaceOld() {
 }
 
 // announceReady tells whoever started this generation that it serves: the
-// -D launcher or a predecessor through the readiness pipe, and systemd.
+// -D launcher or a predecessor, through the readiness pipe.
 func (g *generation) announceReady() {
 	daemon := g.ready.Daemon()
 	if err := g.ready.Ready(); err != nil {
 		g.log.Warn().Err(err).Msg("cannot report readiness")
 	}
-	if daemon {
+	if daemon && !reload.StderrIsJournal() {
 		// The launcher has exited: let its stderr go. Panics and the like
 		// go to the log file when there is one, else to /dev/null.
 		if err := reload.DetachStderr(g.logFile); err != nil {
 			g.log.Warn().Err(err).Msg("cannot detach stderr")
 		}
-	}
-	if err := reload.Notify(fmt.Sprintf("READY=1\nMAINPID=%d", g.self.Pid)); err != nil {
-		g.log.Warn().Err(err).Msg("cannot notify systemd")
 	}
 }
 

@@ -3,6 +3,7 @@ package reload
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -12,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestSplitStopPids(t *testing.T) {
@@ -210,5 +213,24 @@ func TestAlive(t *testing.T) {
 	}
 	if Alive(cmd.Process.Pid) {
 		t.Fatal("an exited, reaped process is alive")
+	}
+}
+
+func TestStderrIsJournal(t *testing.T) {
+	var st unix.Stat_t
+	if err := unix.Fstat(2, &st); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("JOURNAL_STREAM", fmt.Sprintf("%d:%d", st.Dev, st.Ino))
+	if !StderrIsJournal() {
+		t.Error("stderr matches JOURNAL_STREAM but is not recognised")
+	}
+	t.Setenv("JOURNAL_STREAM", fmt.Sprintf("%d:%d", st.Dev, st.Ino+1))
+	if StderrIsJournal() {
+		t.Error("another inode is taken for the journal")
+	}
+	t.Setenv("JOURNAL_STREAM", "")
+	if StderrIsJournal() {
+		t.Error("no JOURNAL_STREAM is taken for the journal")
 	}
 }

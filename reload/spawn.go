@@ -82,6 +82,22 @@ func DetachStderr(f *os.File) error {
 	return syscall.Dup3(int(f.Fd()), 2, 0)
 }
 
+// StderrIsJournal reports whether stderr is systemd's journal, as
+// JOURNAL_STREAM ("device:inode") says for the services it starts. Holding
+// the journal open is harmless, unlike a cron job's pipe, so a daemon
+// started by a unit's ExecReload keeps logging there.
+func StderrIsJournal() bool {
+	var dev, ino uint64
+	if _, err := fmt.Sscanf(os.Getenv("JOURNAL_STREAM"), "%d:%d", &dev, &ino); err != nil {
+		return false
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(2, &st); err != nil {
+		return false
+	}
+	return st.Dev == dev && st.Ino == ino
+}
+
 // Launch starts lb and waits until it is ready or has failed.
 type Launch struct {
 	// Path and Args are the program and its arguments (without argv[0]).
