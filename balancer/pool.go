@@ -3,6 +3,9 @@ package balancer
 import (
 	"fmt"
 	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // Request is what one pick may depend on. Its zero value is a valid request.
@@ -58,29 +61,66 @@ type Pool struct {
 	Algorithm string
 	Servers   []*Server
 
-	primary Selector
-	backup  Selector
+	prim, back []*Server
+	tiers      atomic.Pointer[tiers]
+	refresh    sync.Mutex
+}
+
+// tiers are the selectors in force; Refresh replaces them as a whole.
+type tiers struct {
+	primary, backup Selector
 }
 
 // NewPool builds a pool that balances servers with algorithm.
 func NewPool(name, algorithm string, servers []*Server) (*Pool, error) {
-	var prim, back []*Server
+	p := &Pool{Name: name, Algorithm: algorithm, Servers: slices.Clone(servers)}
 	for _, s := range servers {
 		if s.Backup {
-			back = append(back, s)
+			p.back = append(p.back, s)
 		} else {
-			prim = append(prim, s)
+			p.prim = append(p.prim, s)
 		}
 	}
-	p := &Pool{Name: name, Algorithm: algorithm, Servers: slices.Clone(servers)}
-	var err error
-	if p.primary, err = NewSelector(algorithm, prim); err != nil {
-		return nil, fmt.Errorf("backend %q: %w", name, err)
-	}
-	if p.backup, err = NewSelector(algorithm, back); err != nil {
+	if err := p.build(); err != nil {
 		return nil, fmt.Errorf("backend %q: %w", name, err)
 	}
 	return p, nil
+}
+
+// build makes the selectors from the servers' effective weights.
+func (p *Pool) build() error {
+	prim, err := NewSelector(p.Algorithm, p.prim)
+	if err != nil {
+		return err
+	}
+	back, err := NewSelector(p.Algorithm, p.back)
+	if err != nil {
+		return err
+	}
+	p.tiers.Store(&tiers{primary: prim, backup: back})
+	return nil
+}
+
+// Refresh brings the effective weights up to date (runtime weights set by
+// an operator, slow start ramps) and rebuilds the selectors when one
+// changed. Picks go on meanwhile with the selectors in force. It reports
+// whether a server is still ramping up, so the caller knows to call it
+// again soon.
+func (p *Pool) Refresh() (ramping bool) {
+	p.refresh.Lock()
+	defer p.refresh.Unlock()
+	now := time.Now().UnixNano()
+	changed := false
+	for _, s := range p.Servers {
+		if s.refreshWeight(now) {
+			changed = true
+		}
+		ramping = ramping || s.ramping(now)
+	}
+	if changed {
+		_ = p.build() // the algorithm was valid when the pool was made
+	}
+	return ramping
 }
 
 // Pick chooses a server for a new connection and takes one of its slots;
@@ -91,10 +131,11 @@ func NewPool(name, algorithm string, servers []*Server) (*Pool, error) {
 // added to r.Tried, except in the last two steps, which leave r.Tried as it
 // was.
 func (p *Pool) Pick(r *Request) *Server {
-	if s := pickAcquire(p.primary, r); s != nil {
+	t := p.tiers.Load()
+	if s := pickAcquire(t.primary, r); s != nil {
 		return s
 	}
-	if s := pickAcquire(p.backup, r); s != nil {
+	if s := pickAcquire(t.backup, r); s != nil {
 		return s
 	}
 	if len(r.Tried) == 0 {
@@ -104,9 +145,9 @@ func (p *Pool) Pick(r *Request) *Server {
 	// spare capacity of r.Tried, so this does not allocate either.
 	tried := r.Tried
 	r.Tried = tried[len(tried):]
-	s := pickAcquire(p.primary, r)
+	s := pickAcquire(t.primary, r)
 	if s == nil {
-		s = pickAcquire(p.backup, r)
+		s = pickAcquire(t.backup, r)
 	}
 	r.Tried = tried
 	return s

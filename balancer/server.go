@@ -7,7 +7,9 @@
 package balancer
 
 import (
+	"fmt"
 	"sync/atomic"
+	"time"
 )
 
 // Server is one backend server as the data path sees it. The identity fields
@@ -26,17 +28,150 @@ type Server struct {
 	// Backup servers are picked only when no primary server can be.
 	Backup bool
 
+	// SlowStart is how long a server that comes back up takes to ramp from
+	// a small share of new connections to its full weight; 0 means at once.
+	SlowStart time.Duration
+
 	// hash identifies the server for consistent hashing; derived from Name
 	// so that every generation maps clients the same way.
 	hash uint64
 
 	active atomic.Int64
 	total  atomic.Uint64
+
+	// Runtime state, changed by health checks and operators.
+	down      atomic.Bool   // failed its health checks
+	admin     atomic.Uint32 // an Admin state
+	runWeight atomic.Int32  // the weight an operator set; starts at Weight
+	eff       atomic.Int32  // runWeight, scaled down while ramping up
+	upSince   atomic.Int64  // unix ns when it last came up, for slow start
+
+	// Counters for statistics.
+	errors   atomic.Uint64
+	bytesIn  atomic.Uint64
+	bytesOut atomic.Uint64
 }
 
-// NewServer returns a server ready to join a Pool.
+// NewServer returns a server ready to join a Pool: up, ready, at its
+// configured weight.
 func NewServer(name, addr string, weight int, maxConn int64, backup bool) *Server {
-	return &Server{Name: name, Addr: addr, Weight: weight, MaxConn: maxConn, Backup: backup, hash: hashString(name)}
+	s := &Server{Name: name, Addr: addr, Weight: weight, MaxConn: maxConn, Backup: backup, hash: hashString(name)}
+	s.runWeight.Store(int32(weight))
+	s.eff.Store(int32(weight))
+	return s
+}
+
+// Admin is an operator's state for a server.
+type Admin uint32
+
+// Admin states.
+const (
+	// AdminReady servers take connections.
+	AdminReady Admin = iota
+	// AdminDrain servers take no new connections; established ones go on,
+	// and health checks go on.
+	AdminDrain
+	// AdminMaint servers take no traffic and are not checked.
+	AdminMaint
+)
+
+var adminNames = [...]string{"ready", "drain", "maint"}
+
+// String returns the state as the admin socket writes it.
+func (a Admin) String() string {
+	if int(a) < len(adminNames) {
+		return adminNames[a]
+	}
+	return "unknown"
+}
+
+// ParseAdmin parses "ready", "drain" or "maint".
+func ParseAdmin(s string) (Admin, error) {
+	for i, n := range adminNames {
+		if s == n {
+			return Admin(i), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown state %q: use ready, drain or maint", s)
+}
+
+// Up reports whether the server passes its health checks (or has none).
+func (s *Server) Up() bool { return !s.down.Load() }
+
+// SetUp records the outcome of health checking and reports whether it
+// changed. A server that comes up starts its slow start now; call the
+// Pool's Refresh afterwards.
+func (s *Server) SetUp(up bool) bool {
+	if s.down.Swap(!up) == !up {
+		return false
+	}
+	if up {
+		s.upSince.Store(time.Now().UnixNano())
+	}
+	return true
+}
+
+// Admin returns the operator's state for the server.
+func (s *Server) Admin() Admin { return Admin(s.admin.Load()) }
+
+// SetAdmin sets the operator's state for the server.
+func (s *Server) SetAdmin(a Admin) { s.admin.Store(uint32(a)) }
+
+// RuntimeWeight returns the weight in force: the configured one unless an
+// operator set another.
+func (s *Server) RuntimeWeight() int { return int(s.runWeight.Load()) }
+
+// SetWeight sets the weight in force, 0 to 256; call the Pool's Refresh
+// afterwards.
+func (s *Server) SetWeight(w int) error {
+	if w < 0 || w > 256 {
+		return fmt.Errorf("weight %d is out of range (0 to 256)", w)
+	}
+	s.runWeight.Store(int32(w))
+	return nil
+}
+
+// EffectiveWeight returns the weight selectors balance by now: the
+// runtime weight, scaled down during slow start.
+func (s *Server) EffectiveWeight() int { return int(s.eff.Load()) }
+
+// ramping reports whether the server is still in slow start at now.
+func (s *Server) ramping(now int64) bool {
+	return s.SlowStart > 0 && s.Up() && now-s.upSince.Load() < int64(s.SlowStart)
+}
+
+// refreshWeight recomputes the effective weight at now and reports whether
+// it changed.
+func (s *Server) refreshWeight(now int64) bool {
+	w := s.runWeight.Load()
+	if s.ramping(now) && w > 0 {
+		// Linear from 1/16 of the weight, never below 1, up to all of it.
+		frac := float64(now-s.upSince.Load()) / float64(s.SlowStart)
+		w = max(1, int32(float64(w)*(1+15*frac)/16))
+	}
+	return s.eff.Swap(w) != w
+}
+
+// CountError counts a failed connection for statistics.
+func (s *Server) CountError() { s.errors.Add(1) }
+
+// CountBytes adds a finished connection's bytes for statistics.
+func (s *Server) CountBytes(in, out int64) {
+	s.bytesIn.Add(uint64(in))
+	s.bytesOut.Add(uint64(out))
+}
+
+// Stats is a snapshot of a server's counters.
+type Stats struct {
+	Active, Total, Errors, BytesIn, BytesOut uint64
+}
+
+// Stats returns the server's counters.
+func (s *Server) Stats() Stats {
+	return Stats{
+		Active: uint64(max(s.active.Load(), 0)), Total: s.total.Load(), Errors: s.errors.Load(),
+		BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load(),
+	}
 }
 
 // Active returns the number of connections the server holds now.
@@ -45,18 +180,17 @@ func (s *Server) Active() int64 { return s.active.Load() }
 // Total returns the number of connections the server was ever given.
 func (s *Server) Total() uint64 { return s.total.Load() }
 
-// usable reports whether the server may be picked: it has weight and a free
-// slot. It is advisory; acquire decides.
+// usable reports whether the server may be picked: it is up, ready, has
+// weight and a free slot. It is advisory; acquire decides.
 func (s *Server) usable() bool {
-	return s.weight() > 0 && (s.MaxConn <= 0 || s.active.Load() < s.MaxConn)
+	return !s.down.Load() && s.admin.Load() == uint32(AdminReady) && s.weight() > 0 &&
+		(s.MaxConn <= 0 || s.active.Load() < s.MaxConn)
 }
 
-// weight is the weight selectors balance by. They read it through this
-// method only, so that a weight that changes at run time (set by an
-// operator, or ramping up after a server comes back) can be stored
-// differently; selectors that precompute from weights (roundrobin, random)
-// are then rebuilt.
-func (s *Server) weight() int64 { return int64(s.Weight) }
+// weight is the weight selectors balance by: the effective weight. Selectors
+// that precompute from weights (roundrobin, random) are rebuilt by the
+// Pool's Refresh when it changes.
+func (s *Server) weight() int64 { return int64(s.eff.Load()) }
 
 // acquire takes one connection slot, failing when the server is full.
 func (s *Server) acquire() bool {

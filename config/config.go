@@ -44,6 +44,13 @@ type Global struct {
 	// LogFile is a file to append logs to instead of stderr; empty means
 	// stderr.
 	LogFile string `toml:"log_file"`
+	// StateFile is where a stopping generation saves what it knew of the
+	// servers, for a next generation that cannot ask it directly. Empty
+	// means none.
+	StateFile string `toml:"state_file"`
+	// StartupTimeout bounds the round of health checks that a generation
+	// with nothing to take over runs before it serves. Default 5s.
+	StartupTimeout Duration `toml:"startup_timeout"`
 }
 
 // MaxUnixPath is the longest path a unix socket may have on Linux.
@@ -61,6 +68,10 @@ type Defaults struct {
 	// limit.
 	MaxConn int      `toml:"maxconn"`
 	Timeout Timeouts `toml:"timeout"`
+	// SlowStart is the backends' default slow start; 0 means none.
+	SlowStart Duration `toml:"slowstart"`
+	// Check is the backends' default health check.
+	Check Check `toml:"check"`
 }
 
 // Timeouts are the defaults for every timeout lb knows.
@@ -100,7 +111,12 @@ type Backend struct {
 	Balance string          `toml:"balance"`
 	Retries int             `toml:"retries"`
 	Timeout BackendTimeouts `toml:"timeout"`
-	Servers []Server        `toml:"server"`
+	// SlowStart is how long a server that comes back up takes to ramp up
+	// to its full weight; 0 means at once.
+	SlowStart Duration `toml:"slowstart"`
+	// Check is the health check of the backend's servers.
+	Check   Check    `toml:"check"`
+	Servers []Server `toml:"server"`
 
 	Pos Pos `toml:"-"`
 }
@@ -124,9 +140,59 @@ type Server struct {
 	MaxConn int `toml:"maxconn"`
 	// Backup servers take connections only when no other server can.
 	Backup bool `toml:"backup"`
+	// Check overrides the backend's check for this server: every key it
+	// does not set comes from the backend.
+	Check Check `toml:"check"`
 
 	Pos Pos `toml:"-"`
 }
+
+// Check is a health check: active checks, and passive checks of real
+// traffic.
+type Check struct {
+	// Type is "tcp" (a connect), "http" (a request) or "none".
+	Type string `toml:"type"`
+	// Interval is the time between checks of a server that is up.
+	Interval Duration `toml:"interval"`
+	// FastInterval is used while a server changes state; 0 means Interval.
+	FastInterval Duration `toml:"fast_interval"`
+	// DownInterval is used while a server is down; 0 means Interval.
+	DownInterval Duration `toml:"down_interval"`
+	// Timeout bounds one check; 0 means Interval.
+	Timeout Duration `toml:"timeout"`
+	// Rise is how many checks in a row must pass to bring a server up.
+	Rise int `toml:"rise"`
+	// Fall is how many checks in a row must fail to take a server down.
+	Fall int `toml:"fall"`
+	// Port is the port to check; 0 means the server's.
+	Port int `toml:"port"`
+	// Address is the host (IP or name) to check; empty means the server's.
+	Address string `toml:"address"`
+	// Method, Path and Host make the HTTP check's request; an empty Host
+	// means the checked address.
+	Method string `toml:"method"`
+	Path   string `toml:"path"`
+	Host   string `toml:"host"`
+	// Expect lists the passing statuses: codes ("200"), classes ("2xx")
+	// and ranges ("200-299"). Empty means 2xx and 3xx.
+	Expect []string `toml:"expect"`
+	// Body is a string the response body must contain; empty means any.
+	Body string `toml:"body"`
+	// ErrorLimit is how many traffic errors in a row (connect failures,
+	// resets, timeouts) trigger OnError; 0 turns passive checks off.
+	ErrorLimit int `toml:"error_limit"`
+	// OnError is "mark-down" or "fast-interval".
+	OnError string `toml:"on_error"`
+}
+
+// Check types and passive check actions.
+const (
+	CheckTCP            = "tcp"
+	CheckHTTP           = "http"
+	CheckNone           = "none"
+	OnErrorMarkDown     = "mark-down"
+	OnErrorFastInterval = "fast-interval"
+)
 
 // Balancing algorithms.
 const (
@@ -155,6 +221,7 @@ func Default() Config {
 			LogLevel:       "info",
 			HardStopAfter:  Duration(10 * time.Minute),
 			HandshakeGrace: Duration(time.Second),
+			StartupTimeout: Duration(5 * time.Second),
 		},
 		Defaults: Defaults{
 			Balance: BalanceRoundRobin,
@@ -163,6 +230,15 @@ func Default() Config {
 				Connect: Duration(5 * time.Second),
 				Client:  Duration(time.Minute),
 				Server:  Duration(time.Minute),
+			},
+			Check: Check{
+				Type:     CheckTCP,
+				Interval: Duration(2 * time.Second),
+				Rise:     2,
+				Fall:     3,
+				Method:   "GET",
+				Path:     "/",
+				OnError:  OnErrorMarkDown,
 			},
 		},
 	}

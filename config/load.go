@@ -107,12 +107,15 @@ func Parse(srcs ...Source) (*Config, error) {
 			case "backend":
 				for i, m := range doc.d.array(doc.m[k], k, o) {
 					b := Backend{
-						Balance: def.Balance,
-						Retries: def.Retries,
-						Timeout: BackendTimeouts{Connect: def.Timeout.Connect, Server: def.Timeout.Server},
+						Balance:   def.Balance,
+						Retries:   def.Retries,
+						Timeout:   BackendTimeouts{Connect: def.Timeout.Connect, Server: def.Timeout.Server},
+						SlowStart: def.SlowStart,
+						Check:     def.Check,
 					}
 					label := elemLabel(k, stringKey(m, "name"), len(cfg.Backends)+1)
 					doc.d.object(m, reflect.ValueOf(&b).Elem(), []string{k, strconv.Itoa(i)}, label)
+					inheritCheck(&b)
 					cfg.Backends = append(cfg.Backends, b)
 				}
 			}
@@ -234,4 +237,21 @@ func (o *origin) fileList() []string {
 		return nil
 	}
 	return o.files
+}
+
+// inheritCheck gives each server of b the backend's value of every check
+// key the server does not set itself.
+func inheritCheck(b *Backend) {
+	from := reflect.ValueOf(&b.Check).Elem()
+	fields := fieldsOf(from.Type())
+	for i := range b.Servers {
+		s := &b.Servers[i]
+		to := reflect.ValueOf(&s.Check).Elem()
+		for _, name := range fields.names {
+			if _, set := s.Pos.keys["check."+name]; !set {
+				j := fields.index[name]
+				to.Field(j).Set(from.Field(j))
+			}
+		}
+	}
 }

@@ -102,6 +102,16 @@ func TestParseValid(t *testing.T) {
 			},
 		},
 	}
+	// valid.toml sets no check: every object has the default one.
+	want.Global.StartupTimeout = d("5s")
+	dc := Default().Defaults.Check
+	want.Defaults.Check = dc
+	for i := range want.Backends {
+		want.Backends[i].Check = dc
+		for j := range want.Backends[i].Servers {
+			want.Backends[i].Servers[j].Check = dc
+		}
+	}
 	if got := stripPos(*cfg); !reflect.DeepEqual(got, want) {
 		t.Errorf("config:\n got %+v\nwant %+v", got, want)
 	}
@@ -163,14 +173,14 @@ func TestParseBad(t *testing.T) {
 			{"unknown_key_top.toml:12", `unknown key "listen" (valid keys: global, defaults, frontend, backend)`},
 		}},
 		{"unknown_key_global.toml", []wantErr{
-			{"unknown_key_global.toml:3", `global: unknown key "loglevel" (valid keys: log_level, pid_file, hard_stop_after, handshake_grace, admin_socket, log_file)`},
+			{"unknown_key_global.toml:3", `global: unknown key "loglevel" (valid keys: log_level, pid_file, hard_stop_after, handshake_grace, admin_socket, log_file, state_file, startup_timeout)`},
 		}},
 		{"bad_global.toml", []wantErr{
 			{"bad_global.toml:2", `global: handshake_grace 2m0s is out of range: use 0s to 1m`},
 			{"bad_global.toml:3", `global: admin_socket path is 125 bytes long: a unix socket path may have at most 107`},
 		}},
 		{"unknown_key_server.toml", []wantErr{
-			{"unknown_key_server.toml:17", `backend "app": server "s2": unknown key "wieght" (valid keys: name, address, weight, maxconn, backup)`},
+			{"unknown_key_server.toml:17", `backend "app": server "s2": unknown key "wieght" (valid keys: name, address, weight, maxconn, backup, check)`},
 		}},
 		{"wrong_type.toml", []wantErr{
 			{"wrong_type.toml:12", `backend "app": server "s1": weight: expected an integer, found a string`},
@@ -245,7 +255,7 @@ func TestParseBad(t *testing.T) {
 			{"multiple.toml:11", `frontend "web": bind: element 2: expected a string, found an integer`},
 			{"multiple.toml:12", `frontend "web": default_backend "api" is not defined (backends: app)`},
 			{"multiple.toml:13", `frontend "web": timeout.client -1s is negative`},
-			{"multiple.toml:17", `backend "app": unknown key "adress" (valid keys: name, balance, retries, timeout, server)`},
+			{"multiple.toml:17", `backend "app": unknown key "adress" (valid keys: name, balance, retries, timeout, slowstart, check, server)`},
 			{"multiple.toml:21", `server "s1": address "10.0.0.1" has no port`},
 			{"multiple.toml:22", `server "s1": weight 1000 is out of range (0 to 256)`},
 			{"multiple.toml:23", `server "s1": maxconn: expected an integer, found a string`},
@@ -434,7 +444,7 @@ func TestMerge(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Parse: %v", err)
 		}
-		want := Global{LogLevel: "warn", PidFile: "/run/lb.pid", HardStopAfter: Duration(time.Minute), HandshakeGrace: Duration(time.Second)}
+		want := Global{LogLevel: "warn", PidFile: "/run/lb.pid", HardStopAfter: Duration(time.Minute), HandshakeGrace: Duration(time.Second), StartupTimeout: Duration(5 * time.Second)}
 		if cfg.Global != want {
 			t.Errorf("global = %+v, want %+v", cfg.Global, want)
 		}

@@ -52,6 +52,9 @@ func (v *validator) global() {
 	if !o.rejected("global.handshake_grace") && (g.HandshakeGrace < 0 || g.HandshakeGrace.D() > time.Minute) {
 		v.add(o.pos("global.handshake_grace"), "global", "handshake_grace %s is out of range: use 0s to 1m", g.HandshakeGrace)
 	}
+	if !o.rejected("global.startup_timeout") && (g.StartupTimeout <= 0 || g.StartupTimeout.D() > 10*time.Minute) {
+		v.add(o.pos("global.startup_timeout"), "global", "startup_timeout %s is out of range: use more than 0s, up to 10m", g.StartupTimeout)
+	}
 	if !o.rejected("global.admin_socket") && len(g.AdminSocket) > MaxUnixPath {
 		v.add(o.pos("global.admin_socket"), "global", "admin_socket path is %d bytes long: a unix socket path may have at most %d", len(g.AdminSocket), MaxUnixPath)
 	}
@@ -77,6 +80,26 @@ func (v *validator) defaults() {
 	}
 	if !o.rejected("defaults.timeout.server") && d.Timeout.Server < 0 {
 		v.add(o.pos("defaults.timeout.server"), obj, "%s", negative("timeout.server", d.Timeout.Server))
+	}
+	if !o.rejected("defaults.slowstart") && d.SlowStart < 0 {
+		v.add(o.pos("defaults.slowstart"), obj, "%s", negative("slowstart", d.SlowStart))
+	}
+	for _, p := range checkProblems(&d.Check) {
+		if !o.rejected("defaults.check." + p.key) {
+			v.add(o.pos("defaults.check."+p.key), obj, "%s", p.msg)
+		}
+	}
+}
+
+// checks reports the problems of a backend's or a server's check, for the
+// keys that object set itself: an inherited value was reported where it
+// was set.
+func (v *validator) checks(c *Check, p Pos, obj string) {
+	for _, pr := range checkProblems(c) {
+		key := "check." + pr.key
+		if _, set := p.keys[key]; set && !rejected(p.bad, key) {
+			v.add(p.Key(key), obj, "%s", pr.msg)
+		}
 	}
 }
 
@@ -183,6 +206,10 @@ func (v *validator) backends() {
 		if !rejected(p.bad, "timeout.server") && !inherited(p, "timeout.server", b.Timeout.Server == def.Timeout.Server) && b.Timeout.Server < 0 {
 			v.add(p.Key("timeout.server"), obj, "%s", negative("timeout.server", b.Timeout.Server))
 		}
+		if !rejected(p.bad, "slowstart") && b.SlowStart < 0 {
+			v.add(p.Key("slowstart"), obj, "%s", negative("slowstart", b.SlowStart))
+		}
+		v.checks(&b.Check, p, obj)
 		if !rejected(p.bad, "server") && len(b.Servers) == 0 {
 			v.add(p.Key("server"), "", "%s has no servers: add a [[backend.server]] table", obj)
 		}
@@ -216,6 +243,7 @@ func (v *validator) servers(b *Backend, bobj string) {
 		if !rejected(p.bad, "maxconn") && s.MaxConn < 0 {
 			v.add(p.Key("maxconn"), obj, "%s", negative("maxconn", s.MaxConn))
 		}
+		v.checks(&s.Check, p, obj)
 	}
 }
 

@@ -19,6 +19,23 @@ type Backend struct {
 	// ServerTimeout is how long the server side may stay idle; 0 means no
 	// limit.
 	ServerTimeout time.Duration
+	// Observer, when set, hears how each connection to a server went: the
+	// passive health check.
+	Observer Observer
+}
+
+// Observer hears the outcome of real traffic to a server: nil for a
+// connection that worked, the error of one that failed to connect, was
+// reset or timed out on the server side. It must not block.
+type Observer interface {
+	ObserveConn(s *balancer.Server, err error)
+}
+
+// observe reports to the Observer, if any.
+func (b *Backend) observe(s *balancer.Server, err error) {
+	if b.Observer != nil {
+		b.Observer.ObserveConn(s, err)
+	}
 }
 
 // Name returns the backend's name.

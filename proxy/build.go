@@ -25,6 +25,18 @@ const resolveTimeout = 5 * time.Second
 type Proxy struct {
 	Frontends []*Frontend
 	Backends  []*Backend
+	// Checks are the health checks of the servers that have one.
+	Checks []Check
+}
+
+// Check is one server's health check as configured, with the address to
+// check resolved.
+type Check struct {
+	Backend *Backend
+	Server  *balancer.Server
+	Config  config.Check
+	// Addr is the "ip:port" the check connects to.
+	Addr string
 }
 
 // Build turns a validated configuration into frontends and backends ready to
@@ -37,21 +49,35 @@ func Build(ctx context.Context, cfg *config.Config, r Resolver, log zerolog.Logg
 	p := &Proxy{}
 	byName := make(map[string]*Backend, len(cfg.Backends))
 	var errs config.Errors
+	type pending struct {
+		srv  *balancer.Server
+		conf config.Check
+		addr string
+	}
 	for i := range cfg.Backends {
 		bc := &cfg.Backends[i]
 		servers := make([]*balancer.Server, 0, len(bc.Servers))
+		var checks []pending
 		for j := range bc.Servers {
 			sc := &bc.Servers[j]
+			object := fmt.Sprintf("backend %q: server %q", bc.Name, sc.Name)
 			addr, err := resolve(ctx, r, sc.Address)
 			if err != nil {
-				errs = append(errs, &config.Error{
-					Pos:    sc.Pos.Key("address"),
-					Object: fmt.Sprintf("backend %q: server %q", bc.Name, sc.Name),
-					Msg:    err.Error(),
-				})
+				errs = append(errs, &config.Error{Pos: sc.Pos.Key("address"), Object: object, Msg: err.Error()})
 				continue
 			}
-			servers = append(servers, balancer.NewServer(sc.Name, addr, sc.Weight, int64(sc.MaxConn), sc.Backup))
+			srv := balancer.NewServer(sc.Name, addr, sc.Weight, int64(sc.MaxConn), sc.Backup)
+			srv.SlowStart = bc.SlowStart.D()
+			servers = append(servers, srv)
+			if sc.Check.Type == config.CheckNone {
+				continue
+			}
+			checkAddr, err := resolve(ctx, r, checkAddress(sc.Address, sc.Check))
+			if err != nil {
+				errs = append(errs, &config.Error{Pos: sc.Pos.Key("check.address"), Object: object, Msg: "check: " + err.Error()})
+				continue
+			}
+			checks = append(checks, pending{srv, sc.Check, checkAddr})
 		}
 		pool, err := balancer.NewPool(bc.Name, bc.Balance, servers)
 		if err != nil {
@@ -66,6 +92,9 @@ func Build(ctx context.Context, cfg *config.Config, r Resolver, log zerolog.Logg
 		}
 		p.Backends = append(p.Backends, b)
 		byName[bc.Name] = b
+		for _, c := range checks {
+			p.Checks = append(p.Checks, Check{Backend: b, Server: c.srv, Config: c.conf, Addr: c.addr})
+		}
 	}
 	if len(errs) > 0 {
 		return nil, errs
@@ -82,6 +111,22 @@ func Build(ctx context.Context, cfg *config.Config, r Resolver, log zerolog.Logg
 		})
 	}
 	return p, nil
+}
+
+// checkAddress is the "host:port" a server's check connects to: the
+// server's own, unless the check names another host or port.
+func checkAddress(serverAddr string, c config.Check) string {
+	host, port, err := net.SplitHostPort(serverAddr)
+	if err != nil {
+		return serverAddr
+	}
+	if c.Address != "" {
+		host = c.Address
+	}
+	if c.Port != 0 {
+		port = fmt.Sprint(c.Port)
+	}
+	return net.JoinHostPort(host, port)
 }
 
 // resolve turns "host:port" into "ip:port", looking the host up when it is a

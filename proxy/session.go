@@ -143,8 +143,27 @@ func (s *session) run() {
 	}
 	s.pipe()
 	s.server.Close()
+	s.srv.CountBytes(s.bytes[clientSide], s.bytes[serverSide])
+	switch End(s.end.Load()) {
+	case EndServerError, EndServerTimeout:
+		s.srv.CountError()
+		s.be.observe(s.srv, serverFailure(End(s.end.Load())))
+	}
 	s.srv.Release()
 	s.logEnd()
+}
+
+// Errors the passive health check hears for failures after connecting.
+var (
+	errServerReset   = errors.New("server connection failed")
+	errServerTimeout = errors.New("server timed out")
+)
+
+func serverFailure(e End) error {
+	if e == EndServerTimeout {
+		return errServerTimeout
+	}
+	return errServerReset
 }
 
 // connect dials a server, trying up to Retries more servers after a
@@ -159,10 +178,12 @@ func (s *session) connect() bool {
 		}
 		s.attempts++
 		c, err := s.be.dial(srv)
+		s.be.observe(srv, err)
 		if err == nil {
 			s.server, s.srv = c, srv
 			return true
 		}
+		srv.CountError()
 		srv.Release()
 		s.connErr = err
 		req.Tried = append(req.Tried, srv)
