@@ -23,6 +23,7 @@ run: build bin/demo
 	./bin/demo -name s1 -listen 127.0.0.1:9001 & pids="$$pids $$!"; \
 	./bin/demo -name s2 -listen 127.0.0.1:9002 & pids="$$pids $$!"; \
 	./bin/demo -name spare -listen 127.0.0.1:9003 & pids="$$pids $$!"; \
+	sleep 1; \
 	echo "lb listens on 127.0.0.1:8080; try: curl http://127.0.0.1:8080/  (Ctrl-C stops)"; \
 	./lb -f config.example.toml
 

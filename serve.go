@@ -67,6 +67,7 @@ type generation struct {
 	given  atomic.Bool // the listeners were handed to a newer generation
 	spawns atomic.Bool // a successor is being started
 	spawn  sync.WaitGroup
+	srv    *servers // health checks and server state
 }
 
 // boundListener is one listening address of a frontend.
@@ -101,6 +102,7 @@ func (g *generation) run(ctx context.Context) error {
 	if err != nil {
 		return g.fail(err)
 	}
+	g.setUpServers(ctx)
 	if err := g.bindAll(ctx); err != nil {
 		if pidFile != nil {
 			pidFile.Abort()
@@ -137,6 +139,7 @@ func (g *generation) run(ctx context.Context) error {
 	}
 	g.replaceOld()
 	g.state.Store(stateServing)
+	g.srv.startChecks(ctx)
 	g.logStart()
 	g.announceReady()
 	return g.loop(ctx, sigs)
@@ -387,6 +390,10 @@ func (g *generation) loop(ctx context.Context, sigs <-chan os.Signal) error {
 // queued, and returns a channel closed once every connection has ended.
 func (g *generation) softStop(ctx context.Context) <-chan struct{} {
 	g.state.Store(stateDraining)
+	// A draining generation no longer checks: the new one does, from the
+	// state it took over.
+	g.srv.stopChecks()
+	g.saveState()
 	grace := g.cfg.Global.HandshakeGrace.D()
 	if on, _ := listener.MigrateReq(); on {
 		grace = 0 // the kernel moves queued and half-open connections on close
@@ -423,6 +430,10 @@ func (g *generation) waitDrained(done chan<- struct{}) {
 // waiting for the launch only delays the exit until its outcome is logged.
 func (g *generation) exit() error {
 	g.spawn.Wait()
+	if g.state.Load() == stateServing {
+		g.srv.stopChecks()
+		g.saveState()
+	}
 	if g.admin != nil {
 		g.admin.Close()
 	}
@@ -516,7 +527,11 @@ var selfPath = sync.OnceValues(func() (string, error) {
 func (g *generation) serveAdmin(ctx context.Context) {
 	var s admin.Server
 	s.Handle("show info", admin.HandlerFunc(g.showInfo))
+	s.Handle("show servers state", admin.HandlerFunc(g.showServersState))
+	s.Handle("show stat", admin.HandlerFunc(g.showStat))
+	s.Handle("set server", admin.HandlerFunc(g.setServer))
 	s.Handle("_getsocks", admin.HandlerFunc(g.giveListeners))
+	s.Handle("_getstate", admin.HandlerFunc(g.getState))
 	s.Serve(ctx, g.admin.Listener)
 }
 

@@ -93,9 +93,7 @@ func TestMultipleFilesMerge(t *testing.T) {
 	}
 	// The second file's log level wins: the info start-up line appears.
 	startLB(t, "-f", base, "-f", extra)
-	if got := whoAnswers(t, fmt.Sprintf("127.0.0.1:%d", port), ""); got != "s" {
-		t.Fatalf("%q answered", got)
-	}
+	expectAnswer(t, fmt.Sprintf("127.0.0.1:%d", port), "s")
 	// A name defined in both files is an error that names both.
 	if err := os.WriteFile(extra, []byte("[[backend]]\nname = \"app\"\n[[backend.server]]\nname = \"t\"\naddress = \"127.0.0.1:1\"\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -146,9 +144,7 @@ func TestQuietLogsOnlyErrors(t *testing.T) {
 	p := launch(t, "-q", "-f", cfg)
 	// No start-up line to wait for: poll the port instead.
 	waitPort(t, port)
-	if got := whoAnswers(t, fmt.Sprintf("127.0.0.1:%d", port), ""); got != "s" {
-		t.Fatalf("%q answered", got)
-	}
+	expectAnswer(t, fmt.Sprintf("127.0.0.1:%d", port), "s")
 	p.stop(t)
 	if out := p.stderr.String(); out != "" {
 		t.Fatalf("lb -q logged:\n%s", out)

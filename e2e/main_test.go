@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -66,14 +67,6 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// lbProc is a running lb process.
-type lbProc struct {
-	cmd    *exec.Cmd
-	stderr *syncBuffer
-	done   chan struct{}
-	err    error // the result of Wait, once done is closed
-}
-
 // writeConfig writes text to a fresh lb.toml and returns its path.
 func writeConfig(t *testing.T, text string) string {
 	t.Helper()
@@ -84,41 +77,44 @@ func writeConfig(t *testing.T, text string) string {
 	return path
 }
 
+// lbProc is a process that runs lb, directly or through a script.
+type lbProc struct {
+	cmd    *exec.Cmd
+	stderr *syncBuffer // stdout and stderr together
+	done   chan struct{}
+	err    error // the result of Wait, once done is closed
+}
+
 // startLB starts lb with args and waits until it logs that it started. The
 // process is stopped, and checked for data races, when the test ends.
 func startLB(t *testing.T, args ...string) *lbProc {
 	t.Helper()
 	p := launch(t, args...)
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(p.stderr.String(), `"message":"lb started"`) {
-		select {
-		case <-p.done:
-			t.Fatalf("lb exited before it started: %v\nstderr:\n%s", p.err, p.stderr)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("lb did not start within 20s; stderr:\n%s", p.stderr)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	p.waitOutput(t, `"message":"lb started"`)
 	return p
 }
 
 // launch starts lb with args without waiting for anything.
 func launch(t *testing.T, args ...string) *lbProc {
 	t.Helper()
-	p := &lbProc{cmd: exec.Command(lbBin, args...), stderr: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd.Stderr = p.stderr
-	p.cmd.Stdout = p.stderr
+	return startProc(t, nil, append([]string{lbBin}, args...)...)
+}
+
+// startProc starts argv with env (nil: this process's) without waiting for
+// anything. When the test ends the process is stopped if it still runs,
+// and its output is checked for data race reports.
+func startProc(t *testing.T, env []string, argv ...string) *lbProc {
+	t.Helper()
+	p := &lbProc{cmd: exec.Command(argv[0], argv[1:]...), stderr: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd.Env = env
+	p.cmd.Stdout, p.cmd.Stderr = p.stderr, p.stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	go p.wait()
 	t.Cleanup(func() {
 		p.stop(t)
-		if strings.Contains(p.stderr.String(), "WARNING: DATA RACE") {
-			t.Errorf("lb reported a data race:\n%s", p.stderr)
-		}
+		checkRace(t, fmt.Sprint(argv), p.stderr.String())
 	})
 	return p
 }
@@ -129,13 +125,20 @@ func (p *lbProc) wait() {
 	close(p.done)
 }
 
+func (p *lbProc) running() bool {
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
 // stop sends SIGTERM and waits for the exit, killing after 10 s.
 func (p *lbProc) stop(t *testing.T) {
 	t.Helper()
-	select {
-	case <-p.done:
+	if !p.running() {
 		return
-	default:
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -143,26 +146,55 @@ func (p *lbProc) stop(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		_ = p.cmd.Process.Kill()
 		<-p.done
-		t.Errorf("lb did not exit within 10s of SIGTERM; stderr:\n%s", p.stderr)
+		t.Errorf("%v did not exit within 10s of SIGTERM; output:\n%s", p.cmd.Args, p.stderr)
 	}
 }
 
-// exitCode waits up to 20 s for the process to exit and returns its code.
+// exitCode waits up to 20 s for the process to exit and returns its status
+// (128+N when killed by signal N, as a shell reports it).
 func (p *lbProc) exitCode(t *testing.T) int {
+	t.Helper()
+	return p.exitCodeWithin(t, 20*time.Second)
+}
+
+// exitCodeWithin is exitCode waiting up to d.
+func (p *lbProc) exitCodeWithin(t *testing.T, d time.Duration) int {
 	t.Helper()
 	select {
 	case <-p.done:
-	case <-time.After(20 * time.Second):
-		t.Fatalf("lb still running after 20s; stderr:\n%s", p.stderr)
+	case <-time.After(d):
+		t.Fatalf("%v still running after %v; output:\n%s", p.cmd.Args, d, p.stderr)
 	}
-	if p.err == nil {
-		return 0
-	}
-	if ee, ok := p.err.(*exec.ExitError); ok {
+	var ee *exec.ExitError
+	if errors.As(p.err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal())
+		}
 		return ee.ExitCode()
 	}
-	t.Fatalf("lb: %v", p.err)
-	return -1
+	if p.err != nil {
+		t.Fatalf("%v: %v", p.cmd.Args, p.err)
+	}
+	return 0
+}
+
+// waitOutput waits up to 20 s for the process's output to contain s, and
+// fails at once if the process exits without writing it.
+func (p *lbProc) waitOutput(t *testing.T, s string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(p.stderr.String(), s) {
+		if !p.running() {
+			if strings.Contains(p.stderr.String(), s) {
+				return // written just before the exit
+			}
+			t.Fatalf("%v exited (%v) before %q was in its output:\n%s", p.cmd.Args, p.err, s, p.stderr)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%q not in the output of %v after 20s:\n%s", s, p.cmd.Args, p.stderr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // logLines returns lb's JSON log lines whose message is msg.
@@ -180,28 +212,146 @@ func (p *lbProc) logLines(t *testing.T, msg string) []map[string]any {
 	return out
 }
 
-// runLB runs lb to completion and returns its exit code, stdout and stderr.
+// checkRace fails the test if output, from or about what, holds a data race
+// report.
+func checkRace(t *testing.T, what, output string) {
+	t.Helper()
+	if strings.Contains(output, "WARNING: DATA RACE") {
+		t.Errorf("%s: lb reported a data race:\n%s", what, output)
+	}
+}
+
+// cmdResult is how a command ended.
+type cmdResult struct {
+	code           int
+	stdout, stderr string
+}
+
+func (r cmdResult) String() string {
+	return fmt.Sprintf("exit status %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+}
+
+// runLB runs lb to completion, within 30 s, and returns its exit code,
+// stdout and stderr.
 func runLB(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	r := runCmd(t, 30*time.Second, nil, append([]string{lbBin}, args...)...)
+	return r.code, r.stdout, r.stderr
+}
+
+// runCmd runs argv to completion, within d, with env (nil: this
+// process's). A daemon left holding the command's stdout or stderr is an
+// error: a shell, cron or CI job would wait on it for ever. So is a data
+// race report on stderr.
+func runCmd(t *testing.T, d time.Duration, env []string, argv ...string) cmdResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, lbBin, args...)
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = env
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	// A daemon that kept lb's stdout or stderr open would make Run wait
-	// for it forever: fail fast instead.
 	cmd.WaitDelay = 5 * time.Second
 	err := cmd.Run()
-	if errors.Is(err, exec.ErrWaitDelay) {
-		t.Fatalf("lb %v exited but something it started still holds its stdout or stderr", args)
+	r := cmdResult{stdout: stdout.String(), stderr: stderr.String()}
+	if ctx.Err() != nil {
+		t.Fatalf("%v did not finish within %v; %v", argv, d, r)
 	}
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("running lb %v: %v", args, err)
+	var ee *exec.ExitError
+	switch {
+	case errors.Is(err, exec.ErrWaitDelay):
+		t.Errorf("%v exited, but something it started still holds its stdout or stderr", argv)
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("%v: %v", argv, err)
 	}
-	return code, stdout.String(), stderr.String()
+	checkRace(t, fmt.Sprint(argv), r.stderr)
+	return r
+}
+
+// readPid returns the pid in a pid file, or 0.
+func readPid(path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return n
+}
+
+// procStat returns pid's state letter and parent pid from /proc.
+func procStat(pid int) (state byte, ppid int, ok bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0, false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return 0, 0, false
+	}
+	ppid, _ = strconv.Atoi(f[1])
+	return f[0][0], ppid, true
+}
+
+// alive reports whether pid is a live process (not a zombie).
+func alive(pid int) bool {
+	state, _, ok := procStat(pid)
+	return ok && state != 'Z'
+}
+
+// isLB reports whether pid is a live lb process.
+func isLB(pid int) bool {
+	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	return err == nil && strings.TrimSpace(string(comm)) == filepath.Base(lbBin) && alive(pid)
+}
+
+// waitGone waits up to 20 s for pid to exit.
+func waitGone(t *testing.T, pid int, what string) {
+	t.Helper()
+	waitGoneWithin(t, 20*time.Second, what, pid)
+}
+
+// waitGoneWithin waits up to d for every pid to have exited.
+func waitGoneWithin(t *testing.T, d time.Duration, what string, pids ...int) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for _, pid := range pids {
+		for alive(pid) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: pid %d still running after %v", what, pid, d)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// stopLBs sends SIGTERM to those of pids that are live lb processes, waits
+// up to d for them to exit, and kills, as an error, any still running. A
+// pid now used by another program is left alone.
+func stopLBs(t *testing.T, d time.Duration, pids ...int) {
+	t.Helper()
+	var running []int
+	for _, pid := range pids {
+		if isLB(pid) {
+			running = append(running, pid)
+			_ = syscall.Kill(pid, syscall.SIGTERM)
+		}
+	}
+	deadline := time.Now().Add(d)
+	for _, pid := range running {
+		for isLB(pid) && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if isLB(pid) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			t.Errorf("lb (pid %d) still running %v after SIGTERM: killed", pid, d)
+		}
+	}
 }
 
 // freePort returns a loopback port that was free a moment ago.
@@ -284,6 +434,117 @@ func whoAnswers(t *testing.T, addr, from string) string {
 		t.Fatalf("connection through lb to %s: no server name: %v", addr, err)
 	}
 	return strings.TrimSuffix(line, "\n")
+}
+
+// holdConn connects through lb, reads the server's name and returns the
+// open connection.
+func holdConn(t *testing.T, addr string) (string, net.Conn) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var name []byte
+	b := make([]byte, 1)
+	for {
+		if _, err := c.Read(b); err != nil {
+			c.Close()
+			t.Fatalf("no server name through lb: %v", err)
+		}
+		if b[0] == '\n' {
+			return string(name), c
+		}
+		name = append(name, b[0])
+	}
+}
+
+// expectAnswer fails the test unless a connection to addr is answered by
+// the server named want.
+func expectAnswer(t *testing.T, addr, want string) {
+	t.Helper()
+	if got := whoAnswers(t, addr, ""); got != want {
+		t.Fatalf("connection through %s answered by %q, want %q", addr, got, want)
+	}
+}
+
+// load is clients that open new connections continuously through lb, each
+// sending a line and checking the echo, until stopped.
+type load struct {
+	ok, failed atomic.Int64
+	mu         sync.Mutex
+	errs       []string
+	stop       chan struct{}
+	wg         sync.WaitGroup
+}
+
+// startLoad starts n clients against addr, each making at most max
+// connections, back to back.
+func startLoad(addr string, n, max int) *load { return startLoadEvery(addr, n, max, 0) }
+
+// startLoadEvery is startLoad with a pause between a client's connections.
+func startLoadEvery(addr string, n, max int, pause time.Duration) *load {
+	l := &load{stop: make(chan struct{})}
+	for i := range n {
+		l.wg.Add(1)
+		go l.client(addr, i, max, pause)
+	}
+	return l
+}
+
+func (l *load) client(addr string, id, max int, pause time.Duration) {
+	defer l.wg.Done()
+	buf := make([]byte, 64)
+	for i := 0; i < max; i++ {
+		if i > 0 && pause > 0 {
+			time.Sleep(pause)
+		}
+		select {
+		case <-l.stop:
+			return
+		default:
+		}
+		if err := exchange(addr, fmt.Sprintf("client %d request %d\n", id, i), buf); err != nil {
+			l.failed.Add(1)
+			l.mu.Lock()
+			if len(l.errs) < 20 {
+				l.errs = append(l.errs, err.Error())
+			}
+			l.mu.Unlock()
+			continue
+		}
+		l.ok.Add(1)
+	}
+}
+
+// exchange makes one connection, sends msg and checks that the server's
+// name line and then msg come back.
+func exchange(addr, msg string, buf []byte) error {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return fmt.Errorf("dial: %w", err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, msg); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	r := bufio.NewReader(c)
+	if _, err := r.ReadString('\n'); err != nil {
+		return fmt.Errorf("read server name: %w", err)
+	}
+	got, err := r.ReadString('\n')
+	if err != nil || got != msg {
+		return fmt.Errorf("echo %q, %v; want %q", got, err, msg)
+	}
+	return nil
+}
+
+// finish stops the clients and returns the counts.
+func (l *load) finish() (ok, failed int64, errs []string) {
+	close(l.stop)
+	l.wg.Wait()
+	return l.ok.Load(), l.failed.Load(), l.errs
 }
 
 // waitPort waits up to 20 s until something accepts on 127.0.0.1:port.

@@ -5,15 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -88,14 +88,7 @@ func (d *daemons) writeConfig(text string) {
 func (d *daemons) addr() string { return fmt.Sprintf("127.0.0.1:%d", d.port) }
 
 // pid returns the pid in the pid file, or 0.
-func (d *daemons) pid() int {
-	b, err := os.ReadFile(d.pidFile)
-	if err != nil {
-		return 0
-	}
-	n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	return n
-}
+func (d *daemons) pid() int { return readPid(d.pidFile) }
 
 // launch runs `lb -f CFG -p PIDFILE -D -sf $(cat PIDFILE) extra...` and
 // returns its exit code and output; the new pid is remembered.
@@ -134,119 +127,8 @@ func (d *daemons) log() string {
 
 // stopAll stops every generation seen and checks that none is left.
 func (d *daemons) stopAll() {
-	for p := range d.seen {
-		if alive(p) {
-			_ = syscall.Kill(p, syscall.SIGTERM)
-		}
-	}
-	deadline := time.Now().Add(15 * time.Second)
-	for p := range d.seen {
-		for alive(p) && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
-		if alive(p) {
-			_ = syscall.Kill(p, syscall.SIGKILL)
-			d.t.Errorf("lb pid %d still running 15s after SIGTERM", p)
-		}
-	}
-	if strings.Contains(d.log(), "WARNING: DATA RACE") {
-		d.t.Errorf("lb reported a data race:\n%s", d.log())
-	}
-}
-
-// alive reports whether pid is a live process (not a zombie).
-func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	return i < 0 || i+2 >= len(b) || b[i+2] != 'Z'
-}
-
-// waitGone waits up to 20 s for pid to exit.
-func waitGone(t *testing.T, pid int, what string) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for alive(pid) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s (pid %d) still running after 20s", what, pid)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// load is clients that open new connections continuously through lb, each
-// sending a line and checking the echo, until stopped.
-type load struct {
-	ok, failed atomic.Int64
-	mu         sync.Mutex
-	errs       []string
-	stop       chan struct{}
-	wg         sync.WaitGroup
-}
-
-// startLoad starts n clients against addr, each making at most max
-// connections.
-func startLoad(addr string, n, max int) *load {
-	l := &load{stop: make(chan struct{})}
-	for i := range n {
-		l.wg.Add(1)
-		go l.client(addr, i, max)
-	}
-	return l
-}
-
-func (l *load) client(addr string, id, max int) {
-	defer l.wg.Done()
-	buf := make([]byte, 64)
-	for i := 0; i < max; i++ {
-		select {
-		case <-l.stop:
-			return
-		default:
-		}
-		if err := exchange(addr, fmt.Sprintf("client %d request %d\n", id, i), buf); err != nil {
-			l.failed.Add(1)
-			l.mu.Lock()
-			if len(l.errs) < 20 {
-				l.errs = append(l.errs, err.Error())
-			}
-			l.mu.Unlock()
-			continue
-		}
-		l.ok.Add(1)
-	}
-}
-
-// exchange makes one connection, sends msg and checks that the server's
-// name line and then msg come back.
-func exchange(addr, msg string, buf []byte) error {
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		return fmt.Errorf("dial: %w", err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(c, msg); err != nil {
-		return fmt.Errorf("write: %w", err)
-	}
-	r := bufio.NewReader(c)
-	if _, err := r.ReadString('\n'); err != nil {
-		return fmt.Errorf("read server name: %w", err)
-	}
-	got, err := r.ReadString('\n')
-	if err != nil || got != msg {
-		return fmt.Errorf("echo %q, %v; want %q", got, err, msg)
-	}
-	return nil
-}
-
-// finish stops the clients and returns the counts.
-func (l *load) finish() (ok, failed int64, errs []string) {
-	close(l.stop)
-	l.wg.Wait()
-	return l.ok.Load(), l.failed.Load(), l.errs
+	stopLBs(d.t, 15*time.Second, slices.Collect(maps.Keys(d.seen))...)
+	checkRace(d.t, d.logFile, d.log())
 }
 
 func TestReloadStorm(t *testing.T) {
@@ -419,9 +301,7 @@ func TestFailedReloadKeepsOldGeneration(t *testing.T) {
 	if !alive(first) {
 		t.Fatal("the old generation died")
 	}
-	if got := whoAnswers(t, d.addr(), ""); got != "s" {
-		t.Fatalf("%q answered", got)
-	}
+	expectAnswer(t, d.addr(), "s")
 	if info := adminQuery(t, d.adminSock, "show info"); !strings.Contains(info, fmt.Sprintf("pid: %d\n", first)) || !strings.Contains(info, "state: serving") {
 		t.Fatalf("the admin socket does not lead to the old, serving generation:\n%s", info)
 	}
@@ -494,9 +374,7 @@ func TestSignalReloadsItself(t *testing.T) {
 		}
 		d.seen[d.pid()] = true
 		waitGone(t, old, "the generation that reloaded itself")
-		if got := whoAnswers(t, d.addr(), ""); got != "s" {
-			t.Fatalf("%q answered", got)
-		}
+		expectAnswer(t, d.addr(), "s")
 	}
 	if info := adminQuery(t, d.adminSock, "show info"); !strings.Contains(info, "generation: 3\n") {
 		t.Errorf("show info after two signal reloads:\n%s", info)
@@ -581,18 +459,14 @@ func TestDaemonLetsGoOfLauncherFiles(t *testing.T) {
 			t.Errorf("the daemon's fd %d is %s, want %s", fd, target, os.DevNull)
 		}
 	}
-	if got := whoAnswers(t, d.addr(), ""); got != "s" {
-		t.Fatalf("%q answered", got)
-	}
+	expectAnswer(t, d.addr(), "s")
 }
 
 func TestTakeoverFallsBackToBinding(t *testing.T) {
 	s := startServer(t, "s")
 	d := newDaemons(t, "", s)
 	d.mustLaunch("-x", filepath.Join(d.dir, "nobody-listens-here.sock"))
-	if got := whoAnswers(t, d.addr(), ""); got != "s" {
-		t.Fatalf("%q answered", got)
-	}
+	expectAnswer(t, d.addr(), "s")
 	if !strings.Contains(d.log(), `"message":"cannot take the listening sockets over from the old generation: binding new ones"`) {
 		t.Fatalf("lb did not say it could not take the sockets over:\n%s", d.log())
 	}
@@ -611,13 +485,7 @@ func TestMigrateReqIsReported(t *testing.T) {
 	}
 	cfg := writeConfig(t, config(18080, "", serverLine("s", "127.0.0.1:1", "")))
 	script := fmt.Sprintf("ip link set lo up && echo 1 > /proc/sys/net/ipv4/tcp_migrate_req && exec %s -f %s", lbBin, cfg)
-	p := &lbProc{cmd: exec.Command("unshare", "-n", "sh", "-c", script), stderr: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd.Stdout, p.cmd.Stderr = p.stderr, p.stderr
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go p.wait()
-	defer p.stop(t)
+	p := startProc(t, nil, "unshare", "-n", "sh", "-c", script)
 	l := waitLog(t, p, "starting", func(map[string]any) bool { return true })
 	if l["tcp_migrate_req"] != true {
 		t.Fatalf("start-up line %v: want tcp_migrate_req true inside a namespace where it is 1", l)
