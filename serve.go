@@ -90,7 +90,12 @@ func (g *generation) run(ctx context.Context) error {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR1, syscall.SIGHUP, syscall.SIGUSR2)
 	defer signal.Stop(sigs)
 
-	g.number = g.previousNumber() + 1
+	saved, source := g.previousState()
+	g.number = saved.Generation + 1
+	if n, err := strconv.Atoi(os.Getenv("LB_GENERATION")); err == nil && n > 0 {
+		g.number = n // a predecessor started this one on SIGHUP
+	}
+	os.Unsetenv("LB_GENERATION")
 	g.log = g.log.With().Int("generation", g.number).Logger()
 	if on, err := listener.MigrateReq(); err == nil {
 		g.log.Info().Bool("tcp_migrate_req", on).Msg("starting")
@@ -102,7 +107,7 @@ func (g *generation) run(ctx context.Context) error {
 	if err != nil {
 		return g.fail(err)
 	}
-	g.setUpServers(ctx)
+	g.setUpServers(ctx, saved, source)
 	if err := g.bindAll(ctx); err != nil {
 		if pidFile != nil {
 			pidFile.Abort()
@@ -145,30 +150,6 @@ func (g *generation) run(ctx context.Context) error {
 	return g.loop(ctx, sigs)
 }
 
-// previousNumber asks the old generation for its number, through its admin
-// socket; a successor started by signal is told it in LB_GENERATION.
-func (g *generation) previousNumber() int {
-	if n, err := strconv.Atoi(os.Getenv("LB_GENERATION")); err == nil && n > 0 {
-		os.Unsetenv("LB_GENERATION")
-		return n - 1
-	}
-	path := g.adminPath()
-	if path == "" || g.opts.stop.Empty() {
-		return 0
-	}
-	reply, err := admin.Query(path, "show info", queryTimeout)
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(reply, "\n") {
-		if v, ok := strings.CutPrefix(line, "generation: "); ok {
-			n, _ := strconv.Atoi(v)
-			return n
-		}
-	}
-	return 0
-}
-
 // adminPath is where the old generation's admin socket is: -x names it,
 // else the configuration does.
 func (g *generation) adminPath() string {
@@ -176,6 +157,14 @@ func (g *generation) adminPath() string {
 		return g.opts.takeover
 	}
 	return g.cfg.Global.AdminSocket
+}
+
+// pidPath is the pid file's path: -p, else global.pid_file; "" for none.
+func (g *generation) pidPath() string {
+	if g.opts.pidFile != "" {
+		return g.opts.pidFile
+	}
+	return g.cfg.Global.PidFile
 }
 
 // prepare creates the admin socket (under a temporary name) and the pid
@@ -189,10 +178,7 @@ func (g *generation) prepare() (*reload.PidFile, error) {
 		}
 		g.admin = s
 	}
-	path := g.opts.pidFile
-	if path == "" {
-		path = g.cfg.Global.PidFile
-	}
+	path := g.pidPath()
 	if path == "" {
 		return nil, nil
 	}
@@ -437,11 +423,7 @@ func (g *generation) exit() error {
 	if g.admin != nil {
 		g.admin.Close()
 	}
-	path := g.opts.pidFile
-	if path == "" {
-		path = g.cfg.Global.PidFile
-	}
-	if path != "" && g.state.Load() == stateServing {
+	if path := g.pidPath(); path != "" && g.state.Load() == stateServing {
 		reload.RemovePidFile(path, g.self.Pid)
 	}
 	g.log.Info().Dur("uptime", time.Since(g.start)).Msg("exiting")

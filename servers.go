@@ -20,7 +20,6 @@ import (
 // servers is what a generation knows of its backend servers: their health
 // checks, and what it took over from the previous generation.
 type servers struct {
-	g       *generation
 	checker *health.Checker
 	stop    context.CancelFunc // stops the checks
 	done    sync.WaitGroup     // the checks have stopped
@@ -31,8 +30,7 @@ type servers struct {
 // on the servers nobody knew about, so that none known dead gets traffic,
 // and turns passive checks on. It runs before this generation binds
 // anything: the old one serves meanwhile.
-func (g *generation) setUpServers(ctx context.Context) {
-	saved, source := g.previousState()
+func (g *generation) setUpServers(ctx context.Context, saved state.Doc, source string) {
 	ix := saved.Index()
 	byServer := map[*balancer.Server]*health.Target{}
 	targets := make([]health.Target, len(g.proxy.Checks))
@@ -44,12 +42,11 @@ func (g *generation) setUpServers(ctx context.Context) {
 	known := 0
 	for _, b := range g.proxy.Backends {
 		for _, s := range b.Pool.Servers {
-			sc := g.serverConfig(b.Name(), s.Name)
 			st, ok := ix.Lookup(b.Name(), s.Name)
-			if !ok || st.Address != sc.Address {
+			if !ok || st.Address != s.Addr {
 				continue // new, or moved: its own checks decide
 			}
-			if st.ConfigWeight == sc.Weight {
+			if st.ConfigWeight == s.Weight {
 				// The configuration did not change: what operators set holds.
 				if a, err := balancer.ParseAdmin(st.Admin); err == nil {
 					s.SetAdmin(a)
@@ -63,7 +60,7 @@ func (g *generation) setUpServers(ctx context.Context) {
 		}
 		b.Pool.Refresh()
 	}
-	g.srv = &servers{g: g, checker: health.New(targets, g.log)}
+	g.srv = &servers{checker: health.New(targets, g.log)}
 	if known < len(targets) {
 		cctx, cancel := context.WithTimeout(ctx, g.cfg.Global.StartupTimeout.D())
 		g.srv.checker.ColdStart(cctx)
@@ -109,20 +106,6 @@ func fetchState(path string) (state.Doc, error) {
 	return state.Decode(c)
 }
 
-// serverConfig returns a server's configuration.
-func (g *generation) serverConfig(backend, server string) config.Server {
-	for _, b := range g.cfg.Backends {
-		if b.Name == backend {
-			for _, s := range b.Servers {
-				if s.Name == server {
-					return s
-				}
-			}
-		}
-	}
-	return config.Server{}
-}
-
 // checkSettings resolves a server's configured check for the checker.
 func checkSettings(c proxy.Check) health.Settings {
 	cc := c.Config
@@ -165,20 +148,13 @@ func (s *servers) stopChecks() {
 
 // snapshot is the state of every server, for the next generation.
 func (g *generation) snapshot() state.Doc {
-	health := map[*balancer.Server]health.State{}
-	checked := map[*balancer.Server]bool{}
-	for _, sn := range g.srv.checker.States() {
-		if s := g.findServer(sn.Backend, sn.Server); s != nil {
-			health[s], checked[s] = sn.State, true
-		}
-	}
 	var out []state.Server
 	for _, b := range g.proxy.Backends {
 		for _, s := range b.Pool.Servers {
-			sc := g.serverConfig(b.Name(), s.Name)
+			sn, checked := g.srv.checker.State(s)
 			out = append(out, state.Server{
-				Backend: b.Name(), Server: s.Name, Address: sc.Address, ConfigWeight: sc.Weight,
-				Checked: checked[s], Up: health[s].Up, Count: health[s].Count,
+				Backend: b.Name(), Server: s.Name, Address: s.Addr, ConfigWeight: s.Weight,
+				Checked: checked, Up: sn.State.Up, Count: sn.State.Count,
 				Admin: s.Admin().String(), Weight: s.RuntimeWeight(),
 			})
 		}
@@ -229,12 +205,6 @@ func (g *generation) getState(w io.Writer, _ *admin.Request) error {
 
 // showServersState answers "show servers state".
 func (g *generation) showServersState(w io.Writer, _ *admin.Request) error {
-	snaps := map[*balancer.Server]health.Snapshot{}
-	for _, sn := range g.srv.checker.States() {
-		if s := g.findServer(sn.Backend, sn.Server); s != nil {
-			snaps[s] = sn
-		}
-	}
 	fmt.Fprintln(w, "# backend server address health admin weight effective_weight checks reason")
 	for _, b := range g.proxy.Backends {
 		for _, s := range b.Pool.Servers {
@@ -242,7 +212,7 @@ func (g *generation) showServersState(w io.Writer, _ *admin.Request) error {
 			if !s.Up() {
 				h = "down"
 			}
-			if sn, ok := snaps[s]; ok {
+			if sn, ok := g.srv.checker.State(s); ok {
 				checks = sn.Checks
 				if checks == "" {
 					checks = "-"

@@ -107,3 +107,24 @@ func TestTakeOverPath(t *testing.T) {
 		t.Fatalf("after the old socket closed: %q, %v", got, err)
 	}
 }
+
+// Query sends command to the admin socket at path and returns the reply.
+func Query(path, command string, timeout time.Duration) (string, error) {
+	c, err := Dial(path, timeout)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, command+"\n"); err != nil {
+		return "", err
+	}
+	b, err := io.ReadAll(c)
+	if err != nil {
+		return "", err
+	}
+	reply := string(b)
+	if strings.HasPrefix(reply, "error: ") {
+		return "", errors.New(strings.TrimSpace(strings.TrimPrefix(reply, "error: ")))
+	}
+	return reply, nil
+}

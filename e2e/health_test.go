@@ -80,33 +80,14 @@ func healthConfig(d *daemons, extraGlobal, extraBackend string, servers ...*chec
 	for _, s := range servers {
 		lines = append(lines, serverLine(s.name, s.addr(), fmt.Sprintf("check = { port = %d }", s.checkPort)))
 	}
-	return fmt.Sprintf(`[global]
-admin_socket = %q
-log_file = %q
-handshake_grace = "100ms"
-hard_stop_after = "30s"
-%s
-
-[defaults.timeout]
-connect = "2s"
-client = "30s"
-server = "30s"
-
-[[frontend]]
-name = "web"
-bind = ["127.0.0.1:%d"]
-default_backend = "app"
-
-[[backend]]
-name = "app"
-%s
+	return daemonConfigBackend(d.dir, d.port, extraGlobal, fmt.Sprintf(`%s
 [backend.check]
 interval = "100ms"
 timeout = "100ms"
 rise = 2
 fall = 2
 
-%s`, d.adminSock, d.logFile, extraGlobal, d.port, extraBackend, strings.Join(lines, "\n"))
+%s`, extraBackend, strings.Join(lines, "\n")))
 }
 
 // serverState returns a server's line of "show servers state" as fields:
@@ -166,8 +147,8 @@ func TestHealthChecksTakeServersOutAndBack(t *testing.T) {
 	if !strings.Contains(d.log(), `"message":"server app/a is UP: 2/2 checks passed"`) {
 		t.Errorf("no UP line in the log:\n%s", d.log())
 	}
-	// Slow start: the effective weight ramps up to the full weight of 1 ...
-	// which with weight 1 is always 1; use the ramp of a heavier weight.
+	// With weight 1, slow start never goes below 1 (TestSlowStartRamps
+	// shows the ramp itself).
 	if f := serverState(t, d, "a"); f[6] != "1" {
 		t.Errorf("effective weight %s, want 1", f[6])
 	}
@@ -221,19 +202,7 @@ func TestHTTPChecks(t *testing.T) {
 			defer ln.Close()
 			go answerHTTP(ln, tc.reply, tc.delay)
 			d := newDaemons(t, "")
-			cfg := fmt.Sprintf(`[global]
-admin_socket = %q
-log_file = %q
-startup_timeout = "1s"
-
-[[frontend]]
-name = "web"
-bind = ["127.0.0.1:%d"]
-default_backend = "app"
-
-[[backend]]
-name = "app"
-[backend.check]
+			cfg := daemonConfigBackend(d.dir, d.port, `startup_timeout = "1s"`, fmt.Sprintf(`[backend.check]
 %s
 interval = "100ms"
 timeout = "200ms"
@@ -244,7 +213,7 @@ fall = 1
 name = "s"
 address = %q
 check = { port = %d }
-`, d.adminSock, d.logFile, d.port, tc.check, s.addr(), ln.Addr().(*net.TCPAddr).Port)
+`, tc.check, s.addr(), ln.Addr().(*net.TCPAddr).Port))
 			d.writeConfig(cfg)
 			d.mustLaunch()
 			waitHealth(t, d, "s", "down")
@@ -281,9 +250,7 @@ func answerHTTP(ln net.Listener, reply string, delay time.Duration) {
 func TestReloadsRememberServers(t *testing.T) {
 	dead, drained, heavy := startChecked(t, "dead"), startChecked(t, "drained"), startChecked(t, "heavy")
 	d := newDaemons(t, "")
-	// A long interval: after a reload, only the state taken over can know
-	// that "dead" is down; its own checks would take seconds.
-	cfg := strings.Replace(healthConfig(d, "", "", dead, drained, heavy), `interval = "100ms"`, `interval = "100ms"`, 1)
+	cfg := healthConfig(d, "", "", dead, drained, heavy)
 	d.writeConfig(cfg)
 	d.mustLaunch()
 	dead.checkDown()

@@ -41,6 +41,12 @@ func daemonConfig(dir string, port int, extraGlobal string, servers ...*server) 
 	for _, s := range servers {
 		lines = append(lines, serverLine(s.name, s.addr(), ""))
 	}
+	return daemonConfigBackend(dir, port, extraGlobal, strings.Join(lines, "\n"))
+}
+
+// daemonConfigBackend is daemonConfig with the rest of the backend "app"
+// table, its keys and servers, written by the caller.
+func daemonConfigBackend(dir string, port int, extraGlobal, backend string) string {
 	return fmt.Sprintf(`[global]
 admin_socket = %q
 log_file = %q
@@ -60,7 +66,7 @@ default_backend = "app"
 
 [[backend]]
 name = "app"
-%s`, filepath.Join(dir, "admin.sock"), filepath.Join(dir, "lb.log"), extraGlobal, port, strings.Join(lines, "\n"))
+%s`, filepath.Join(dir, "admin.sock"), filepath.Join(dir, "lb.log"), extraGlobal, port, backend)
 }
 
 func newDaemons(t *testing.T, extraGlobal string, servers ...*server) *daemons {

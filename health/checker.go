@@ -222,9 +222,19 @@ type Snapshot struct {
 	LastReason string
 }
 
-// States returns every target's current state, in the order of the targets
+// State returns the state of the target of server s, and false when s has
+// no health check.
+func (c *Checker) State(s *balancer.Server) (Snapshot, bool) {
+	t, ok := c.byServer[s]
+	if !ok {
+		return Snapshot{}, false
+	}
+	return t.snapshot(), true
+}
+
+// states returns every target's current state, in the order of the targets
 // given to New.
-func (c *Checker) States() []Snapshot {
+func (c *Checker) states() []Snapshot {
 	out := make([]Snapshot, 0, len(c.targets))
 	for _, t := range c.targets {
 		out = append(out, t.snapshot())

@@ -329,7 +329,7 @@ func TestStates(t *testing.T) {
 		{Backend: "app", Server: "s1", State: State{Up: true, Count: 1}, Checks: "1/3"},
 		{Backend: "app", Server: "s2", State: State{}, Checks: ""},
 	}
-	if got := c.States(); !slices.Equal(got, want) {
+	if got := c.states(); !slices.Equal(got, want) {
 		t.Errorf("States() = %+v, want %+v", got, want)
 	}
 }

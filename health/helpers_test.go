@@ -213,7 +213,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 // state returns the checker's snapshot of server.
 func state(t *testing.T, c *Checker, server string) Snapshot {
 	t.Helper()
-	for _, sn := range c.States() {
+	for _, sn := range c.states() {
 		if sn.Server == server {
 			return sn
 		}

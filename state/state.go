@@ -21,9 +21,9 @@ const version = 1
 type Server struct {
 	Backend string `json:"backend"`
 	Server  string `json:"server"`
-	// Address and ConfigWeight are the server's configuration when the
-	// state was taken: a configuration that changed them wins over the
-	// saved state.
+	// Address (resolved, "ip:port") and ConfigWeight are what the
+	// configuration gave the server when the state was taken: a
+	// configuration that changes them wins over the saved state.
 	Address      string `json:"address"`
 	ConfigWeight int    `json:"config_weight"`
 	// Checked says whether the server had health checks; Up and Count are
