@@ -6,7 +6,7 @@ LDFLAGS     := -s -w -X main.version=$(VERSION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.7.0
 FUZZTIME    ?= 60s
 
-.PHONY: all build run test lint bench bench-reload fuzz clean
+.PHONY: all build run test lint bench bench-http bench-reload fuzz clean
 
 all: build
 
@@ -37,9 +37,15 @@ lint:
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
-## bench: benchmarks (picks, data path)
+## bench: benchmarks (picks, data path), then bench-http
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	@$(MAKE) --no-print-directory bench-http
+
+## bench-http: HTTP keep-alive req/s and p99 through lb, HAProxy (mode http) and direct, side by side (CLIENTS, DURATION, ROUNDS, BENCH_FLAGS)
+bench-http: build
+	@command -v haproxy >/dev/null 2>&1 || (apt-get update && apt-get install -y haproxy) || echo "bench-http: could not install HAProxy; measuring lb and direct only"
+	$(GO) run ./internal/bench/http -lb ./lb -clients $(or $(CLIENTS),32) -duration $(or $(DURATION),10s) -rounds $(or $(ROUNDS),1) $(BENCH_FLAGS)
 
 ## bench-reload: reload storm, lb vs haproxy -D -sf on the same load (RELOADS, CLIENTS, INTERVAL, DURATION, BENCH_FLAGS)
 bench-reload: build

@@ -18,6 +18,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"lb/config"
+	"lb/httpproxy"
 	"lb/proxy"
 	"lb/reload"
 )
@@ -156,7 +157,7 @@ func action(c *cli.Context, o options) error {
 	}
 	ctx := context.Background()
 	if o.check {
-		if _, err := proxy.Build(ctx, cfg, nil, zerolog.Nop()); err != nil {
+		if _, err := build(ctx, cfg, zerolog.Nop()); err != nil {
 			return configError(err)
 		}
 		fmt.Fprintln(c.App.Writer, "configuration is valid")
@@ -181,12 +182,25 @@ func action(c *cli.Context, o options) error {
 	if err != nil {
 		return &exitError{code: exitFailure, msg: err.Error()}
 	}
-	p, err := proxy.Build(ctx, cfg, nil, log)
+	p, err := build(ctx, cfg, log)
 	if err != nil {
 		return configError(err)
 	}
 	g := &generation{opts: o, cfg: cfg, proxy: p, log: log, ready: ready, logFile: logFile}
 	return g.run(ctx)
+}
+
+// build makes the proxy of a configuration: TCP frontends and backends,
+// and the HTTP mode on top of them.
+func build(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*proxy.Proxy, error) {
+	p, err := proxy.Build(ctx, cfg, nil, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := httpproxy.Build(cfg, p, log); err != nil {
+		return nil, err
+	}
+	return p, nil
 }
 
 // configError reports every configuration error, one per line.

@@ -393,6 +393,11 @@ func (g *generation) softStop(ctx context.Context) <-chan struct{} {
 	for _, l := range g.lns {
 		go func() { _ = listener.Drain(ctx, l.ln, grace) }()
 	}
+	// HTTP frontends finish the requests in flight, then close their
+	// connections; idle ones over close_spread_time.
+	for _, f := range g.proxy.Frontends {
+		f.SoftStop(g.cfg.Global.CloseSpreadTime.D())
+	}
 	done := make(chan struct{})
 	go g.waitDrained(done)
 	return done

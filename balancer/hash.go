@@ -34,6 +34,21 @@ func hashString(s string) uint64 {
 	return mix64(h)
 }
 
+// HashBytes returns the hashing key of b (a header value, a cookie, a URI),
+// for Request.Hash: a fixed function, the same in every process. It does not
+// allocate.
+func HashBytes(b []byte) uint64 {
+	h := uint64(fnvOffset)
+	for _, c := range b {
+		h ^= uint64(c)
+		h *= fnvPrime
+	}
+	return mix64(h)
+}
+
+// Mix scrambles x, for a key made from a counter.
+func Mix(x uint64) uint64 { return mix64(x) }
+
 // mix64 is splitmix64's finaliser: a bijection of the 64-bit integers in
 // which every input bit affects every output bit.
 func mix64(x uint64) uint64 {

@@ -46,7 +46,9 @@ func NewSelector(algorithm string, servers []*Server) (Selector, error) {
 		return newLeastConn(servers), nil
 	case "random":
 		return newRandom(servers), nil
-	case "source":
+	case "source", "hash":
+		// hash is source's rendezvous hashing over a key the HTTP proxy
+		// takes from the request instead of the client address.
 		return newSource(servers), nil
 	case "first":
 		return newFirst(servers), nil
@@ -62,6 +64,7 @@ type Pool struct {
 	Servers   []*Server
 
 	prim, back []*Server
+	byName     map[string]*Server
 	tiers      atomic.Pointer[tiers]
 	refresh    sync.Mutex
 }
@@ -73,8 +76,9 @@ type tiers struct {
 
 // NewPool builds a pool that balances servers with algorithm.
 func NewPool(name, algorithm string, servers []*Server) (*Pool, error) {
-	p := &Pool{Name: name, Algorithm: algorithm, Servers: slices.Clone(servers)}
+	p := &Pool{Name: name, Algorithm: algorithm, Servers: slices.Clone(servers), byName: make(map[string]*Server, len(servers))}
 	for _, s := range servers {
+		p.byName[s.Name] = s
 		if s.Backup {
 			p.back = append(p.back, s)
 		} else {
@@ -167,4 +171,32 @@ func pickAcquire(sel Selector, r *Request) *Server {
 		}
 		r.Tried = append(r.Tried, s)
 	}
+}
+
+// Lookup returns the server of that name, or nil. It does not allocate when
+// name is converted from a []byte in the call.
+func (p *Pool) Lookup(name string) *Server { return p.byName[name] }
+
+// AcquireSticky takes a slot on s for a client that is stuck to it (by a
+// persistence cookie): s must be up and not in maintenance; a server being
+// drained still takes its stuck clients, as in HAProxy. It reports whether
+// the slot was taken; the caller must Release it then.
+func (p *Pool) AcquireSticky(s *Server) bool {
+	if s == nil || s.down.Load() || s.admin.Load() == uint32(AdminMaint) {
+		return false
+	}
+	return s.acquire()
+}
+
+// Available reports whether some server could take a connection if it had
+// a free slot: it is up, ready and has weight. Pick returning nil while
+// Available is true means every such server is full, and a request may
+// wait in a queue.
+func (p *Pool) Available() bool {
+	for _, s := range p.Servers {
+		if !s.down.Load() && s.admin.Load() == uint32(AdminReady) && s.weight() > 0 {
+			return true
+		}
+	}
+	return false
 }

@@ -51,6 +51,10 @@ type Global struct {
 	// StartupTimeout bounds the round of health checks that a generation
 	// with nothing to take over runs before it serves. Default 5s.
 	StartupTimeout Duration `toml:"startup_timeout"`
+	// CloseSpreadTime is how long a stopping generation takes to close its
+	// idle HTTP keep-alive connections: each one at a random moment within
+	// it, so that clients do not all reconnect at once. Default 1s.
+	CloseSpreadTime Duration `toml:"close_spread_time"`
 }
 
 // MaxUnixPath is the longest path a unix socket may have on Linux.
@@ -59,6 +63,9 @@ const MaxUnixPath = 107
 // Defaults holds values that frontends and backends inherit unless they set
 // their own.
 type Defaults struct {
+	// Mode is "tcp" or "http", for frontends and backends that do not set
+	// theirs. Default tcp.
+	Mode string `toml:"mode"`
 	// Balance is the algorithm of backends that do not name one.
 	Balance string `toml:"balance"`
 	// Retries is how many more servers a connection is tried on after a
@@ -72,6 +79,8 @@ type Defaults struct {
 	SlowStart Duration `toml:"slowstart"`
 	// Check is the backends' default health check.
 	Check Check `toml:"check"`
+	// HTTP holds the HTTP-mode frontends' defaults.
+	HTTP HTTPOptions `toml:"http"`
 }
 
 // Timeouts are the defaults for every timeout lb knows.
@@ -82,8 +91,20 @@ type Timeouts struct {
 	// no limit.
 	Client Duration `toml:"client"`
 	// Server is how long the server side may stay idle. Default 1m; 0 means
-	// no limit.
+	// no limit. In HTTP mode it also bounds the wait for a response.
 	Server Duration `toml:"server"`
+	// HTTPRequest bounds the reading of a request's head, from its first
+	// byte (HTTP mode); beyond it lb answers 408. Default 10s.
+	HTTPRequest Duration `toml:"http_request"`
+	// HTTPKeepAlive is how long an HTTP connection may wait for its next
+	// request. Default 15s.
+	HTTPKeepAlive Duration `toml:"http_keep_alive"`
+	// Tunnel is how long an Upgrade tunnel (WebSocket) may stay idle.
+	// Default 1h; 0 means no limit.
+	Tunnel Duration `toml:"tunnel"`
+	// Queue is how long an HTTP request waits for a server when every
+	// server is full; beyond it lb answers 503. Default 5s.
+	Queue Duration `toml:"queue"`
 }
 
 // Frontend is a set of listening addresses whose connections go to a backend.
@@ -91,32 +112,60 @@ type Frontend struct {
 	Name string `toml:"name"`
 	// Bind lists "host:port" addresses; an empty host means every address,
 	// "[::1]:80" is IPv6.
-	Bind           []string         `toml:"bind"`
+	Bind []string `toml:"bind"`
+	// Mode is "tcp" or "http"; its backends must have the same.
+	Mode           string           `toml:"mode"`
 	DefaultBackend string           `toml:"default_backend"`
 	MaxConn        int              `toml:"maxconn"`
 	Timeout        FrontendTimeouts `toml:"timeout"`
+	// Routes pick the backend of each HTTP request, in order; the first
+	// that matches wins, else DefaultBackend.
+	Routes []Route `toml:"route"`
+	// Headers are the header rules applied to every request and response
+	// of the frontend (HTTP mode).
+	Headers []HeaderRule `toml:"header"`
+	HTTP    HTTPOptions  `toml:"http"`
+	// TLS terminates TLS on the frontend's addresses (HTTP mode).
+	TLS FrontendTLS `toml:"tls"`
 
 	Pos Pos `toml:"-"`
 }
 
 // FrontendTimeouts are the timeouts a frontend may override.
 type FrontendTimeouts struct {
-	Client Duration `toml:"client"`
+	Client        Duration `toml:"client"`
+	HTTPRequest   Duration `toml:"http_request"`
+	HTTPKeepAlive Duration `toml:"http_keep_alive"`
 }
 
 // Backend is a named pool of servers and the way to pick one.
 type Backend struct {
 	Name string `toml:"name"`
-	// Balance is one of roundrobin, leastconn, random, source, first.
-	Balance string          `toml:"balance"`
+	// Mode is "tcp" or "http".
+	Mode string `toml:"mode"`
+	// Balance is one of roundrobin, leastconn, random, source, first, and
+	// hash in HTTP mode.
+	Balance string `toml:"balance"`
+	// HashKey is what balance = "hash" hashes: "uri", "path",
+	// "header:NAME" or "cookie:NAME". Default uri.
+	HashKey string `toml:"hash_key"`
+	// Cookie, when set, is the name of the cookie lb inserts to keep each
+	// client on its server (HTTP mode).
+	Cookie  string          `toml:"cookie"`
 	Retries int             `toml:"retries"`
 	Timeout BackendTimeouts `toml:"timeout"`
 	// SlowStart is how long a server that comes back up takes to ramp up
 	// to its full weight; 0 means at once.
 	SlowStart Duration `toml:"slowstart"`
 	// Check is the health check of the backend's servers.
-	Check   Check    `toml:"check"`
-	Servers []Server `toml:"server"`
+	Check Check `toml:"check"`
+	// Headers are header rules for the backend's requests and responses,
+	// applied after the frontend's on requests and before them on
+	// responses (HTTP mode).
+	Headers []HeaderRule `toml:"header"`
+	// TLS makes lb speak TLS to the servers (HTTP mode).
+	TLS     BackendTLS `toml:"tls"`
+	Servers []Server   `toml:"server"`
 
 	Pos Pos `toml:"-"`
 }
@@ -125,6 +174,8 @@ type Backend struct {
 type BackendTimeouts struct {
 	Connect Duration `toml:"connect"`
 	Server  Duration `toml:"server"`
+	Tunnel  Duration `toml:"tunnel"`
+	Queue   Duration `toml:"queue"`
 }
 
 // Server is one backend server.
@@ -201,10 +252,17 @@ const (
 	BalanceRandom     = "random"
 	BalanceSource     = "source"
 	BalanceFirst      = "first"
+	BalanceHash       = "hash"
 )
 
 // Balances lists every balancing algorithm, in the order the docs give them.
-var Balances = []string{BalanceRoundRobin, BalanceLeastConn, BalanceRandom, BalanceSource, BalanceFirst}
+var Balances = []string{BalanceRoundRobin, BalanceLeastConn, BalanceRandom, BalanceSource, BalanceFirst, BalanceHash}
+
+// Modes.
+const (
+	ModeTCP  = "tcp"
+	ModeHTTP = "http"
+)
 
 // Limits and defaults.
 const (
@@ -218,18 +276,29 @@ const (
 func Default() Config {
 	return Config{
 		Global: Global{
-			LogLevel:       "info",
-			HardStopAfter:  Duration(10 * time.Minute),
-			HandshakeGrace: Duration(time.Second),
-			StartupTimeout: Duration(5 * time.Second),
+			LogLevel:        "info",
+			HardStopAfter:   Duration(10 * time.Minute),
+			HandshakeGrace:  Duration(time.Second),
+			StartupTimeout:  Duration(5 * time.Second),
+			CloseSpreadTime: Duration(time.Second),
 		},
 		Defaults: Defaults{
+			Mode:    ModeTCP,
 			Balance: BalanceRoundRobin,
 			Retries: 3,
 			Timeout: Timeouts{
-				Connect: Duration(5 * time.Second),
-				Client:  Duration(time.Minute),
-				Server:  Duration(time.Minute),
+				Connect:       Duration(5 * time.Second),
+				Client:        Duration(time.Minute),
+				Server:        Duration(time.Minute),
+				HTTPRequest:   Duration(10 * time.Second),
+				HTTPKeepAlive: Duration(15 * time.Second),
+				Tunnel:        Duration(time.Hour),
+				Queue:         Duration(5 * time.Second),
+			},
+			HTTP: HTTPOptions{
+				MaxHeaderBytes:  DefaultMaxHeaderBytes,
+				MaxHeaders:      DefaultMaxHeaders,
+				RequestIDHeader: "X-Request-Id",
 			},
 			Check: Check{
 				Type:     CheckTCP,

@@ -97,8 +97,14 @@ func Parse(srcs ...Source) (*Config, error) {
 			case "frontend":
 				for i, m := range doc.d.array(doc.m[k], k, o) {
 					f := Frontend{
+						Mode:    def.Mode,
 						MaxConn: def.MaxConn,
-						Timeout: FrontendTimeouts{Client: def.Timeout.Client},
+						Timeout: FrontendTimeouts{
+							Client:        def.Timeout.Client,
+							HTTPRequest:   def.Timeout.HTTPRequest,
+							HTTPKeepAlive: def.Timeout.HTTPKeepAlive,
+						},
+						HTTP: def.HTTP,
 					}
 					label := elemLabel(k, stringKey(m, "name"), len(cfg.Frontends)+1)
 					doc.d.object(m, reflect.ValueOf(&f).Elem(), []string{k, strconv.Itoa(i)}, label)
@@ -107,9 +113,16 @@ func Parse(srcs ...Source) (*Config, error) {
 			case "backend":
 				for i, m := range doc.d.array(doc.m[k], k, o) {
 					b := Backend{
-						Balance:   def.Balance,
-						Retries:   def.Retries,
-						Timeout:   BackendTimeouts{Connect: def.Timeout.Connect, Server: def.Timeout.Server},
+						Mode:    def.Mode,
+						HashKey: HashURI,
+						Retries: def.Retries,
+						Balance: def.Balance,
+						Timeout: BackendTimeouts{
+							Connect: def.Timeout.Connect,
+							Server:  def.Timeout.Server,
+							Tunnel:  def.Timeout.Tunnel,
+							Queue:   def.Timeout.Queue,
+						},
 						SlowStart: def.SlowStart,
 						Check:     def.Check,
 					}

@@ -102,8 +102,24 @@ func TestParseValid(t *testing.T) {
 			},
 		},
 	}
-	// valid.toml sets no check: every object has the default one.
+	// valid.toml sets no check and no HTTP setting: every object has the
+	// defaults.
 	want.Global.StartupTimeout = d("5s")
+	want.Global.CloseSpreadTime = d("1s")
+	def := Default().Defaults
+	want.Defaults.Mode, want.Defaults.HTTP = def.Mode, def.HTTP
+	want.Defaults.Timeout.HTTPRequest, want.Defaults.Timeout.HTTPKeepAlive = def.Timeout.HTTPRequest, def.Timeout.HTTPKeepAlive
+	want.Defaults.Timeout.Tunnel, want.Defaults.Timeout.Queue = def.Timeout.Tunnel, def.Timeout.Queue
+	for i := range want.Frontends {
+		f := &want.Frontends[i]
+		f.Mode, f.HTTP = def.Mode, def.HTTP
+		f.Timeout.HTTPRequest, f.Timeout.HTTPKeepAlive = def.Timeout.HTTPRequest, def.Timeout.HTTPKeepAlive
+	}
+	for i := range want.Backends {
+		b := &want.Backends[i]
+		b.Mode, b.HashKey = def.Mode, HashURI
+		b.Timeout.Tunnel, b.Timeout.Queue = def.Timeout.Tunnel, def.Timeout.Queue
+	}
 	dc := Default().Defaults.Check
 	want.Defaults.Check = dc
 	for i := range want.Backends {
@@ -173,7 +189,7 @@ func TestParseBad(t *testing.T) {
 			{"unknown_key_top.toml:12", `unknown key "listen" (valid keys: global, defaults, frontend, backend)`},
 		}},
 		{"unknown_key_global.toml", []wantErr{
-			{"unknown_key_global.toml:3", `global: unknown key "loglevel" (valid keys: log_level, pid_file, hard_stop_after, handshake_grace, admin_socket, log_file, state_file, startup_timeout)`},
+			{"unknown_key_global.toml:3", `global: unknown key "loglevel" (valid keys: log_level, pid_file, hard_stop_after, handshake_grace, admin_socket, log_file, state_file, startup_timeout, close_spread_time)`},
 		}},
 		{"bad_global.toml", []wantErr{
 			{"bad_global.toml:2", `global: handshake_grace 2m0s is out of range: use 0s to 1m`},
@@ -255,7 +271,7 @@ func TestParseBad(t *testing.T) {
 			{"multiple.toml:11", `frontend "web": bind: element 2: expected a string, found an integer`},
 			{"multiple.toml:12", `frontend "web": default_backend "api" is not defined (backends: app)`},
 			{"multiple.toml:13", `frontend "web": timeout.client -1s is negative`},
-			{"multiple.toml:17", `backend "app": unknown key "adress" (valid keys: name, balance, retries, timeout, slowstart, check, server)`},
+			{"multiple.toml:17", `backend "app": unknown key "adress" (valid keys: name, mode, balance, hash_key, cookie, retries, timeout, slowstart, check, header, tls, server)`},
 			{"multiple.toml:21", `server "s1": address "10.0.0.1" has no port`},
 			{"multiple.toml:22", `server "s1": weight 1000 is out of range (0 to 256)`},
 			{"multiple.toml:23", `server "s1": maxconn: expected an integer, found a string`},
@@ -318,7 +334,7 @@ name = "app"
 			{"lb.toml:7", `backend "app": timeout.connect: expected a duration string like "2s", found an integer`},
 		}},
 		{"unknown nested key", "[backend.timeout]\nclient = \"1s\"\n[[backend.server]]\nname = \"a\"\naddress = \"h:1\"\n", []wantErr{
-			{"lb.toml:8", `backend "app": unknown key "timeout.client" (valid keys in timeout: connect, server)`},
+			{"lb.toml:8", `backend "app": unknown key "timeout.client" (valid keys in timeout: connect, server, tunnel, queue)`},
 		}},
 		{"keys are case-sensitive", "[[backend.server]]\nName = \"a\"\nname = \"a\"\naddress = \"h:1\"\n", []wantErr{
 			{"lb.toml:8", `backend "app": server "a": unknown key "Name"`},
@@ -406,11 +422,11 @@ weight = 0
 		{"frontend timeout.client set to 0", cfg.Frontends[1].Timeout.Client, Duration(0)},
 		{"backend balance inherited", cfg.Backends[0].Balance, BalanceSource},
 		{"backend retries inherited", cfg.Backends[0].Retries, 5},
-		{"backend timeout inherited", cfg.Backends[0].Timeout, BackendTimeouts{Connect: Duration(3 * s), Server: Duration(6 * s)}},
+		{"backend timeout inherited", cfg.Backends[0].Timeout, BackendTimeouts{Connect: Duration(3 * s), Server: Duration(6 * s), Tunnel: Duration(time.Hour), Queue: Duration(5 * s)}},
 		{"server weight default", cfg.Backends[0].Servers[0].Weight, DefaultWeight},
 		{"backend balance set", cfg.Backends[1].Balance, BalanceFirst},
 		{"backend retries set to 0", cfg.Backends[1].Retries, 0},
-		{"backend timeout set", cfg.Backends[1].Timeout, BackendTimeouts{Connect: Duration(s)}},
+		{"backend timeout set", cfg.Backends[1].Timeout, BackendTimeouts{Connect: Duration(s), Tunnel: Duration(time.Hour), Queue: Duration(5 * s)}},
 		{"server weight set to 0", cfg.Backends[1].Servers[0].Weight, 0},
 		{"global untouched", cfg.Global, Default().Global},
 	} {
@@ -444,7 +460,7 @@ func TestMerge(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Parse: %v", err)
 		}
-		want := Global{LogLevel: "warn", PidFile: "/run/lb.pid", HardStopAfter: Duration(time.Minute), HandshakeGrace: Duration(time.Second), StartupTimeout: Duration(5 * time.Second)}
+		want := Global{LogLevel: "warn", PidFile: "/run/lb.pid", HardStopAfter: Duration(time.Minute), HandshakeGrace: Duration(time.Second), StartupTimeout: Duration(5 * time.Second), CloseSpreadTime: Duration(time.Second)}
 		if cfg.Global != want {
 			t.Errorf("global = %+v, want %+v", cfg.Global, want)
 		}

@@ -32,6 +32,7 @@ func (c *Config) validate() Errors {
 	v := &validator{c: c}
 	v.global()
 	v.defaults()
+	v.httpDefaults()
 	v.frontends()
 	v.backends()
 	return v.errs
@@ -122,6 +123,7 @@ func (v *validator) frontends() {
 	}
 	seen := map[string]*Frontend{}
 	binds := map[string]bindUse{}
+	modes := v.backendModes()
 	for i := range c.Frontends {
 		f := &c.Frontends[i]
 		p := f.Pos
@@ -176,6 +178,7 @@ func (v *validator) frontends() {
 		if !rejected(p.bad, "timeout.client") && !inherited(p, "timeout.client", f.Timeout.Client == c.Defaults.Timeout.Client) && f.Timeout.Client < 0 {
 			v.add(p.Key("timeout.client"), obj, "%s", negative("timeout.client", f.Timeout.Client))
 		}
+		v.httpFrontend(f, obj, modes)
 	}
 }
 
@@ -210,6 +213,7 @@ func (v *validator) backends() {
 			v.add(p.Key("slowstart"), obj, "%s", negative("slowstart", b.SlowStart))
 		}
 		v.checks(&b.Check, p, obj)
+		v.httpBackend(b, obj)
 		if !rejected(p.bad, "server") && len(b.Servers) == 0 {
 			v.add(p.Key("server"), "", "%s has no servers: add a [[backend.server]] table", obj)
 		}

@@ -31,8 +31,8 @@ type Observer interface {
 	ObserveConn(s *balancer.Server, err error)
 }
 
-// observe reports to the Observer, if any.
-func (b *Backend) observe(s *balancer.Server, err error) {
+// Observe reports to the Observer, if any.
+func (b *Backend) Observe(s *balancer.Server, err error) {
 	if b.Observer != nil {
 		b.Observer.ObserveConn(s, err)
 	}
@@ -41,8 +41,8 @@ func (b *Backend) observe(s *balancer.Server, err error) {
 // Name returns the backend's name.
 func (b *Backend) Name() string { return b.Pool.Name }
 
-// dial connects to one server within the connect timeout.
-func (b *Backend) dial(s *balancer.Server) (*net.TCPConn, error) {
+// Dial connects to one server within the connect timeout.
+func (b *Backend) Dial(s *balancer.Server) (*net.TCPConn, error) {
 	d := net.Dialer{Timeout: b.ConnectTimeout}
 	c, err := d.Dial("tcp", s.Addr)
 	if err != nil {

@@ -35,11 +35,35 @@ type Frontend struct {
 	ClientTimeout time.Duration
 	// Log receives one line per connection. The zero value logs nothing.
 	Log zerolog.Logger
+	// Handler, when set, serves each connection instead of the TCP proxy:
+	// an HTTP-mode frontend sets it.
+	Handler ConnHandler
 
 	slotsOnce sync.Once
 	slots     chan struct{}
 	conns     sync.WaitGroup
 	active    atomic.Int64
+}
+
+// ConnHandler serves one accepted connection until it ends, and closes it.
+type ConnHandler interface {
+	ServeConn(c *net.TCPConn)
+}
+
+// SoftStopper is a ConnHandler that can wind its connections down when the
+// generation is told to stop: finish what is in flight, then close.
+type SoftStopper interface {
+	SoftStop(spread time.Duration)
+}
+
+// SoftStop tells the frontend's handler, if it can wind down, that the
+// generation is stopping; spread is the time over which to close idle
+// connections. A TCP frontend has nothing to do: its connections end when
+// their peers end them.
+func (f *Frontend) SoftStop(spread time.Duration) {
+	if s, ok := f.Handler.(SoftStopper); ok {
+		s.SoftStop(spread)
+	}
 }
 
 // Active returns the number of connections being served now.
@@ -101,9 +125,13 @@ func (f *Frontend) Serve(ctx context.Context, ln *net.TCPListener) error {
 
 // serveConn proxies one accepted connection and gives its slot back.
 func (f *Frontend) serveConn(c *net.TCPConn, slots chan struct{}) {
-	s := newSession(f, c)
-	s.run()
-	freeSession(s)
+	if f.Handler != nil {
+		f.Handler.ServeConn(c)
+	} else {
+		s := newSession(f, c)
+		s.run()
+		freeSession(s)
+	}
 	f.active.Add(-1)
 	if slots != nil {
 		<-slots

@@ -147,7 +147,7 @@ func (s *session) run() {
 	switch End(s.end.Load()) {
 	case EndServerError, EndServerTimeout:
 		s.srv.CountError()
-		s.be.observe(s.srv, serverFailure(End(s.end.Load())))
+		s.be.Observe(s.srv, serverFailure(End(s.end.Load())))
 	}
 	s.srv.Release()
 	s.logEnd()
@@ -177,8 +177,8 @@ func (s *session) connect() bool {
 			break
 		}
 		s.attempts++
-		c, err := s.be.dial(srv)
-		s.be.observe(srv, err)
+		c, err := s.be.Dial(srv)
+		s.be.Observe(srv, err)
 		if err == nil {
 			s.server, s.srv = c, srv
 			return true

@@ -1,0 +1,176 @@
+package h1
+
+// Field is one header field. Name and Value alias storage owned by the
+// Head; they stay valid until the Head is reset or re-read. Their capacity
+// is capped at their length, so appending to them copies rather than
+// writing over the Head's storage.
+type Field struct{ Name, Value []byte }
+
+// Head is a message's header fields in the order received (names keep
+// their case). Set and Add copy what they are given into storage the Head
+// owns and reuses, so that, once grown, they do not allocate. The zero
+// value is an empty Head ready to use.
+type Head struct {
+	// Fields are the header fields, in order.
+	Fields []Field
+
+	// buf is the arena: the raw head lines of the message read into the
+	// Head, then the names and values of Set and Add. It only ever grows
+	// until Reset, so slices into it stay valid.
+	buf []byte
+	// conn is scratch for RemoveHopByHop: the values of Connection.
+	conn [][]byte
+}
+
+// Reset empties h, keeping its storage for reuse. Slices from h (Fields,
+// names, values) must not be used afterwards.
+func (h *Head) Reset() {
+	clear(h.Fields) // drop references to storage no longer used
+	h.Fields = h.Fields[:0]
+	h.buf = h.buf[:0]
+}
+
+// Get returns the value of the first field named name, compared ASCII
+// case-insensitively, and whether there is one.
+func (h *Head) Get(name string) ([]byte, bool) {
+	if i := index(h, name, 0); i >= 0 {
+		return h.Fields[i].Value, true
+	}
+	return nil, false
+}
+
+// Has reports whether some field is named name (case-insensitively).
+func (h *Head) Has(name string) bool { return index(h, name, 0) >= 0 }
+
+// Index returns the index in Fields of the first field named name
+// (case-insensitively) at or after from, or -1 if there is none. Loop over
+// the fields of one name with
+//
+//	for i := h.Index(name, 0); i >= 0; i = h.Index(name, i+1) { ... }
+func (h *Head) Index(name string, from int) int { return index(h, name, from) }
+
+// index is Index for a name of either type.
+func index[S string | []byte](h *Head, name S, from int) int {
+	for i := max(from, 0); i < len(h.Fields); i++ {
+		if equalFold(h.Fields[i].Name, name) {
+			return i
+		}
+	}
+	return -1
+}
+
+// Set deletes every field named name, then adds one with that name and
+// value at the end. It copies name and value: value may alias the Head's
+// own storage (the value of another field, say).
+func (h *Head) Set(name string, value []byte) {
+	h.Del(name)
+	h.Add(name, value)
+}
+
+// Add appends a field named name with value. It copies name and value:
+// value may alias the Head's own storage.
+func (h *Head) Add(name string, value []byte) {
+	// Appending never writes over bytes already in buf, so a value that
+	// aliases buf is still intact while it is copied, even when append
+	// moves buf elsewhere.
+	start := len(h.buf)
+	h.buf = append(h.buf, name...)
+	mid := len(h.buf)
+	h.buf = append(h.buf, value...)
+	h.Fields = append(h.Fields, Field{
+		Name:  h.buf[start:mid:mid],
+		Value: clip(h.buf[mid:]),
+	})
+}
+
+// Del deletes every field named name (case-insensitively), keeping the
+// order of the others.
+func (h *Head) Del(name string) { del(h, name) }
+
+// del is Del for a name of either type.
+func del[S string | []byte](h *Head, name S) {
+	i := index(h, name, 0)
+	if i < 0 {
+		return
+	}
+	j := i
+	for ; i < len(h.Fields); i++ {
+		if !equalFold(h.Fields[i].Name, name) {
+			h.Fields[j] = h.Fields[i]
+			j++
+		}
+	}
+	clear(h.Fields[j:])
+	h.Fields = h.Fields[:j]
+}
+
+// HasToken reports whether some field named name holds token in its
+// comma-separated list, both compared case-insensitively, with OWS around
+// the elements ignored: for "Connection: keep-alive, Upgrade",
+// HasToken("connection", "upgrade") is true.
+func (h *Head) HasToken(name, token string) bool {
+	for i := index(h, name, 0); i >= 0; i = index(h, name, i+1) {
+		if hasToken(h.Fields[i].Value, token) {
+			return true
+		}
+	}
+	return false
+}
+
+// hopByHop are the fields that concern one connection only, which
+// RemoveHopByHop removes (RFC 9110 7.6.1, RFC 9112 7.1 and 9.6).
+var hopByHop = [...]string{
+	"Connection",
+	"Keep-Alive",
+	"Proxy-Connection",
+	"TE",
+	"Trailer",
+	"Transfer-Encoding",
+	"Upgrade",
+}
+
+// RemoveHopByHop removes the fields a proxy must not forward (RFC 9110
+// 7.6.1): Connection and every field it names, Keep-Alive,
+// Proxy-Connection, TE, Trailer, Transfer-Encoding and Upgrade. It keeps
+// Proxy-Authorization. As a guard against request smuggling and
+// misrouting, it keeps Content-Length and Host even when Connection names
+// them: they are end-to-end, and without them the next hop would frame or
+// route the message differently.
+func (h *Head) RemoveHopByHop() {
+	h.conn = h.conn[:0]
+	for i := index(h, "Connection", 0); i >= 0; i = index(h, "Connection", i+1) {
+		h.conn = append(h.conn, h.Fields[i].Value)
+	}
+	j := 0
+	for _, f := range h.Fields {
+		if !h.isHopByHop(f.Name) {
+			h.Fields[j] = f
+			j++
+		}
+	}
+	clear(h.Fields[j:])
+	h.Fields = h.Fields[:j]
+	clear(h.conn)
+	h.conn = h.conn[:0]
+}
+
+// isHopByHop reports whether RemoveHopByHop removes the field named name,
+// h.conn holding the values of Connection.
+func (h *Head) isHopByHop(name []byte) bool {
+	for _, s := range hopByHop {
+		if equalFold(name, s) {
+			return true
+		}
+	}
+	if equalFold(name, "Content-Length") || equalFold(name, "Host") {
+		return false
+	}
+	for _, list := range h.conn {
+		for elem, rest, ok := nextElement(list); ok; elem, rest, ok = nextElement(rest) {
+			if equalFold(elem, name) {
+				return true
+			}
+		}
+	}
+	return false
+}

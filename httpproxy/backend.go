@@ -1,0 +1,221 @@
+package httpproxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"lb/balancer"
+	"lb/proxy"
+	"lb/rules"
+)
+
+// Backend is an HTTP-mode backend: the TCP backend's pool, connect timeout
+// and passive checks, plus what HTTP adds.
+type Backend struct {
+	*proxy.Backend
+	// TunnelTimeout is how long an Upgrade tunnel may stay idle; 0 means
+	// no limit.
+	TunnelTimeout time.Duration
+	// QueueTimeout is how long a request waits for a slot when every
+	// server is full.
+	QueueTimeout time.Duration
+	// Hash says what balance = "hash" hashes.
+	Hash HashKey
+	// Cookie is the name of the persistence cookie; empty means none.
+	Cookie string
+	// ReqRules and RespRules are the backend's header rules.
+	ReqRules, RespRules []*rules.HeaderRule
+	// TLS, when set, is how lb connects to the servers.
+	TLS *tls.Config
+
+	idle map[*balancer.Server]*idlePool
+	// names are the servers' configured host names, for TLS verification.
+	names map[*balancer.Server]string
+}
+
+// HashKey is what a hash backend hashes.
+type HashKey struct {
+	// Kind is "uri", "path", "header" or "cookie"; empty for other
+	// algorithms.
+	Kind string
+	// Name is the header's or the cookie's name.
+	Name string
+}
+
+// NewBackend wraps a TCP backend for HTTP.
+func NewBackend(b *proxy.Backend) *Backend {
+	hb := &Backend{Backend: b, idle: make(map[*balancer.Server]*idlePool, len(b.Pool.Servers))}
+	for _, s := range b.Pool.Servers {
+		hb.idle[s] = &idlePool{}
+	}
+	return hb
+}
+
+// Pooled connections to servers.
+const (
+	// maxIdlePerServer bounds the idle connections kept per server.
+	maxIdlePerServer = 256
+	// idleMaxAge is how long an idle server connection is kept: less than
+	// the keep-alive timeout of common servers (5s for Node, 60s for
+	// nginx), so that lb rarely reuses one the server is closing.
+	idleMaxAge = 4 * time.Second
+	// bufSize is the size of the read and write buffers of a connection.
+	bufSize = 8 << 10
+)
+
+// serverConn is one connection to a server, pooled between requests.
+type serverConn struct {
+	srv  *balancer.Server
+	raw  *net.TCPConn
+	c    net.Conn // raw, or a TLS connection over it
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	idle time.Time // when it went back to the pool
+	used bool      // it served a request before
+}
+
+func (sc *serverConn) close() { _ = sc.c.Close() }
+
+// idlePool holds a server's idle connections, newest last.
+type idlePool struct {
+	mu    sync.Mutex
+	conns []*serverConn
+}
+
+// get returns the newest live idle connection, or nil.
+func (p *idlePool) get() *serverConn {
+	now := time.Now()
+	for {
+		p.mu.Lock()
+		n := len(p.conns)
+		if n == 0 {
+			p.mu.Unlock()
+			return nil
+		}
+		sc := p.conns[n-1]
+		p.conns[n-1] = nil
+		p.conns = p.conns[:n-1]
+		p.mu.Unlock()
+		if now.Sub(sc.idle) < idleMaxAge && alive(sc.raw) {
+			return sc
+		}
+		sc.close()
+	}
+}
+
+// put keeps sc for a next request, or closes it when the pool is full.
+func (p *idlePool) put(sc *serverConn) {
+	sc.idle = time.Now()
+	sc.used = true
+	p.mu.Lock()
+	if len(p.conns) < maxIdlePerServer {
+		// Drop the oldest ones first: they are the likeliest to be
+		// closed by the server.
+		for len(p.conns) > 0 && sc.idle.Sub(p.conns[0].idle) >= idleMaxAge {
+			p.conns[0].close()
+			p.conns = p.conns[1:]
+		}
+		p.conns = append(p.conns, sc)
+		p.mu.Unlock()
+		return
+	}
+	p.mu.Unlock()
+	sc.close()
+}
+
+// closeAll closes every idle connection.
+func (p *idlePool) closeAll() {
+	p.mu.Lock()
+	conns := p.conns
+	p.conns = nil
+	p.mu.Unlock()
+	for _, sc := range conns {
+		sc.close()
+	}
+}
+
+// alive reports whether an idle connection is still open: nothing to read
+// (the server has not closed it, nor sent anything unexpected).
+func alive(c *net.TCPConn) bool {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return false
+	}
+	ok := false
+	var b [1]byte
+	_ = rc.Read(func(fd uintptr) bool {
+		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		ok = n < 0 && errors.Is(err, unix.EAGAIN)
+		return true
+	})
+	return ok
+}
+
+// CloseIdle closes the backend's idle server connections.
+func (b *Backend) CloseIdle() {
+	for _, p := range b.idle {
+		p.closeAll()
+	}
+}
+
+// connect returns a connection to srv: an idle one when there is one, else
+// a new one.
+func (b *Backend) connect(srv *balancer.Server, fresh bool) (*serverConn, error) {
+	if !fresh {
+		if sc := b.idle[srv].get(); sc != nil {
+			return sc, nil
+		}
+	}
+	raw, err := b.Dial(srv)
+	if err != nil {
+		return nil, err
+	}
+	_ = raw.SetNoDelay(true)
+	sc := &serverConn{srv: srv, raw: raw, c: raw}
+	if b.TLS != nil {
+		cfg := b.TLS
+		if cfg.ServerName == "" && !cfg.InsecureSkipVerify {
+			cfg = cfg.Clone()
+			host := b.names[srv]
+			if host == "" {
+				host, _, _ = net.SplitHostPort(srv.Addr)
+			}
+			cfg.ServerName = host
+		}
+		tc := tls.Client(raw, cfg)
+		ctx, cancel := context.WithTimeout(context.Background(), b.ConnectTimeout)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			_ = raw.Close()
+			return nil, &tlsError{err}
+		}
+		sc.c = tc
+	}
+	sc.br = bufio.NewReaderSize(sc.c, bufSize)
+	sc.bw = bufio.NewWriterSize(sc.c, bufSize)
+	return sc, nil
+}
+
+// tlsError is a failed TLS handshake with a server.
+type tlsError struct{ err error }
+
+func (e *tlsError) Error() string { return "TLS handshake: " + e.err.Error() }
+func (e *tlsError) Unwrap() error { return e.err }
+
+// release gives a server connection back: to the pool when it can serve
+// another request, else closed.
+func (b *Backend) release(sc *serverConn, reuse bool) {
+	if reuse {
+		b.idle[sc.srv].put(sc)
+		return
+	}
+	sc.close()
+}

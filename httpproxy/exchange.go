@@ -1,0 +1,722 @@
+package httpproxy
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"lb/balancer"
+	"lb/config"
+	"lb/h1"
+	"lb/rules"
+)
+
+// client is the side of an exchange that faces the client: HTTP/1.1 on a
+// connection of its own, or one stream of an HTTP/2 connection.
+type client interface {
+	// informational forwards a 1xx response (not 101).
+	informational(resp *h1.Response) error
+	// writeHead sends the response head and returns where its body goes.
+	// close says the connection ends after this response.
+	writeHead(resp *h1.Response, close bool) (io.Writer, error)
+	// endBody finishes the body and flushes.
+	endBody() error
+	// writeError sends a response lb makes itself.
+	writeError(status int, close bool)
+	// continue100 tells the client to send its body.
+	continue100() error
+}
+
+// exchange is one request and its response. Exchanges are reused: an
+// HTTP/1.1 connection keeps one, HTTP/2 streams take them from a pool.
+type exchange struct {
+	f    *Frontend
+	cl   client
+	peer netip.AddrPort
+	tls  bool
+
+	req  h1.Request
+	resp h1.Response
+	// reqBody reads the request body as sent by the client (decoded).
+	reqBody io.Reader
+	// reqLen is the body's length for the server: -1 means chunked.
+	reqLen int64
+
+	be    *Backend
+	srv   *balancer.Server
+	sc    *serverConn
+	breq  balancer.Request
+	tried [2 * (config.MaxRetries + 1)]*balancer.Server
+	stuck bool // the client's cookie named the server it got
+
+	env     rules.Env
+	scratch []byte
+	idbuf   [64]byte
+	upgrade []byte // the Upgrade header of an upgrade request
+
+	cw  h1.ChunkedWriter
+	scr h1.ChunkedReader
+	sr  timedReader
+
+	// Timings, for the log: when the request's first byte came, when its
+	// head was read, when the server was connected, when its response
+	// head came.
+	tStart, tHead, tConnect, tResp time.Time
+	status                         int
+	bytesIn, bytesOut              int64
+	retries                        int
+	end                            string
+	err                            error
+}
+
+// reset makes x ready for a next request, keeping its buffers.
+func (x *exchange) reset() {
+	req, resp, scratch := x.req, x.resp, x.scratch[:0]
+	req.Reset()
+	resp.Reset()
+	*x = exchange{f: x.f, cl: x.cl, peer: x.peer, tls: x.tls, req: req, resp: resp, scratch: scratch,
+		cw: x.cw, scr: x.scr}
+}
+
+// Ends of a request, as logged.
+const (
+	endOK            = "ok"
+	endClientAborted = "client_aborted"
+	endClientTimeout = "client_timeout"
+	endBadRequest    = "bad_request"
+	endTooLarge      = "body_too_large"
+	endNoServer      = "no_server"
+	endQueueTimeout  = "queue_timeout"
+	endConnectFailed = "connect_failed"
+	endServerError   = "server_error"
+	endServerTimeout = "server_timeout"
+	endBadResponse   = "bad_response"
+	endTunnel        = "tunnel_closed"
+)
+
+// Errors the passive health check hears.
+var (
+	errServer5xx     = errors.New("server answered 5xx")
+	errServerReset   = errors.New("server connection failed")
+	errServerTimeout = errors.New("server timed out")
+)
+
+// idempotent methods may be sent again after a connection failed before
+// any response came (RFC 9110 9.2.2).
+func idempotent(m []byte) bool {
+	switch string(m) {
+	case "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
+		return true
+	}
+	return false
+}
+
+// requestIDs numbers generated request ids; idSeed makes them differ
+// between processes.
+var (
+	requestIDs atomic.Uint64
+	idSeed     = uint64(time.Now().UnixNano()) ^ uint64(os.Getpid())<<32
+)
+
+const hexDigits = "0123456789abcdef"
+
+// requestID keeps the client's request id, or makes one.
+func (x *exchange) requestID() []byte {
+	if name := x.f.RequestIDHeader; name != "" {
+		if v, ok := x.req.Get(name); ok && len(v) > 0 && len(v) <= len(x.idbuf) {
+			return x.idbuf[:copy(x.idbuf[:], v)]
+		}
+	}
+	n := balancer.Mix(requestIDs.Add(1) ^ idSeed)
+	b := x.idbuf[:16]
+	for i := 15; i >= 0; i-- {
+		b[i] = hexDigits[n&15]
+		n >>= 4
+	}
+	return b
+}
+
+// run serves one request whose head is in x.req, and reports whether the
+// client connection may carry another one.
+func (x *exchange) run() bool {
+	f := x.f
+	x.env.Client, x.env.Frontend, x.env.Scheme = x.peer, f.Name, f.scheme()
+	x.env.RequestID = x.requestID()
+	x.env.Host = x.req.Host()
+	if f.MaxBodyBytes > 0 && x.req.Body.Kind == h1.BodyLength && x.req.Body.Length > int64(f.MaxBodyBytes) {
+		return x.fail(413, endTooLarge, nil)
+	}
+	x.be = f.route(&x.req)
+	x.env.Backend = x.be.Name()
+	keep := x.req.KeepAlive
+	if x.req.Upgrade {
+		if v, ok := x.req.Get("Upgrade"); ok {
+			x.upgrade = append(x.upgrade[:0], v...)
+		}
+	}
+	expect := x.req.Expect100
+	if !x.pickAndConnect() {
+		return false
+	}
+	x.prepareRequest()
+	if expect {
+		if err := x.cl.continue100(); err != nil {
+			return x.clientGone(err)
+		}
+	}
+	if !x.forward() {
+		return false
+	}
+	if x.resp.Status == 101 {
+		x.tunnel()
+		return false
+	}
+	return x.respond(keep && !f.draining.Load())
+}
+
+// fail answers the client with an error of lb's own and ends the
+// connection.
+func (x *exchange) fail(status int, end string, err error) bool {
+	x.status, x.end, x.err = status, end, err
+	x.cl.writeError(status, true)
+	x.finish(false)
+	return false
+}
+
+// clientGone ends an exchange whose client went away or stalled.
+func (x *exchange) clientGone(err error) bool {
+	end := endClientAborted
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		end = endClientTimeout
+	}
+	var he *h1.Error
+	if errors.As(err, &he) {
+		return x.fail(400, endBadRequest, err)
+	}
+	if errors.Is(err, errBodyTooLarge) {
+		return x.fail(413, endTooLarge, err)
+	}
+	if end == endClientTimeout && x.resp.Status == 0 {
+		return x.fail(408, end, err)
+	}
+	x.end, x.err = end, err
+	x.finish(false)
+	return false
+}
+
+// pickAndConnect chooses a server and connects to it, trying others after
+// a failed connect, and waiting in the queue when every server is full.
+func (x *exchange) pickAndConnect() bool {
+	be := x.be
+	r := &x.breq
+	r.Tried = x.tried[:0]
+	r.Hash = x.hashKey()
+	var sticky *balancer.Server
+	if be.Cookie != "" {
+		if v := cookieValue(&x.req.Head, be.Cookie); v != nil {
+			sticky = be.Pool.Lookup(string(v))
+		}
+	}
+	var queueUntil time.Time
+	attempts := 0
+	backoff := time.Millisecond
+	for attempts <= be.Retries {
+		var srv *balancer.Server
+		if sticky != nil && attempts == 0 && be.Pool.AcquireSticky(sticky) {
+			srv = sticky
+		} else {
+			srv = be.Pool.Pick(r)
+		}
+		if srv == nil {
+			if attempts > 0 || be.QueueTimeout <= 0 || !be.Pool.Available() {
+				break
+			}
+			// Every server that could take it is full: wait for a slot.
+			now := time.Now()
+			if queueUntil.IsZero() {
+				queueUntil = now.Add(be.QueueTimeout)
+			}
+			if !now.Before(queueUntil) {
+				return x.fail(503, endQueueTimeout, nil)
+			}
+			time.Sleep(min(backoff, queueUntil.Sub(now)))
+			backoff = min(2*backoff, 50*time.Millisecond)
+			continue
+		}
+		attempts++
+		sc, err := be.connect(srv, false)
+		if err == nil {
+			if !sc.used {
+				be.Observe(srv, nil)
+			}
+			x.sc, x.srv, x.stuck = sc, srv, srv == sticky
+			x.tConnect = time.Now()
+			x.retries = attempts - 1
+			x.env.Server, x.env.ServerAddr = srv.Name, srv.Addr
+			return true
+		}
+		be.Observe(srv, err)
+		srv.CountError()
+		srv.Release()
+		x.err = err
+		r.Tried = append(r.Tried, srv)
+		x.f.Log.Warn().Str("frontend", x.f.Name).Str("backend", be.Name()).Str("server", srv.Name).
+			Str("address", srv.Addr).Err(err).Int("attempt", attempts).Msg("connect failed")
+	}
+	x.retries = max(attempts-1, 0)
+	if attempts == 0 {
+		return x.fail(503, endNoServer, nil)
+	}
+	return x.fail(503, endConnectFailed, x.err)
+}
+
+// hashKey returns the request's key for hash balancing, or a key that
+// spreads requests without one.
+func (x *exchange) hashKey() uint64 {
+	var key []byte
+	switch x.be.Hash.Kind {
+	case "":
+		return balancer.HashAddr(x.peer.Addr())
+	case config.HashURI:
+		key = x.req.Target
+	case config.HashPath:
+		key = x.req.Path()
+	case config.HashHeader:
+		key, _ = x.req.Get(x.be.Hash.Name)
+	case config.HashCookie:
+		key = cookieValue(&x.req.Head, x.be.Hash.Name)
+	}
+	if len(key) == 0 {
+		return balancer.Mix(requestIDs.Add(1) ^ idSeed)
+	}
+	return balancer.HashBytes(key)
+}
+
+// cookieValue returns the value of the cookie name in h's Cookie fields, or
+// nil.
+func cookieValue(h *h1.Head, name string) []byte {
+	for i := h.Index("Cookie", 0); i >= 0; i = h.Index("Cookie", i+1) {
+		v := h.Fields[i].Value
+		for len(v) > 0 {
+			var pair []byte
+			if j := bytes.IndexByte(v, ';'); j >= 0 {
+				pair, v = v[:j], v[j+1:]
+			} else {
+				pair, v = v, nil
+			}
+			pair = bytes.TrimSpace(pair)
+			if len(pair) > len(name) && pair[len(name)] == '=' && string(pair[:len(name)]) == name {
+				return bytes.Trim(pair[len(name)+1:], `"`)
+			}
+		}
+	}
+	return nil
+}
+
+// prepareRequest turns the client's request head into the server's:
+// hop-by-hop fields out, framing and X-Forwarded-* in, header rules
+// applied.
+func (x *exchange) prepareRequest() {
+	req, f := &x.req, x.f
+	req.Del("Expect")
+	req.RemoveHopByHop()
+	if x.upgrade != nil {
+		req.Set("Connection", []byte("Upgrade"))
+		req.Set("Upgrade", x.upgrade)
+	}
+	switch {
+	case x.reqLen < 0:
+		req.Del("Content-Length")
+		req.Set("Transfer-Encoding", []byte("chunked"))
+	case x.reqLen > 0:
+		req.Set("Content-Length", strconv.AppendInt(x.scratch[:0], x.reqLen, 10))
+	}
+
+	// X-Forwarded-For: the client's address appended to what came.
+	b := x.scratch[:0]
+	for i := req.Index("X-Forwarded-For", 0); i >= 0; i = req.Index("X-Forwarded-For", i+1) {
+		if v := req.Fields[i].Value; len(v) > 0 {
+			b = append(append(b, v...), ", "...)
+		}
+	}
+	b = x.peer.Addr().Unmap().AppendTo(b)
+	req.Set("X-Forwarded-For", b)
+	req.Set("X-Forwarded-Proto", []byte(x.env.Scheme))
+	if host := req.Host(); len(host) > 0 {
+		req.Set("X-Forwarded-Host", host)
+	}
+	if f.Forwarded {
+		b = b[:0]
+		for i := req.Index("Forwarded", 0); i >= 0; i = req.Index("Forwarded", i+1) {
+			if v := req.Fields[i].Value; len(v) > 0 {
+				b = append(append(b, v...), ", "...)
+			}
+		}
+		b = append(b, "for="...)
+		if a := x.peer.Addr().Unmap(); a.Is6() {
+			b = append(b, `"[`...)
+			b = a.AppendTo(b)
+			b = append(b, `]"`...)
+		} else {
+			b = a.AppendTo(b)
+		}
+		b = append(append(b, ";proto="...), x.env.Scheme...)
+		if host := req.Host(); len(host) > 0 {
+			b = strconv.AppendQuote(append(b, ";host="...), string(host))
+		}
+		req.Set("Forwarded", b)
+	}
+	if f.RequestIDHeader != "" {
+		req.Set(f.RequestIDHeader, x.env.RequestID)
+	}
+	x.scratch = b[:0]
+	for _, r := range f.ReqRules {
+		x.scratch = r.Apply(req, &x.env, x.scratch[:0])
+	}
+	for _, r := range x.be.ReqRules {
+		x.scratch = r.Apply(req, &x.env, x.scratch[:0])
+	}
+}
+
+// forward sends the request to the server and reads the response head,
+// sending the request once more on a fresh connection when a reused one
+// turns out dead before any response. It reports whether a response head
+// is in x.resp.
+func (x *exchange) forward() bool {
+	for attempt := 0; ; attempt++ {
+		err, fromClient := x.send()
+		if fromClient {
+			x.drop(false)
+			return x.clientGone(err)
+		}
+		if err == nil {
+			err = x.readResponseHead()
+		}
+		if err == nil {
+			return true
+		}
+		if attempt == 0 && x.sc.used && x.resp.Status == 0 && x.reqLen == 0 && idempotent(x.req.Method) && !isTimeout(err) {
+			// The server closed a pooled connection as lb reused it.
+			x.sc.close()
+			sc, cerr := x.be.connect(x.srv, true)
+			if cerr == nil {
+				x.sc = sc
+				x.resp.Reset()
+				continue
+			}
+			err = cerr
+			x.sc = nil
+		}
+		x.drop(true)
+		if isTimeout(err) {
+			x.be.Observe(x.srv, errServerTimeout)
+			return x.fail(504, endServerTimeout, err)
+		}
+		var he *h1.Error
+		if errors.As(err, &he) {
+			x.be.Observe(x.srv, err)
+			return x.fail(502, endBadResponse, err)
+		}
+		x.be.Observe(x.srv, errServerReset)
+		return x.fail(502, endServerError, err)
+	}
+}
+
+// drop closes the server connection and gives back the server's slot;
+// failed counts it as the server's error.
+func (x *exchange) drop(failed bool) {
+	if x.sc != nil {
+		x.sc.close()
+		x.sc = nil
+	}
+	if x.srv != nil {
+		if failed {
+			x.srv.CountError()
+		}
+		x.srv.Release()
+		x.srv = nil
+	}
+}
+
+// send writes the request head and body to the server. fromClient says the
+// error came from reading the client.
+func (x *exchange) send() (err error, fromClient bool) {
+	sc := x.sc
+	if d := x.be.ServerTimeout; d > 0 {
+		_ = sc.c.SetWriteDeadline(time.Now().Add(d))
+	}
+	if err := h1.WriteRequestHead(sc.bw, &x.req); err != nil {
+		return err, false
+	}
+	if x.reqLen != 0 && x.reqBody != nil {
+		var w io.Writer = sc.bw
+		if x.reqLen < 0 {
+			x.cw.Reset(sc.bw)
+			w = &x.cw
+		}
+		n, err, fromClient := copyBody(w, x.reqBody, sc.c, x.be.ServerTimeout, x.f.MaxBodyBytes)
+		x.bytesIn = n
+		if err == nil && x.reqLen > 0 && n < x.reqLen {
+			err, fromClient = io.ErrUnexpectedEOF, true
+		}
+		if err != nil {
+			return err, fromClient
+		}
+		if x.reqLen < 0 {
+			if err := x.cw.Close(); err != nil {
+				return err, false
+			}
+		}
+	}
+	return sc.bw.Flush(), false
+}
+
+// errBodyTooLarge is a chunked body that went over max_body_bytes.
+var errBodyTooLarge = errors.New("request body over max_body_bytes")
+
+// readResponseHead reads the server's response head, passing 1xx
+// responses other than 101 on to the client.
+func (x *exchange) readResponseHead() error {
+	sc := x.sc
+	for {
+		if d := x.be.ServerTimeout; d > 0 {
+			_ = sc.c.SetReadDeadline(time.Now().Add(d))
+		}
+		if err := h1.ReadResponse(sc.br, &x.resp, x.f.Limits, x.req.Method); err != nil {
+			return err
+		}
+		x.tResp = time.Now()
+		s := x.resp.Status
+		if s == 101 && x.upgrade == nil {
+			return &h1.Error{Status: 502, Reason: "101 Switching Protocols to a request that did not ask to upgrade"}
+		}
+		if s >= 200 || s == 101 {
+			return nil
+		}
+		x.resp.RemoveHopByHop()
+		if err := x.cl.informational(&x.resp); err != nil {
+			return err
+		}
+		x.resp.Reset()
+	}
+}
+
+// respond sends the response to the client; keep says the client may
+// carry on with the connection. It reports whether the connection goes on.
+func (x *exchange) respond(keep bool) bool {
+	resp, be, f := &x.resp, x.be, x.f
+	x.status = resp.Status
+	serverKeep := resp.KeepAlive
+	resp.RemoveHopByHop()
+	if be.Cookie != "" && !x.stuck {
+		b := append(x.scratch[:0], be.Cookie...)
+		b = append(append(append(b, '='), x.srv.Name...), "; Path=/; HttpOnly"...)
+		if x.tls {
+			b = append(b, "; Secure"...)
+		}
+		resp.Add("Set-Cookie", b)
+		x.scratch = b[:0]
+	}
+	for _, r := range be.RespRules {
+		x.scratch = r.Apply(resp, &x.env, x.scratch[:0])
+	}
+	for _, r := range f.RespRules {
+		x.scratch = r.Apply(resp, &x.env, x.scratch[:0])
+	}
+	if resp.Status >= 500 && resp.Status != 501 && resp.Status != 505 {
+		be.Observe(x.srv, errServer5xx)
+	} else {
+		be.Observe(x.srv, nil)
+	}
+	w, err := x.cl.writeHead(resp, !keep)
+	if err != nil {
+		x.drop(false)
+		return x.clientGone(err)
+	}
+	sc := x.sc
+	var src io.Reader
+	switch resp.Body.Kind {
+	case h1.BodyLength:
+		src = io.LimitReader(sc.br, resp.Body.Length)
+	case h1.BodyChunked:
+		x.scr.Reset(sc.br, x.f.Limits)
+		src = &x.scr
+	case h1.BodyUntilClose:
+		src = sc.br
+		serverKeep = false
+	}
+	if src != nil {
+		x.sr = timedReader{r: src, c: sc.c, d: be.ServerTimeout}
+		n, err, fromServer := copyBody(w, &x.sr, nil, 0, 0)
+		x.bytesOut = n
+		if err == nil && resp.Body.Kind == h1.BodyLength && n < resp.Body.Length {
+			err, fromServer = io.ErrUnexpectedEOF, true
+		}
+		if err != nil {
+			if fromServer {
+				// The response is cut: the client must see it as such.
+				x.drop(true)
+				be.Observe(x.srv, errServerReset)
+				x.end, x.err = endServerError, err
+				if isTimeout(err) {
+					x.end = endServerTimeout
+				}
+				x.finish(false)
+				return false
+			}
+			x.drop(false)
+			return x.clientGone(err)
+		}
+	}
+	if err := x.cl.endBody(); err != nil {
+		x.drop(false)
+		return x.clientGone(err)
+	}
+	be.release(sc, serverKeep)
+	x.sc = nil
+	x.srv.Release()
+	x.srv = nil
+	x.end = endOK
+	x.finish(true)
+	return keep
+}
+
+// timedReader reads r with a read deadline of d on c before each read.
+type timedReader struct {
+	r io.Reader
+	c net.Conn
+	d time.Duration
+}
+
+func (t *timedReader) Read(p []byte) (int, error) {
+	if t.d > 0 && t.c != nil {
+		_ = t.c.SetReadDeadline(time.Now().Add(t.d))
+	}
+	return t.r.Read(p)
+}
+
+// copyBufs are the buffers bodies are copied through.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// copyBody copies src to dst until src ends. wc, when set, gets a write
+// deadline of wd before each write. limit > 0 bounds the bytes copied. The
+// error says whether it came from src (fromSrc) or from dst.
+func copyBody(dst io.Writer, src io.Reader, wc net.Conn, wd time.Duration, limit int) (n int64, err error, fromSrc bool) {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
+	for {
+		nr, rerr := src.Read(buf)
+		if nr > 0 {
+			if limit > 0 && n+int64(nr) > int64(limit) {
+				return n, errBodyTooLarge, true
+			}
+			if wc != nil && wd > 0 {
+				_ = wc.SetWriteDeadline(time.Now().Add(wd))
+			}
+			nw, werr := dst.Write(buf[:nr])
+			n += int64(nw)
+			if werr != nil {
+				return n, werr, false
+			}
+		}
+		if rerr == io.EOF {
+			return n, nil, false
+		}
+		if rerr != nil {
+			return n, rerr, true
+		}
+	}
+}
+
+// isTimeout reports whether err is a deadline that passed.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}
+
+// finish logs the exchange.
+func (x *exchange) finish(ok bool) {
+	f := x.f
+	e := f.Log.Info()
+	if !ok && x.status >= 500 {
+		e = f.Log.Warn()
+	}
+	if e == nil {
+		return
+	}
+	now := time.Now()
+	var buf [64]byte
+	e = e.Bytes("client", x.peer.AppendTo(buf[:0])).Str("frontend", f.Name)
+	if x.be != nil {
+		e = e.Str("backend", x.be.Name())
+	}
+	if x.env.Server != "" {
+		e = e.Str("server", x.env.Server)
+	}
+	e = e.Bytes("method", x.req.Method).Bytes("host", x.req.Host()).Bytes("path", x.req.Path()).
+		Int("status", x.status).Int64("bytes_in", x.bytesIn).Int64("bytes_out", x.bytesOut).
+		Bytes("request_id", x.env.RequestID)
+	if x.retries > 0 {
+		e = e.Int("retries", x.retries)
+	}
+	e = e.Dur("t_request", x.tHead.Sub(x.tStart))
+	if !x.tConnect.IsZero() {
+		e = e.Dur("t_connect", x.tConnect.Sub(x.tHead))
+	}
+	if !x.tResp.IsZero() {
+		e = e.Dur("t_response", x.tResp.Sub(x.tHead))
+	}
+	e = e.Dur("t_total", now.Sub(x.tStart)).Str("end", x.end)
+	if x.err != nil {
+		e = e.Err(x.err)
+	}
+	e.Msg("request")
+}
+
+// statusText is the reason and the body of the responses lb makes.
+func statusText(status int) (reason, body string) {
+	switch status {
+	case 400:
+		return "Bad Request", "lb: the request is malformed\n"
+	case 408:
+		return "Request Timeout", "lb: the request did not arrive in time\n"
+	case 413:
+		return "Content Too Large", "lb: the request body is too large\n"
+	case 414:
+		return "URI Too Long", "lb: the request target is too long\n"
+	case 431:
+		return "Request Header Fields Too Large", "lb: the request header is too large\n"
+	case 501:
+		return "Not Implemented", "lb: the request uses a transfer coding lb does not implement\n"
+	case 502:
+		return "Bad Gateway", "lb: the server failed to answer\n"
+	case 503:
+		return "Service Unavailable", "lb: no server is available to answer\n"
+	case 504:
+		return "Gateway Timeout", "lb: the server did not answer in time\n"
+	case 505:
+		return "HTTP Version Not Supported", "lb: lb speaks HTTP/1.0 and HTTP/1.1 here\n"
+	}
+	return "Error", fmt.Sprintf("lb: error %d\n", status)
+}
+
+// errorResponses are the complete responses lb makes, closing the
+// connection, rendered once.
+var errorResponses = func() map[int][]byte {
+	m := map[int][]byte{}
+	for _, s := range []int{400, 408, 413, 414, 431, 501, 502, 503, 504, 505} {
+		reason, body := statusText(s)
+		m[s] = fmt.Appendf(nil, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n%s",
+			s, reason, len(body), body)
+	}
+	return m
+}()

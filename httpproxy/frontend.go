@@ -1,0 +1,389 @@
+// Package httpproxy is lb's HTTP mode: it reads HTTP/1.1 requests (and
+// HTTP/2 ones over TLS), routes each to a backend, forwards it to a server
+// over a pooled keep-alive connection and streams the response back.
+//
+// A Frontend is the proxy.ConnHandler of an HTTP-mode frontend: the TCP
+// frontend accepts, the Frontend serves each connection. Bodies are
+// streamed through fixed buffers, never held whole. When the generation is
+// told to stop, requests in flight complete, busy connections get
+// "Connection: close" on their next response, idle ones are closed at
+// random moments over the close spread time, and HTTP/2 clients get GOAWAY.
+package httpproxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"lb/h1"
+	"lb/rules"
+)
+
+// Frontend serves the HTTP connections of one frontend.
+type Frontend struct {
+	// Name is the frontend's name.
+	Name string
+	// Default takes the requests no route matches.
+	Default *Backend
+	// Routes picks a backend for each request; Targets[i] is the backend
+	// of route target i. Nil routes send everything to Default.
+	Routes  *rules.Table
+	Targets []*Backend
+	// ReqRules and RespRules are the frontend's header rules.
+	ReqRules, RespRules []*rules.HeaderRule
+	// Limits bound request heads.
+	Limits h1.Limits
+	// MaxBodyBytes bounds request bodies; 0 means no limit.
+	MaxBodyBytes int
+	// RequestIDHeader carries the request id; empty means none.
+	RequestIDHeader string
+	// Forwarded adds an RFC 7239 Forwarded header.
+	Forwarded bool
+	// ClientTimeout bounds each read of a request body and each write to
+	// the client; 0 means no limit.
+	ClientTimeout time.Duration
+	// RequestTimeout bounds the reading of a request head (and the TLS
+	// handshake).
+	RequestTimeout time.Duration
+	// KeepAliveTimeout is how long a connection may wait for its next
+	// request.
+	KeepAliveTimeout time.Duration
+	// TLS, when set, terminates TLS.
+	TLS *tls.Config
+	// Log receives one line per request.
+	Log zerolog.Logger
+
+	draining atomic.Bool
+	spread   time.Duration
+
+	mu    sync.Mutex
+	conns map[*clientConn]struct{}
+
+	h2once sync.Once
+	h2     atomic.Pointer[h2Server]
+}
+
+// scheme is the scheme clients use on this frontend.
+func (f *Frontend) scheme() string {
+	if f.TLS != nil {
+		return "https"
+	}
+	return "http"
+}
+
+// route returns the backend of a request.
+func (f *Frontend) route(req *h1.Request) *Backend {
+	if f.Routes != nil {
+		if i, ok := f.Routes.Lookup(req.Method, req.Host(), req.Path(), &req.Head); ok {
+			return f.Targets[i]
+		}
+	}
+	return f.Default
+}
+
+// SoftStop winds the frontend down: every connection closes after the
+// response in flight, idle ones at a random moment within spread, and
+// HTTP/2 connections get GOAWAY.
+func (f *Frontend) SoftStop(spread time.Duration) {
+	f.mu.Lock()
+	f.spread = spread
+	f.draining.Store(true)
+	for cc := range f.conns {
+		cc.drain(spread)
+	}
+	f.mu.Unlock()
+	if h := f.h2.Load(); h != nil {
+		h.shutdown()
+	}
+}
+
+// clientConn is one HTTP/1.1 client connection.
+type clientConn struct {
+	f    *Frontend
+	raw  *net.TCPConn
+	c    net.Conn // raw, or TLS over it
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	x    exchange
+	cw   h1.ChunkedWriter
+	cr   h1.ChunkedReader
+	body timedReader
+	tw   timedWriter
+	// chunked says the response being written is chunked by lb.
+	chunked bool
+
+	// mu guards idle and the read deadline while idle, against SoftStop.
+	mu   sync.Mutex
+	idle bool
+}
+
+var clientConns = sync.Pool{New: func() any {
+	return &clientConn{br: bufio.NewReaderSize(nil, bufSize), bw: bufio.NewWriterSize(nil, bufSize)}
+}}
+
+// ServeConn serves one client connection until it ends, and closes it.
+func (f *Frontend) ServeConn(raw *net.TCPConn) {
+	var c net.Conn = raw
+	if f.TLS != nil {
+		tc := tls.Server(raw, f.TLS)
+		ctx, cancel := context.WithTimeout(context.Background(), f.RequestTimeout)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			f.Log.Debug().Str("frontend", f.Name).Str("client", raw.RemoteAddr().String()).Err(err).Msg("TLS handshake failed")
+			_ = raw.Close()
+			return
+		}
+		if tc.ConnectionState().NegotiatedProtocol == "h2" {
+			f.serveH2(tc)
+			return
+		}
+		c = tc
+	}
+	cc := clientConns.Get().(*clientConn)
+	cc.f, cc.raw, cc.c = f, raw, c
+	cc.br.Reset(c)
+	cc.bw.Reset(c)
+	cc.x.f, cc.x.cl, cc.x.tls = f, cc, f.TLS != nil
+	if a, ok := raw.RemoteAddr().(*net.TCPAddr); ok {
+		cc.x.peer = a.AddrPort()
+	}
+	f.track(cc, true)
+	cc.serve()
+	f.track(cc, false)
+	_ = c.Close()
+	cc.x.reset()
+	cc.x.f, cc.x.cl = nil, nil
+	cc.f, cc.raw, cc.c = nil, nil, nil
+	cc.br.Reset(nil)
+	cc.bw.Reset(nil)
+	clientConns.Put(cc)
+}
+
+// track adds or removes cc from the connections SoftStop reaches.
+func (f *Frontend) track(cc *clientConn, add bool) {
+	f.mu.Lock()
+	if add {
+		if f.conns == nil {
+			f.conns = map[*clientConn]struct{}{}
+		}
+		f.conns[cc] = struct{}{}
+	} else {
+		delete(f.conns, cc)
+	}
+	f.mu.Unlock()
+}
+
+// drain closes cc at a random moment within spread if it is idle; a busy
+// one closes after its response.
+func (cc *clientConn) drain(spread time.Duration) {
+	cc.mu.Lock()
+	if cc.idle {
+		_ = cc.c.SetReadDeadline(time.Now().Add(randDur(spread)))
+	}
+	cc.mu.Unlock()
+}
+
+func randDur(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return rand.N(d)
+}
+
+// waitRequest waits for the first byte of the next request. It reports
+// false when the connection is to end: the client closed it, it stayed
+// idle too long, or the frontend is stopping.
+func (cc *clientConn) waitRequest(first bool) bool {
+	f := cc.f
+	if cc.br.Buffered() == 0 {
+		cc.mu.Lock()
+		cc.idle = true
+		d := f.KeepAliveTimeout
+		if first {
+			d = f.RequestTimeout
+		}
+		if f.draining.Load() && !first {
+			d = randDur(f.spread)
+		}
+		_ = cc.c.SetReadDeadline(time.Now().Add(d))
+		cc.mu.Unlock()
+		if err := cc.bw.Flush(); err != nil {
+			return false
+		}
+		_, err := cc.br.Peek(1)
+		cc.mu.Lock()
+		cc.idle = false
+		cc.mu.Unlock()
+		if err != nil {
+			return false
+		}
+	}
+	_ = cc.c.SetReadDeadline(time.Now().Add(f.RequestTimeout))
+	return true
+}
+
+// serve reads and serves requests until the connection ends.
+func (cc *clientConn) serve() {
+	f, x := cc.f, &cc.x
+	for first := true; ; first = false {
+		if !cc.waitRequest(first) {
+			return
+		}
+		x.tStart = time.Now()
+		err := h1.ReadRequest(cc.br, &x.req, f.Limits)
+		x.tHead = time.Now()
+		if err != nil {
+			cc.badRequest(err)
+			return
+		}
+		_ = cc.c.SetReadDeadline(time.Time{})
+		cc.body = timedReader{c: cc.c, d: f.ClientTimeout}
+		switch x.req.Body.Kind {
+		case h1.BodyLength:
+			cc.body.r = io.LimitReader(cc.br, x.req.Body.Length)
+			x.reqBody, x.reqLen = &cc.body, x.req.Body.Length
+		case h1.BodyChunked:
+			cc.cr.Reset(cc.br, f.Limits)
+			cc.body.r = &cc.cr
+			x.reqBody, x.reqLen = &cc.body, -1
+		}
+		keep := x.run()
+		if err := cc.bw.Flush(); err != nil {
+			keep = false
+		}
+		x.reset()
+		if !keep {
+			return
+		}
+	}
+}
+
+// badRequest answers a request head that could not be read, when there is
+// something to answer.
+func (cc *clientConn) badRequest(err error) {
+	x := &cc.x
+	var he *h1.Error
+	switch {
+	case errors.As(err, &he):
+		x.status, x.end, x.err = he.Status, endBadRequest, err
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		x.status, x.end, x.err = 408, endClientTimeout, err
+	default: // the client went away mid-head
+		return
+	}
+	cc.writeError(x.status, true)
+	_ = cc.bw.Flush()
+	x.finish(false)
+}
+
+// informational implements client.
+func (cc *clientConn) informational(resp *h1.Response) error {
+	if cc.x.req.Minor == 0 {
+		return nil // HTTP/1.0 clients do not know 1xx
+	}
+	if err := h1.WriteResponseHead(cc.bw, resp); err != nil {
+		return err
+	}
+	return cc.bw.Flush()
+}
+
+// continue100 implements client.
+func (cc *clientConn) continue100() error {
+	if cc.x.req.Minor == 0 {
+		return nil
+	}
+	if _, err := cc.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n"); err != nil {
+		return err
+	}
+	return cc.bw.Flush()
+}
+
+// writeHead implements client: it sets the framing the client gets and
+// says whether the connection stays open.
+func (cc *clientConn) writeHead(resp *h1.Response, close bool) (io.Writer, error) {
+	old := cc.x.req.Minor == 0
+	cc.chunked = false
+	switch resp.Body.Kind {
+	case h1.BodyChunked, h1.BodyUntilClose:
+		if old {
+			resp.Del("Content-Length")
+			close = true
+		} else {
+			resp.Set("Transfer-Encoding", []byte("chunked"))
+			cc.chunked = true
+		}
+	}
+	switch {
+	case close:
+		resp.Set("Connection", []byte("close"))
+	case old:
+		resp.Set("Connection", []byte("keep-alive"))
+	}
+	cc.tw = timedWriter{w: cc.bw, c: cc.c, d: cc.f.ClientTimeout}
+	if cc.f.ClientTimeout > 0 {
+		_ = cc.c.SetWriteDeadline(time.Now().Add(cc.f.ClientTimeout))
+	}
+	if err := h1.WriteResponseHead(cc.bw, resp); err != nil {
+		return nil, err
+	}
+	if cc.chunked {
+		cc.cw.Reset(cc.bw)
+		cc.tw.w = &cc.cw
+	}
+	return &cc.tw, nil
+}
+
+// endBody implements client.
+func (cc *clientConn) endBody() error {
+	if cc.chunked {
+		if err := cc.cw.Close(); err != nil {
+			return err
+		}
+	}
+	return cc.bw.Flush()
+}
+
+// writeError implements client.
+func (cc *clientConn) writeError(status int, _ bool) {
+	if cc.f.ClientTimeout > 0 {
+		_ = cc.c.SetWriteDeadline(time.Now().Add(cc.f.ClientTimeout))
+	}
+	_, _ = cc.bw.Write(errorResponses[status])
+	_ = cc.bw.Flush()
+}
+
+// timedWriter writes to w with a write deadline of d on c, refreshed at
+// each write, so that d bounds a stall, not the whole transfer.
+type timedWriter struct {
+	w io.Writer
+	c net.Conn
+	d time.Duration
+}
+
+func (t *timedWriter) Write(p []byte) (int, error) {
+	if t.d > 0 {
+		_ = t.c.SetWriteDeadline(time.Now().Add(t.d))
+	}
+	return t.w.Write(p)
+}
+
+// Close ends the frontend's HTTP/2 server, if it has one.
+func (f *Frontend) Close() {
+	if h := f.h2.Load(); h != nil {
+		h.close()
+	}
+}
+
+var _ http.Handler = (*h2Server)(nil)
