@@ -17,14 +17,15 @@ build:
 bin/demo: $(wildcard internal/demo/*.go)
 	$(GO) build -o bin/demo ./internal/demo
 
-## run: lb on config.example.toml in front of demo backends on 127.0.0.1:9001-9003
+## run: lb on config.example.toml in front of demo backends on 127.0.0.1:9001-9004
 run: build bin/demo
 	@pids=""; trap 'kill $$pids 2>/dev/null; wait' EXIT INT TERM; \
 	./bin/demo -name s1 -listen 127.0.0.1:9001 & pids="$$pids $$!"; \
 	./bin/demo -name s2 -listen 127.0.0.1:9002 & pids="$$pids $$!"; \
 	./bin/demo -name spare -listen 127.0.0.1:9003 & pids="$$pids $$!"; \
+	./bin/demo -name api1 -listen 127.0.0.1:9004 & pids="$$pids $$!"; \
 	sleep 1; \
-	echo "lb listens on 127.0.0.1:8080; try: curl http://127.0.0.1:8080/  (Ctrl-C stops)"; \
+	echo "lb listens on 127.0.0.1:8080 (HTTP) and :8081 (TCP); try: curl -i http://127.0.0.1:8080/  (Ctrl-C stops)"; \
 	./lb -f config.example.toml
 
 ## test: unit and integration tests, with the race detector

@@ -325,10 +325,13 @@ func (v *validator) httpBackend(b *Backend, obj string) {
 	if b.TLS.Enabled && b.TLS.InsecureSkipVerify && b.TLS.CAFile != "" && !rejected(p.bad, "tls.ca_file") {
 		v.add(p.Key("tls.ca_file"), obj, "tls: ca_file is useless with insecure_skip_verify = true: remove one of them")
 	}
-	if !b.TLS.Enabled {
-		for _, key := range []string{"tls.ca_file", "tls.server_name", "tls.insecure_skip_verify"} {
-			if _, set := p.keys[key]; set {
-				v.add(p.Key(key), obj, "%s is set but tls.enabled is false: add enabled = true to [backend.tls]", key)
+	if t := &b.TLS; !t.Enabled {
+		for _, k := range []struct {
+			key string
+			set bool
+		}{{"tls.ca_file", t.CAFile != ""}, {"tls.server_name", t.ServerName != ""}, {"tls.insecure_skip_verify", t.InsecureSkipVerify}} {
+			if k.set {
+				v.add(p.Key(k.key), obj, "%s is set but tls.enabled is false: add enabled = true to [backend.tls]", k.key)
 				break
 			}
 		}

@@ -169,6 +169,7 @@ func (x *exchange) run() bool {
 	x.prepareRequest()
 	if expect {
 		if err := x.cl.continue100(); err != nil {
+			x.drop(false)
 			return x.clientGone(err)
 		}
 	}
