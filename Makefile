@@ -53,9 +53,14 @@ bench-reload: build
 	@command -v haproxy >/dev/null 2>&1 || (apt-get update && apt-get install -y haproxy) || echo "bench-reload: could not install HAProxy; measuring lb alone"
 	$(GO) run ./internal/bench/reload -lb ./lb -reloads $(or $(RELOADS),200) -clients $(or $(CLIENTS),16) -interval $(or $(INTERVAL),100ms..200ms) -duration $(or $(DURATION),10m) $(BENCH_FLAGS)
 
-## fuzz: fuzz the configuration loader for FUZZTIME
+## fuzz: fuzz the configuration loader, the HTTP parser and the rule compilers, each for FUZZTIME
+FUZZ_TARGETS := config:FuzzParse h1:FuzzReadRequest h1:FuzzReadResponse h1:FuzzChunkedReader \
+	rules:FuzzCompileRoute rules:FuzzCompileHeaderRule rules:FuzzTemplate
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./config/
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t#*:}; echo "fuzz $$pkg $$fn"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) ./$$pkg/; \
+	done
 
 clean:
 	rm -rf lb bin
