@@ -32,7 +32,7 @@ func checkReadError(t *testing.T, err error) {
 	}
 }
 
-// sameHead reports how the fields of a and b differ, "" if they do not.
+// sameFields reports whether a and b have the same fields.
 func sameFields(a, b *Head) bool {
 	if len(a.Fields) != len(b.Fields) {
 		return false
@@ -206,16 +206,16 @@ func FuzzChunkedReader(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		decode := func(size int) ([]byte, error, []byte) {
+		decode := func(size int) (body, rest []byte, err error) {
 			br := bufio.NewReaderSize(bytes.NewReader(data), size)
 			var cr ChunkedReader
 			cr.Reset(br, fuzzLimits)
-			got, err := io.ReadAll(&cr)
-			rest, _ := io.ReadAll(br)
-			return got, err, rest
+			body, err = io.ReadAll(&cr)
+			rest, _ = io.ReadAll(br)
+			return body, rest, err
 		}
-		got, err, rest := decode(4096)
-		gotSmall, errSmall, restSmall := decode(16)
+		got, rest, err := decode(4096)
+		gotSmall, restSmall, errSmall := decode(16)
 		if (err == nil) != (errSmall == nil) {
 			t.Fatalf("buffer 4096: %v; buffer 16: %v", err, errSmall)
 		}

@@ -74,9 +74,16 @@ func (h *Head) readLine(br *bufio.Reader, budget int) ([]byte, int, error) {
 
 // readStartLine skips empty lines, then reads the start line into h.buf.
 // It returns the line and the bytes it took; tooLong is the status of a
-// line over lim.MaxHeaderBytes.
-func (h *Head) readStartLine(br *bufio.Reader, lim Limits, tooLong int) ([]byte, int, error) {
+// line over lim.MaxHeaderBytes. For a request line (request true), it
+// fails as soon as what has arrived cannot start with a method, rather than
+// wait for the end of a line that may never come (a TLS handshake, say).
+func (h *Head) readStartLine(br *bufio.Reader, lim Limits, tooLong int, request bool) ([]byte, int, error) {
 	for empty := 0; ; empty++ {
+		if request {
+			if err := checkMethodStart(br); err != nil {
+				return nil, 0, err
+			}
+		}
 		line, n, err := h.readLine(br, lim.MaxHeaderBytes)
 		switch {
 		case err == errTooLong:
@@ -94,6 +101,24 @@ func (h *Head) readStartLine(br *bufio.Reader, lim Limits, tooLong int) ([]byte,
 		}
 		h.buf = h.buf[:0]
 	}
+}
+
+// checkMethodStart waits for the first byte of a line, then checks that
+// the bytes at hand up to the first SP, CR or LF are a method's.
+func checkMethodStart(br *bufio.Reader) error {
+	if _, err := br.Peek(1); err != nil {
+		return err // io.EOF: no byte of a request has come
+	}
+	b, _ := br.Peek(br.Buffered())
+	for _, c := range b {
+		if c == ' ' || c == '\r' || c == '\n' {
+			break
+		}
+		if charClass[c]&classToken == 0 {
+			return errorf(400, "invalid character %q in method", c)
+		}
+	}
+	return nil
 }
 
 // fieldKind tells the fields ReadRequest and ReadResponse look into.

@@ -158,7 +158,7 @@ func isSchemeChar(b byte, first bool) bool {
 func ReadRequest(br *bufio.Reader, r *Request, lim Limits) error {
 	r.Reset()
 	lim = lim.withDefaults()
-	line, used, err := r.readStartLine(br, lim, 414)
+	line, used, err := r.readStartLine(br, lim, 414, true)
 	if err != nil {
 		return err
 	}

@@ -17,19 +17,6 @@ func fieldStrings(h *Head) []string {
 	return s
 }
 
-// equalStrings reports whether a and b hold the same strings.
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // readRequestString parses in with a bufio.Reader of size bufSize (4096
 // when 0).
 func readRequestString(in string, bufSize int, lim Limits) (*Request, error) {
@@ -353,9 +340,11 @@ func TestReadRequestErrors(t *testing.T) {
 		{"double space", "GET  / HTTP/1.1\r\nHost: h\r\n\r\n", Limits{}, 400, "malformed HTTP version"},
 		{"space in target", "GET /a b HTTP/1.1\r\nHost: h\r\n\r\n", Limits{}, 400, "malformed HTTP version"},
 		{"trailing space", "GET / HTTP/1.1 \r\nHost: h\r\n\r\n", Limits{}, 400, "malformed HTTP version"},
-		{"tab separator", "GET\t/ HTTP/1.1\r\nHost: h\r\n\r\n", Limits{}, 400, "malformed request line"},
+		{"tab separator", "GET\t/ HTTP/1.1\r\nHost: h\r\n\r\n", Limits{}, 400, "in method"},
 		{"empty method", " / HTTP/1.1\r\nHost: h\r\n\r\n", Limits{}, 400, "invalid method"},
-		{"bad method", "GE@T / HTTP/1.1\r\nHost: h\r\n\r\n", Limits{}, 400, "invalid method"},
+		{"bad method", "GE@T / HTTP/1.1\r\nHost: h\r\n\r\n", Limits{}, 400, "in method"},
+		{"TLS handshake", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", Limits{}, 400, "in method"},
+		{"bad method past the buffer", strings.Repeat("G", 40) + "@ / HTTP/1.1\r\nHost: h\r\n\r\n", Limits{}, 400, "method"},
 		{"CTL in target", "GET /a\x01 HTTP/1.1\r\nHost: h\r\n\r\n", Limits{}, 400, "request target"},
 		{"DEL in target", "GET /a\x7f HTTP/1.1\r\nHost: h\r\n\r\n", Limits{}, 400, "request target"},
 		{"relative target", "GET a/b HTTP/1.1\r\nHost: h\r\n\r\n", Limits{}, 400, "invalid request target"},

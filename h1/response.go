@@ -46,7 +46,7 @@ func (r *Response) Reset() {
 func ReadResponse(br *bufio.Reader, r *Response, lim Limits, reqMethod []byte) error {
 	r.Reset()
 	lim = lim.withDefaults()
-	line, used, err := r.readStartLine(br, lim, 431)
+	line, used, err := r.readStartLine(br, lim, 431, false)
 	if err != nil {
 		return err
 	}

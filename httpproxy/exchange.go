@@ -151,6 +151,9 @@ func (x *exchange) run() bool {
 	x.env.Client, x.env.Frontend, x.env.Scheme = x.peer, f.Name, f.scheme()
 	x.env.RequestID = x.requestID()
 	x.env.Host = x.req.Host()
+	if string(x.req.Method) == "CONNECT" {
+		return x.fail(405, endBadRequest, errConnect)
+	}
 	if f.MaxBodyBytes > 0 && x.req.Body.Kind == h1.BodyLength && x.req.Body.Length > int64(f.MaxBodyBytes) {
 		return x.fail(413, endTooLarge, nil)
 	}
@@ -329,6 +332,24 @@ func (x *exchange) prepareRequest() {
 	req, f := &x.req, x.f
 	req.Del("Expect")
 	req.RemoveHopByHop()
+	if t := req.Target; len(t) > 0 && t[0] != '/' && t[0] != '*' {
+		// Absolute form: servers get the origin form, and the authority
+		// as Host (RFC 9112 3.2.2).
+		host := req.Host()
+		req.Set("Host", host)
+		if i := bytes.Index(t, []byte("://")); i >= 0 {
+			rest := t[i+3:]
+			j := bytes.IndexAny(rest, "/?")
+			switch {
+			case j < 0:
+				req.Target = append(req.Target[:0:0], '/')
+			case rest[j] == '?':
+				req.Target = append([]byte{'/'}, rest[j:]...)
+			default:
+				req.Target = rest[j:]
+			}
+		}
+	}
 	if x.upgrade != nil {
 		req.Set("Connection", []byte("Upgrade"))
 		req.Set("Upgrade", x.upgrade)
@@ -479,6 +500,9 @@ func (x *exchange) send() (err error, fromClient bool) {
 	}
 	return sc.bw.Flush(), false
 }
+
+// errConnect refuses CONNECT: lb is a reverse proxy, not a forward one.
+var errConnect = errors.New("CONNECT is not supported")
 
 // errBodyTooLarge is a chunked body that went over max_body_bytes.
 var errBodyTooLarge = errors.New("request body over max_body_bytes")
@@ -690,6 +714,8 @@ func statusText(status int) (reason, body string) {
 		return "Bad Request", "lb: the request is malformed\n"
 	case 408:
 		return "Request Timeout", "lb: the request did not arrive in time\n"
+	case 405:
+		return "Method Not Allowed", "lb: CONNECT is not supported: lb is a reverse proxy\n"
 	case 413:
 		return "Content Too Large", "lb: the request body is too large\n"
 	case 414:
@@ -714,7 +740,7 @@ func statusText(status int) (reason, body string) {
 // connection, rendered once.
 var errorResponses = func() map[int][]byte {
 	m := map[int][]byte{}
-	for _, s := range []int{400, 408, 413, 414, 431, 501, 502, 503, 504, 505} {
+	for _, s := range []int{400, 405, 408, 413, 414, 431, 501, 502, 503, 504, 505} {
 		reason, body := statusText(s)
 		m[s] = fmt.Appendf(nil, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n%s",
 			s, reason, len(body), body)
