@@ -44,6 +44,12 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "building lb:", err)
 		os.Exit(1)
 	}
+	// A race-enabled process sleeps 1 s at exit by default (so that other
+	// threads can finish their reports); every lb -D launcher and every
+	// stopped generation would pay it. 50 ms is plenty on loopback tests.
+	if raceEnabled && !strings.Contains(os.Getenv("GORACE"), "atexit_sleep_ms") {
+		os.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=50"))
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)

@@ -28,11 +28,10 @@ func Build(cfg *config.Config, p *proxy.Proxy, log zerolog.Logger) error {
 		if bc.Mode != config.ModeHTTP {
 			continue
 		}
+		// A backend with errors is still known to the frontends, so that
+		// they do not report it missing on top of its own errors.
 		b, err := buildBackend(bc, p.Backends[i])
-		if err != nil {
-			errs = append(errs, err...)
-			continue
-		}
+		errs = append(errs, err...)
 		backends[bc.Name] = b
 	}
 	for i := range cfg.Frontends {

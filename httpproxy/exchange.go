@@ -56,6 +56,9 @@ type exchange struct {
 	breq  balancer.Request
 	tried [2 * (config.MaxRetries + 1)]*balancer.Server
 	stuck bool // the client's cookie named the server it got
+	// early says the server answered before it took the whole request
+	// body: the rest of the body is still on the client connection.
+	early bool
 
 	env     rules.Env
 	scratch []byte
@@ -183,6 +186,9 @@ func (x *exchange) run() bool {
 		x.tunnel()
 		return false
 	}
+	if x.early {
+		keep = false
+	}
 	return x.respond(keep && !f.draining.Load())
 }
 
@@ -258,9 +264,8 @@ func (x *exchange) pickAndConnect() bool {
 		attempts++
 		sc, err := be.connect(srv, false)
 		if err == nil {
-			if !sc.used {
-				be.Observe(srv, nil)
-			}
+			// The passive check hears of this server when the response
+			// comes: a success here would reset a count of 5xx answers.
 			x.sc, x.srv, x.stuck = sc, srv, srv == sticky
 			x.tConnect = time.Now()
 			x.retries = attempts - 1
@@ -419,6 +424,16 @@ func (x *exchange) forward() bool {
 			x.drop(false)
 			return x.clientGone(err)
 		}
+		if err != nil && x.reqLen != 0 {
+			// The server may have answered (413, 401, ...) without
+			// reading the body, and closed: its answer is what the client
+			// must get (RFC 9112 9.5), not lb's 502.
+			if rerr := x.readResponseHead(); rerr == nil {
+				x.early = true
+				return true
+			}
+			x.resp.Reset()
+		}
 		if err == nil {
 			err = x.readResponseHead()
 		}
@@ -437,18 +452,17 @@ func (x *exchange) forward() bool {
 			err = cerr
 			x.sc = nil
 		}
-		x.drop(true)
-		if isTimeout(err) {
-			x.be.Observe(x.srv, errServerTimeout)
-			return x.fail(504, endServerTimeout, err)
-		}
+		status, end, observed := 502, endServerError, errServerReset
 		var he *h1.Error
-		if errors.As(err, &he) {
-			x.be.Observe(x.srv, err)
-			return x.fail(502, endBadResponse, err)
+		switch {
+		case isTimeout(err):
+			status, end, observed = 504, endServerTimeout, errServerTimeout
+		case errors.As(err, &he):
+			end, observed = endBadResponse, err
 		}
-		x.be.Observe(x.srv, errServerReset)
-		return x.fail(502, endServerError, err)
+		x.be.Observe(x.srv, observed)
+		x.drop(true)
+		return x.fail(status, end, err)
 	}
 }
 
@@ -539,7 +553,10 @@ func (x *exchange) readResponseHead() error {
 func (x *exchange) respond(keep bool) bool {
 	resp, be, f := &x.resp, x.be, x.f
 	x.status = resp.Status
-	serverKeep := resp.KeepAlive
+	serverKeep := resp.KeepAlive && !x.early
+	if x.req.Minor == 0 && (resp.Body.Kind == h1.BodyChunked || resp.Body.Kind == h1.BodyUntilClose) {
+		keep = false // an HTTP/1.0 client learns where the body ends from the close
+	}
 	resp.RemoveHopByHop()
 	if be.Cookie != "" && !x.stuck {
 		b := append(x.scratch[:0], be.Cookie...)
@@ -588,8 +605,8 @@ func (x *exchange) respond(keep bool) bool {
 		if err != nil {
 			if fromServer {
 				// The response is cut: the client must see it as such.
-				x.drop(true)
 				be.Observe(x.srv, errServerReset)
+				x.drop(true)
 				x.end, x.err = endServerError, err
 				if isTimeout(err) {
 					x.end = endServerTimeout

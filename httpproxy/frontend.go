@@ -123,9 +123,14 @@ type clientConn struct {
 	// chunked says the response being written is chunked by lb.
 	chunked bool
 
-	// mu guards idle and the read deadline while idle, against SoftStop.
+	// mu guards idle, first and the read deadline while idle, against
+	// SoftStop.
 	mu   sync.Mutex
 	idle bool
+	// first says the connection waits for its first request: a soft stop
+	// lets it come (bounded by http_request), since a client does not send
+	// a request again that failed on a new connection.
+	first bool
 }
 
 var clientConns = sync.Pool{New: func() any {
@@ -189,7 +194,7 @@ func (f *Frontend) track(cc *clientConn, add bool) {
 // one closes after its response.
 func (cc *clientConn) drain(spread time.Duration) {
 	cc.mu.Lock()
-	if cc.idle {
+	if cc.idle && !cc.first {
 		_ = cc.c.SetReadDeadline(time.Now().Add(randDur(spread)))
 	}
 	cc.mu.Unlock()
@@ -209,7 +214,7 @@ func (cc *clientConn) waitRequest(first bool) bool {
 	f := cc.f
 	if cc.br.Buffered() == 0 {
 		cc.mu.Lock()
-		cc.idle = true
+		cc.idle, cc.first = true, first
 		d := f.KeepAliveTimeout
 		if first {
 			d = f.RequestTimeout
