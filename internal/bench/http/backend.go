@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"lb/internal/bench/benchutil"
 )
 
 // Bounds of the backends' connections.
@@ -75,7 +77,7 @@ func (b *backend) serve(ctx context.Context) {
 				return
 			}
 			// EMFILE and the like: back off rather than spin.
-			sleepCtx(ctx, 10*time.Millisecond)
+			benchutil.SleepCtx(ctx, 10*time.Millisecond)
 			continue
 		}
 		b.mu.Lock()
@@ -207,14 +209,4 @@ func waitBounded(wg *sync.WaitGroup, bound time.Duration) bool {
 func waitGroupDone(wg *sync.WaitGroup, done chan<- struct{}) {
 	wg.Wait()
 	close(done)
-}
-
-// sleepCtx sleeps for d, or until ctx is done.
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }

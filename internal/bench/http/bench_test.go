@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"lb/internal/bench/benchutil"
 )
 
 func TestHistBuckets(t *testing.T) {
@@ -137,7 +139,7 @@ func TestLoadStopsOnCancel(t *testing.T) {
 }
 
 func TestConnectErrorsCounted(t *testing.T) {
-	port, err := freePort()
+	port, err := benchutil.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,7 +306,7 @@ func TestProc(t *testing.T) {
 	}
 
 	// A process that runs until stopped.
-	port, err := freePort()
+	port, err := benchutil.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"lb/internal/bench/benchutil"
 )
 
 // Bounds of the clients.
@@ -135,7 +137,7 @@ func (c *client) run(ctx context.Context, wg *sync.WaitGroup) {
 			if err != nil {
 				conn = nil
 				c.fail(measuring, fmt.Errorf("connect: %w", err))
-				sleepCtx(ctx, reconnectPause)
+				benchutil.SleepCtx(ctx, reconnectPause)
 				continue
 			}
 			if measuring {

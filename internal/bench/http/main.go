@@ -43,6 +43,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"lb/internal/bench/benchutil"
 )
 
 // options are the command line.
@@ -201,7 +203,7 @@ func run(o options) int {
 	if bin, err := lookBinary(o.lb, false); err != nil {
 		lbT.skip, lbT.failed = fmt.Sprintf("lb binary %s: %v (run `make build` first)", o.lb, err), true
 	} else {
-		lbVersion = firstLine(bin, "-v")
+		lbVersion = benchutil.FirstLine(bin, "-v")
 		startProxy(ctx, lbT, bin, func(port int) ([]string, error) {
 			cfg := filepath.Join(dir, "lb.toml")
 			return []string{"-f", cfg, "-q"}, os.WriteFile(cfg, []byte(lbConfig(port, backends)), 0o644)
@@ -214,7 +216,7 @@ func run(o options) int {
 	} else if bin, err := lookBinary(o.haproxy, true); err != nil {
 		haT.skip = fmt.Sprintf("not installed (%v): `apt-get install -y haproxy` adds it; lb and direct measured alone", err)
 	} else {
-		haVersion = firstLine(bin, "-v")
+		haVersion = benchutil.FirstLine(bin, "-v")
 		startProxy(ctx, haT, bin, func(port int) ([]string, error) {
 			cfg := filepath.Join(dir, "haproxy.cfg")
 			return []string{"-f", cfg, "-db"}, os.WriteFile(cfg, []byte(haproxyConfig(port, backends, o.threads)), 0o644)
@@ -309,7 +311,7 @@ func startProxy(ctx context.Context, t *target, bin string, setup func(port int)
 			}
 		}
 	}
-	port, err := freePort()
+	port, err := benchutil.FreePort()
 	if err != nil {
 		fail(err)
 		return
@@ -348,9 +350,9 @@ func measure(ctx context.Context, t *target, o options, round int) {
 	var cpu time.Duration
 	cpuOK := false
 	if t.proc != nil {
-		sleepCtx(ctx, time.Until(l.start))
+		benchutil.SleepCtx(ctx, time.Until(l.start))
 		cpu0, ok0 := t.proc.cpu()
-		sleepCtx(ctx, time.Until(l.end))
+		benchutil.SleepCtx(ctx, time.Until(l.end))
 		cpu1, ok1 := t.proc.cpu()
 		cpu, cpuOK = cpu1-cpu0, ok0 && ok1
 	}
@@ -403,7 +405,7 @@ func (t *target) reqPerSec(o options) float64 {
 func printReport(w io.Writer, o options, targets []*target, lbVersion, haVersion, loadStart string, interrupted bool) {
 	fmt.Fprintf(w, "\nHTTP keep-alive: %d clients, each on one keep-alive connection sending GET /bench and reading a %d-byte body; %d backend(s); %v measured per target per round after %v warm-up; %d round(s), in the order direct, lb, haproxy.\n",
 		o.clients, o.body, o.servers, o.duration, o.warmup, o.rounds)
-	fmt.Fprintf(w, "Machine: Linux %s, %d CPUs, load average %s before the run and %s after.", kernel(), runtime.NumCPU(), loadStart, loadAverage())
+	fmt.Fprintf(w, "Machine: Linux %s, %d CPUs, load average %s before the run and %s after.", benchutil.Kernel(), runtime.NumCPU(), loadStart, loadAverage())
 	if lbVersion != "" {
 		fmt.Fprintf(w, " lb: %s.", lbVersion)
 	}
@@ -529,20 +531,4 @@ func loadAverage() string {
 		return "unknown"
 	}
 	return f[0]
-}
-
-// kernel is the kernel's release.
-func kernel() string {
-	var u syscall.Utsname
-	if err := syscall.Uname(&u); err != nil {
-		return "unknown"
-	}
-	var b strings.Builder
-	for _, c := range u.Release {
-		if c == 0 {
-			break
-		}
-		b.WriteByte(byte(c))
-	}
-	return b.String()
 }

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"lb/internal/bench/benchutil"
 )
 
 // Bounds of the processes the benchmark starts.
@@ -107,7 +109,7 @@ func (p *proc) waitReady(ctx context.Context, addr string) error {
 			return fmt.Errorf("%s: nothing accepts on %s after %v (%v); its output (%s):\n%s",
 				p.name, addr, readyWait, lastErr, p.logPath, indent(p.logTail(4096)))
 		}
-		sleepCtx(ctx, 20*time.Millisecond)
+		benchutil.SleepCtx(ctx, 20*time.Millisecond)
 	}
 	return ctx.Err()
 }
@@ -228,16 +230,6 @@ func stopInto(p *proc, err *error, wg *sync.WaitGroup) {
 	*err = p.stop()
 }
 
-// freePort returns a port of 127.0.0.1 that was free a moment ago.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
 // lbConfig is lb's configuration: HTTP mode, one frontend on port, one
 // round-robin backend with every server, no health checks.
 func lbConfig(port int, backends []*backend) string {
@@ -302,22 +294,4 @@ backend app
 		fmt.Fprintf(&b, "    server %s %s\n", be.name, be.addr())
 	}
 	return b.String()
-}
-
-// firstLine runs bin with args, bounded, and returns the first line of its
-// output.
-func firstLine(bin string, args ...string) string {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.WaitDelay = time.Second
-	out, err := cmd.CombinedOutput()
-	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
-	if line == "" {
-		if err != nil {
-			return "unknown (" + err.Error() + ")"
-		}
-		return "unknown"
-	}
-	return line
 }

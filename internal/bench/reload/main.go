@@ -34,6 +34,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"lb/internal/bench/benchutil"
 )
 
 type options struct {
@@ -131,7 +133,7 @@ func run(o options) int {
 
 	rep := report{
 		Reloads: o.reloads, Interval: o.interval.String(), Clients: o.clients,
-		Kernel: kernel(), CPUs: runtime.NumCPU(), MigrateReq: readTrim("/proc/sys/net/ipv4/tcp_migrate_req"),
+		Kernel: benchutil.Kernel(), CPUs: runtime.NumCPU(), MigrateReq: readTrim("/proc/sys/net/ipv4/tcp_migrate_req"),
 		Note: note,
 	}
 	lbBin, err := filepath.Abs(o.lb)
@@ -142,7 +144,7 @@ func run(o options) int {
 		logf("lb binary %s: %v (run `make build` first)", o.lb, err)
 		return 1
 	}
-	rep.LBVersion = firstLine(lbBin, "-v")
+	rep.LBVersion = benchutil.FirstLine(lbBin, "-v")
 	systems := []system{
 		{Name: "lb", kind: "lb", bin: lbBin},
 		{Name: "lb -x", kind: "lb", bin: lbBin, takeover: true},
@@ -155,7 +157,7 @@ func run(o options) int {
 		if err != nil {
 			rep.HAProxyNote = fmt.Sprintf("HAProxy was not available (%v): lb measured alone", err)
 		} else {
-			rep.HAProxy = firstLine(hp, "-v")
+			rep.HAProxy = benchutil.FirstLine(hp, "-v")
 			systems = append(systems, system{Name: "haproxy", kind: "haproxy", bin: hp})
 		}
 	}
@@ -296,43 +298,10 @@ func ratio(rs []result) string {
 	return "Failures: " + strings.Join(parts, "; ") + "."
 }
 
-// firstLine runs bin with args (bounded) and returns the first line of its
-// output.
-func firstLine(bin string, args ...string) string {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.WaitDelay = time.Second
-	out, err := cmd.CombinedOutput()
-	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
-	if line == "" {
-		if err != nil {
-			return "unknown (" + err.Error() + ")"
-		}
-		return "unknown"
-	}
-	return line
-}
-
 func readTrim(path string) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return "unknown"
 	}
 	return strings.TrimSpace(string(b))
-}
-
-func kernel() string {
-	var u syscall.Utsname
-	if err := syscall.Uname(&u); err != nil {
-		return "unknown"
-	}
-	var b strings.Builder
-	for _, c := range u.Release {
-		if c == 0 {
-			break
-		}
-		b.WriteByte(byte(c))
-	}
-	return b.String()
 }

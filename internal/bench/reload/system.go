@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"lb/internal/bench/benchutil"
 )
 
 // Bounds of the steps of one system's run.
@@ -90,15 +92,6 @@ type runner struct {
 	logFile string
 	port    int
 	tr      *tracker
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 func (r *runner) addr() string { return fmt.Sprintf("127.0.0.1:%d", r.port) }
@@ -235,16 +228,6 @@ func waitPort(ctx context.Context, addr string, bound time.Duration) error {
 	}
 }
 
-// sleepCtx sleeps for d, or until ctx is done.
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
-}
-
 // runSystem starts sys, puts the clients' load on it, reloads it o.reloads
 // times (or until deadline), stops everything it started and returns what
 // it measured.
@@ -274,7 +257,7 @@ func runSystem(ctx context.Context, sys system, o options, backends []*backend, 
 	// Every daemon of this system names its configuration, in dir, on its
 	// command line.
 	tr.addMarker(dir + string(filepath.Separator))
-	port, err := freePort()
+	port, err := benchutil.FreePort()
 	if err != nil {
 		return fail(err)
 	}
@@ -297,7 +280,7 @@ func runSystem(ctx context.Context, sys system, o options, backends []*backend, 
 	}
 	loadStart := time.Now()
 	l := startLoad(r.addr(), o.clients, names)
-	sleepCtx(ctx, warmUp)
+	benchutil.SleepCtx(ctx, warmUp)
 
 	var durations []time.Duration
 	progressEvery := max(o.reloads/4, 1)
@@ -310,7 +293,7 @@ func runSystem(ctx context.Context, sys system, o options, backends []*backend, 
 			res.Cut = "duration cap reached"
 			break
 		}
-		sleepCtx(ctx, o.interval.pick())
+		benchutil.SleepCtx(ctx, o.interval.pick())
 		if ctx.Err() != nil {
 			res.Cut = "interrupted"
 			break
@@ -329,7 +312,7 @@ func runSystem(ctx context.Context, sys system, o options, backends []*backend, 
 			logf("%s: %d/%d reloads, %d connections ok, %d failed", sys.Name, i+1, o.reloads, l.ok.Load(), l.failed.Load())
 		}
 	}
-	sleepCtx(ctx, settle)
+	benchutil.SleepCtx(ctx, settle)
 
 	stopped := l.finish(clientsStop)
 	loadTook := time.Since(loadStart)
