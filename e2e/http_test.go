@@ -1046,6 +1046,24 @@ min_version = "1.3"
 				t.Errorf("%s: the log's error %q does not say what was wrong with the certificate", tc.prefix, l["error"])
 			}
 		}
+		// TLS connections to servers are pooled like plain ones, even
+		// though a TLS 1.3 server sends session tickets after its
+		// handshake.
+		before := secure.conns.Load()
+		for i := range 10 {
+			resp, err := c.Get(fmt.Sprintf("https://%s/tls-ip/again-%d", addr, i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("request %d: status %d", i, resp.StatusCode)
+			}
+		}
+		if n := secure.conns.Load() - before; n > 1 {
+			t.Errorf("10 sequential requests opened %d TLS connections to the server, want them to reuse one", n)
+		}
 	})
 }
 

@@ -103,7 +103,7 @@ func (p *idlePool) get() *serverConn {
 		p.conns[n-1] = nil
 		p.conns = p.conns[:n-1]
 		p.mu.Unlock()
-		if now.Sub(sc.idle) < idleMaxAge && alive(sc.raw) {
+		if now.Sub(sc.idle) < idleMaxAge && alive(sc.raw, sc.c != net.Conn(sc.raw)) {
 			return sc
 		}
 		sc.close()
@@ -142,8 +142,10 @@ func (p *idlePool) closeAll() {
 }
 
 // alive reports whether an idle connection is still open: nothing to read
-// (the server has not closed it, nor sent anything unexpected).
-func alive(c *net.TCPConn) bool {
+// (the server has not closed it, nor sent anything unexpected). Over TLS,
+// bytes waiting may be a record such as a TLS 1.3 session ticket, so only
+// a close counts.
+func alive(c *net.TCPConn, overTLS bool) bool {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return false
@@ -152,7 +154,7 @@ func alive(c *net.TCPConn) bool {
 	var b [1]byte
 	_ = rc.Read(func(fd uintptr) bool {
 		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		ok = n < 0 && errors.Is(err, unix.EAGAIN)
+		ok = (n < 0 && errors.Is(err, unix.EAGAIN)) || (overTLS && n > 0)
 		return true
 	})
 	return ok
