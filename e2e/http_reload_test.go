@@ -94,31 +94,8 @@ func hrConfig(d *daemons, spread, frontend, backend string, bs ...*hrBackend) st
 	for _, b := range bs {
 		servers.WriteString(serverLine(b.name, b.addr(), ""))
 	}
-	return fmt.Sprintf(`[global]
-admin_socket = %q
-log_file = %q
-handshake_grace = "100ms"
-hard_stop_after = "30s"
-close_spread_time = %q
-
-[defaults]
-mode = "http"
-
-[defaults.timeout]
-connect = "2s"
-client = "30s"
-server = "30s"
-
-[[frontend]]
-name = "web"
-bind = ["127.0.0.1:%d"]
-default_backend = "app"
-%s
-
-[[backend]]
-name = "app"
-%s
-%s`, d.adminSock, d.logFile, spread, d.port, frontend, backend, servers.String())
+	return daemonConfigMode(d.dir, d.port, fmt.Sprintf("close_spread_time = %q", spread), "http", frontend,
+		backend+"\n"+servers.String())
 }
 
 // hrServed checks a response of an hrBackend through lb: 200, a body naming

@@ -47,6 +47,16 @@ func daemonConfig(dir string, port int, extraGlobal string, servers ...*server) 
 // daemonConfigBackend is daemonConfig with the rest of the backend "app"
 // table, its keys and servers, written by the caller.
 func daemonConfigBackend(dir string, port int, extraGlobal, backend string) string {
+	return daemonConfigMode(dir, port, extraGlobal, "", "", backend)
+}
+
+// daemonConfigMode is daemonConfigBackend in mode (empty: the default),
+// with the frontend's own keys and tables too.
+func daemonConfigMode(dir string, port int, extraGlobal, mode, frontend, backend string) string {
+	defaults := ""
+	if mode != "" {
+		defaults = fmt.Sprintf("[defaults]\nmode = %q\n", mode)
+	}
 	return fmt.Sprintf(`[global]
 admin_socket = %q
 log_file = %q
@@ -54,6 +64,7 @@ handshake_grace = "100ms"
 hard_stop_after = "30s"
 %s
 
+%s
 [defaults.timeout]
 connect = "2s"
 client = "30s"
@@ -63,10 +74,11 @@ server = "30s"
 name = "web"
 bind = ["127.0.0.1:%d"]
 default_backend = "app"
+%s
 
 [[backend]]
 name = "app"
-%s`, filepath.Join(dir, "admin.sock"), filepath.Join(dir, "lb.log"), extraGlobal, port, backend)
+%s`, filepath.Join(dir, "admin.sock"), filepath.Join(dir, "lb.log"), extraGlobal, defaults, port, frontend, backend)
 }
 
 func newDaemons(t *testing.T, extraGlobal string, servers ...*server) *daemons {

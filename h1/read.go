@@ -39,6 +39,21 @@ func (l Limits) withDefaults() Limits {
 	return l
 }
 
+// readHead reads a message head into h: the start line, which parse
+// parses, then the header fields, noting in f what framing needs.
+// tooLong and request are as for readStartLine.
+func (h *Head) readHead(br *bufio.Reader, lim Limits, tooLong int, request bool, parse func([]byte) error, f *facts) error {
+	lim = lim.withDefaults()
+	line, used, err := h.readStartLine(br, lim, tooLong, request)
+	if err != nil {
+		return err
+	}
+	if err := parse(line); err != nil {
+		return err
+	}
+	return h.readFields(br, lim, used, f)
+}
+
 // maxEmptyLines bounds the empty lines skipped before a start line
 // (RFC 9112 2.2).
 const maxEmptyLines = 8

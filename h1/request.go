@@ -157,16 +157,8 @@ func isSchemeChar(b byte, first bool) bool {
 // (request smuggling): see the package documentation.
 func ReadRequest(br *bufio.Reader, r *Request, lim Limits) error {
 	r.Reset()
-	lim = lim.withDefaults()
-	line, used, err := r.readStartLine(br, lim, 414, true)
-	if err != nil {
-		return err
-	}
-	if err := r.parseRequestLine(line); err != nil {
-		return err
-	}
 	var f facts
-	if err := r.readFields(br, lim, used, &f); err != nil {
+	if err := r.readHead(br, lim, 414, true, r.parseRequestLine, &f); err != nil {
 		return err
 	}
 	return r.frame(&f)

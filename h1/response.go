@@ -45,16 +45,8 @@ func (r *Response) Reset() {
 // whatever its Status.
 func ReadResponse(br *bufio.Reader, r *Response, lim Limits, reqMethod []byte) error {
 	r.Reset()
-	lim = lim.withDefaults()
-	line, used, err := r.readStartLine(br, lim, 431, false)
-	if err != nil {
-		return err
-	}
-	if err := r.parseStatusLine(line); err != nil {
-		return err
-	}
 	var f facts
-	if err := r.readFields(br, lim, used, &f); err != nil {
+	if err := r.readHead(br, lim, 431, false, r.parseStatusLine, &f); err != nil {
 		return err
 	}
 	return r.frame(&f, reqMethod)

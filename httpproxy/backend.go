@@ -32,12 +32,14 @@ type Backend struct {
 	Cookie string
 	// ReqRules and RespRules are the backend's header rules.
 	ReqRules, RespRules []*rules.HeaderRule
-	// TLS, when set, is how lb connects to the servers.
-	TLS *tls.Config
+	servers             map[*balancer.Server]*upstream
+}
 
-	idle map[*balancer.Server]*idlePool
-	// names are the servers' configured host names, for TLS verification.
-	names map[*balancer.Server]string
+// upstream is what the backend keeps per server: its idle connections, and
+// how to speak TLS to it (nil: plain TCP).
+type upstream struct {
+	idle idlePool
+	tls  *tls.Config
 }
 
 // HashKey is what a hash backend hashes.
@@ -51,9 +53,9 @@ type HashKey struct {
 
 // NewBackend wraps a TCP backend for HTTP.
 func NewBackend(b *proxy.Backend) *Backend {
-	hb := &Backend{Backend: b, idle: make(map[*balancer.Server]*idlePool, len(b.Pool.Servers))}
+	hb := &Backend{Backend: b, servers: make(map[*balancer.Server]*upstream, len(b.Pool.Servers))}
 	for _, s := range b.Pool.Servers {
-		hb.idle[s] = &idlePool{}
+		hb.servers[s] = &upstream{}
 	}
 	return hb
 }
@@ -130,17 +132,6 @@ func (p *idlePool) put(sc *serverConn) {
 	sc.close()
 }
 
-// closeAll closes every idle connection.
-func (p *idlePool) closeAll() {
-	p.mu.Lock()
-	conns := p.conns
-	p.conns = nil
-	p.mu.Unlock()
-	for _, sc := range conns {
-		sc.close()
-	}
-}
-
 // alive reports whether an idle connection is still open: nothing to read
 // (the server has not closed it, nor sent anything unexpected). Over TLS,
 // bytes waiting may be a record such as a TLS 1.3 session ticket, so only
@@ -160,18 +151,12 @@ func alive(c *net.TCPConn, overTLS bool) bool {
 	return ok
 }
 
-// CloseIdle closes the backend's idle server connections.
-func (b *Backend) CloseIdle() {
-	for _, p := range b.idle {
-		p.closeAll()
-	}
-}
-
 // connect returns a connection to srv: an idle one when there is one, else
 // a new one.
 func (b *Backend) connect(srv *balancer.Server, fresh bool) (*serverConn, error) {
+	up := b.servers[srv]
 	if !fresh {
-		if sc := b.idle[srv].get(); sc != nil {
+		if sc := up.idle.get(); sc != nil {
 			return sc, nil
 		}
 	}
@@ -181,17 +166,8 @@ func (b *Backend) connect(srv *balancer.Server, fresh bool) (*serverConn, error)
 	}
 	_ = raw.SetNoDelay(true)
 	sc := &serverConn{srv: srv, raw: raw, c: raw}
-	if b.TLS != nil {
-		cfg := b.TLS
-		if cfg.ServerName == "" && !cfg.InsecureSkipVerify {
-			cfg = cfg.Clone()
-			host := b.names[srv]
-			if host == "" {
-				host, _, _ = net.SplitHostPort(srv.Addr)
-			}
-			cfg.ServerName = host
-		}
-		tc := tls.Client(raw, cfg)
+	if up.tls != nil {
+		tc := tls.Client(raw, up.tls)
 		ctx, cancel := context.WithTimeout(context.Background(), b.ConnectTimeout)
 		err := tc.HandshakeContext(ctx)
 		cancel()
@@ -216,7 +192,7 @@ func (e *tlsError) Unwrap() error { return e.err }
 // another request, else closed.
 func (b *Backend) release(sc *serverConn, reuse bool) {
 	if reuse {
-		b.idle[sc.srv].put(sc)
+		b.servers[sc.srv].idle.put(sc)
 		return
 	}
 	sc.close()

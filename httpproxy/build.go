@@ -3,12 +3,10 @@ package httpproxy
 import (
 	"errors"
 	"fmt"
-	"net"
 	"strconv"
 
 	"github.com/rs/zerolog"
 
-	"lb/balancer"
 	"lb/config"
 	"lb/h1"
 	"lb/proxy"
@@ -71,20 +69,17 @@ func buildBackend(bc *config.Backend, pb *proxy.Backend) (*Backend, config.Error
 	if err != nil {
 		errs = append(errs, &config.Error{Pos: bc.Pos.Key("header"), Object: obj, Msg: err.Error()})
 	}
-	b.names = map[*balancer.Server]string{}
-	for j, s := range pb.Pool.Servers {
-		if j < len(bc.Servers) {
-			if host, _, err := net.SplitHostPort(bc.Servers[j].Address); err == nil && net.ParseIP(host) == nil {
-				b.names[s] = host
-			}
-		}
-	}
 	if t := &bc.TLS; t.Enabled {
 		tc, err := tlsconf.ClientConfig(t.CAFile, t.ServerName, t.InsecureSkipVerify)
 		if err != nil {
-			errs = append(errs, &config.Error{Pos: bc.Pos.Key("tls.ca_file"), Object: obj + ": tls", Msg: fileMsg(err)})
+			errs = append(errs, &config.Error{Pos: bc.Pos.Key("tls.ca_file"), Object: obj + ": tls", Msg: err.Error()})
+		} else {
+			// Each server's certificate is verified for the host it is
+			// configured with (its name, not the address it resolved to).
+			for j, s := range pb.Pool.Servers {
+				b.servers[s].tls = tlsconf.ForServer(tc, bc.Servers[j].Address)
+			}
 		}
-		b.TLS = tc
 	}
 	return b, errs
 }
@@ -141,7 +136,7 @@ func buildFrontend(fc *config.Frontend, backends map[string]*Backend, log zerolo
 			if errors.As(err, &fe) && fe.Index >= 0 && fe.Index < len(t.Certs) {
 				pos = t.Certs[fe.Index].Pos.Key(fe.Key)
 			}
-			errs = append(errs, &config.Error{Pos: pos, Object: obj + ": tls", Msg: fileMsg(err)})
+			errs = append(errs, &config.Error{Pos: pos, Object: obj + ": tls", Msg: err.Error()})
 		}
 		f.TLS = tc
 	}
@@ -151,9 +146,6 @@ func buildFrontend(fc *config.Frontend, backends map[string]*Backend, log zerolo
 	}
 	return f, errs
 }
-
-// fileMsg is the message of a tlsconf error.
-func fileMsg(err error) string { return err.Error() }
 
 // headerRules compiles header rules, split by direction.
 func headerRules(hs []config.HeaderRule) (req, resp []*rules.HeaderRule, err error) {

@@ -29,8 +29,9 @@ type client interface {
 	writeHead(resp *h1.Response, close bool) (io.Writer, error)
 	// endBody finishes the body and flushes.
 	endBody() error
-	// writeError sends a response lb makes itself.
-	writeError(status int, close bool)
+	// writeError sends a response lb makes itself; the connection (or
+	// stream) ends after it.
+	writeError(status int)
 	// continue100 tells the client to send its body.
 	continue100() error
 }
@@ -67,7 +68,8 @@ type exchange struct {
 
 	cw  h1.ChunkedWriter
 	scr h1.ChunkedReader
-	sr  timedReader
+	sr  timedReader // the response body, from the server
+	sw  timedWriter // the request body, to the server
 
 	// Timings, for the log: when the request's first byte came, when its
 	// head was read, when the server was connected, when its response
@@ -196,7 +198,7 @@ func (x *exchange) run() bool {
 // connection.
 func (x *exchange) fail(status int, end string, err error) bool {
 	x.status, x.end, x.err = status, end, err
-	x.cl.writeError(status, true)
+	x.cl.writeError(status)
 	x.finish(false)
 	return false
 }
@@ -493,12 +495,12 @@ func (x *exchange) send() (err error, fromClient bool) {
 		return err, false
 	}
 	if x.reqLen != 0 && x.reqBody != nil {
-		var w io.Writer = sc.bw
+		x.sw = timedWriter{w: sc.bw, c: sc.c, d: x.be.ServerTimeout}
 		if x.reqLen < 0 {
 			x.cw.Reset(sc.bw)
-			w = &x.cw
+			x.sw.w = &x.cw
 		}
-		n, err, fromClient := copyBody(w, x.reqBody, sc.c, x.be.ServerTimeout, x.f.MaxBodyBytes)
+		n, err, fromClient := copyBody(&x.sw, x.reqBody, x.f.MaxBodyBytes)
 		x.bytesIn = n
 		if err == nil && x.reqLen > 0 && n < x.reqLen {
 			err, fromClient = io.ErrUnexpectedEOF, true
@@ -597,7 +599,7 @@ func (x *exchange) respond(keep bool) bool {
 	}
 	if src != nil {
 		x.sr = timedReader{r: src, c: sc.c, d: be.ServerTimeout}
-		n, err, fromServer := copyBody(w, &x.sr, nil, 0, 0)
+		n, err, fromServer := copyBody(w, &x.sr, 0)
 		x.bytesOut = n
 		if err == nil && resp.Body.Kind == h1.BodyLength && n < resp.Body.Length {
 			err, fromServer = io.ErrUnexpectedEOF, true
@@ -648,10 +650,9 @@ func (t *timedReader) Read(p []byte) (int, error) {
 // copyBufs are the buffers bodies are copied through.
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
-// copyBody copies src to dst until src ends. wc, when set, gets a write
-// deadline of wd before each write. limit > 0 bounds the bytes copied. The
-// error says whether it came from src (fromSrc) or from dst.
-func copyBody(dst io.Writer, src io.Reader, wc net.Conn, wd time.Duration, limit int) (n int64, err error, fromSrc bool) {
+// copyBody copies src to dst until src ends; limit > 0 bounds the bytes
+// copied. The error says whether it came from src (fromSrc) or from dst.
+func copyBody(dst io.Writer, src io.Reader, limit int) (n int64, err error, fromSrc bool) {
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
 	buf := *bp
@@ -660,9 +661,6 @@ func copyBody(dst io.Writer, src io.Reader, wc net.Conn, wd time.Duration, limit
 		if nr > 0 {
 			if limit > 0 && n+int64(nr) > int64(limit) {
 				return n, errBodyTooLarge, true
-			}
-			if wc != nil && wd > 0 {
-				_ = wc.SetWriteDeadline(time.Now().Add(wd))
 			}
 			nw, werr := dst.Write(buf[:nr])
 			n += int64(nw)

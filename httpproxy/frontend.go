@@ -18,7 +18,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -288,7 +287,7 @@ func (cc *clientConn) badRequest(err error) {
 	default: // the client went away mid-head
 		return
 	}
-	cc.writeError(x.status, true)
+	cc.writeError(x.status)
 	_ = cc.bw.Flush()
 	x.finish(false)
 }
@@ -361,7 +360,7 @@ func (cc *clientConn) endBody() error {
 }
 
 // writeError implements client.
-func (cc *clientConn) writeError(status int, _ bool) {
+func (cc *clientConn) writeError(status int) {
 	if cc.f.ClientTimeout > 0 {
 		_ = cc.c.SetWriteDeadline(time.Now().Add(cc.f.ClientTimeout))
 	}
@@ -383,12 +382,3 @@ func (t *timedWriter) Write(p []byte) (int, error) {
 	}
 	return t.w.Write(p)
 }
-
-// Close ends the frontend's HTTP/2 server, if it has one.
-func (f *Frontend) Close() {
-	if h := f.h2.Load(); h != nil {
-		h.close()
-	}
-}
-
-var _ http.Handler = (*h2Server)(nil)

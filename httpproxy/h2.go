@@ -122,14 +122,6 @@ func (h *h2Server) shutdown() {
 // streams in flight, which the generation's hard stop bounds.
 func (h *h2Server) shutdownWait() { _ = h.srv.Shutdown(context.Background()) }
 
-// close ends every connection at once.
-func (h *h2Server) close() {
-	h.mu.Lock()
-	h.shut = true
-	h.mu.Unlock()
-	_ = h.srv.Close()
-}
-
 // connQueue is the net.Listener the HTTP/2 server accepts from.
 type connQueue struct {
 	ch     chan net.Conn
@@ -207,10 +199,6 @@ func (h *h2Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		req.Body = h1.Body{Kind: h1.BodyChunked}
 		x.reqBody, x.reqLen = r.Body, -1
 	}
-	if h.f.MaxBodyBytes > 0 && r.ContentLength > int64(h.f.MaxBodyBytes) {
-		x.fail(413, endTooLarge, nil)
-		return
-	}
 	x.run()
 }
 
@@ -236,7 +224,7 @@ func (st *h2Stream) writeHead(resp *h1.Response, _ bool) (io.Writer, error) {
 func (st *h2Stream) endBody() error { return nil }
 
 // writeError implements client.
-func (st *h2Stream) writeError(status int, _ bool) {
+func (st *h2Stream) writeError(status int) {
 	_, body := statusText(status)
 	st.w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	st.w.Header().Set("Cache-Control", "no-cache")
