@@ -201,13 +201,13 @@ func TestClientTimeoutFires(t *testing.T) {
 	port := freePort(t)
 	cfg := strings.Replace(config(port, "", serverLine("s", s.addr(), "")), `client = "30s"`, `client = "300ms"`, 1)
 	p := startLB(t, "-f", writeConfig(t, cfg))
+	start := time.Now() // lb's idle clock cannot start before the dial
 	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	start := time.Now()
 	got, err := io.ReadAll(c) // the server's name, then lb closes the idle connection
 	if err != nil {
 		t.Fatalf("lb did not close an idle connection: %v", err)

@@ -338,8 +338,10 @@ func TestIdleTimeouts(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			b := startBackend(t, echo)
 			s := (&setup{servers: []*balancer.Server{srv("s1", b.addr(), 1)}, client: tc.client, server: tc.server}).start(t)
-			c := s.dial(t)
+			// Measured from before the dial: lb's idle clock cannot start
+			// earlier, and the test goroutine may be descheduled after it.
 			start := time.Now()
+			c := s.dial(t)
 			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 			if _, err := c.Read(make([]byte, 1)); err == nil {
 				t.Fatal("read data on an idle connection")
