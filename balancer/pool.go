@@ -67,6 +67,7 @@ type Pool struct {
 	byName     map[string]*Server
 	tiers      atomic.Pointer[tiers]
 	refresh    sync.Mutex
+	queue      queue
 }
 
 // tiers are the selectors in force; Refresh replaces them as a whole.
@@ -79,6 +80,7 @@ func NewPool(name, algorithm string, servers []*Server) (*Pool, error) {
 	p := &Pool{Name: name, Algorithm: algorithm, Servers: slices.Clone(servers), byName: make(map[string]*Server, len(servers))}
 	for _, s := range servers {
 		p.byName[s.Name] = s
+		s.pool = p
 		if s.Backup {
 			p.back = append(p.back, s)
 		} else {
@@ -124,6 +126,7 @@ func (p *Pool) Refresh() (ramping bool) {
 	if changed {
 		_ = p.build() // the algorithm was valid when the pool was made
 	}
+	p.kick() // servers may have come up, been set ready or gained weight
 	return ramping
 }
 
@@ -194,7 +197,7 @@ func (p *Pool) AcquireSticky(s *Server) bool {
 // wait in a queue.
 func (p *Pool) Available() bool {
 	for _, s := range p.Servers {
-		if !s.down.Load() && s.admin.Load() == uint32(AdminReady) && s.weight() > 0 {
+		if s.takesNew() {
 			return true
 		}
 	}

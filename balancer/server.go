@@ -35,6 +35,8 @@ type Server struct {
 	// hash identifies the server for consistent hashing; derived from Name
 	// so that every generation maps clients the same way.
 	hash uint64
+	// pool is the Pool the server belongs to, whose queue Release serves.
+	pool *Pool
 
 	active atomic.Int64
 	total  atomic.Uint64
@@ -183,8 +185,7 @@ func (s *Server) Total() uint64 { return s.total.Load() }
 // usable reports whether the server may be picked: it is up, ready, has
 // weight and a free slot. It is advisory; acquire decides.
 func (s *Server) usable() bool {
-	return !s.down.Load() && s.admin.Load() == uint32(AdminReady) && s.weight() > 0 &&
-		(s.MaxConn <= 0 || s.active.Load() < s.MaxConn)
+	return s.takesNew() && (s.MaxConn <= 0 || s.active.Load() < s.MaxConn)
 }
 
 // weight is the weight selectors balance by: the effective weight. Selectors
@@ -211,5 +212,21 @@ func (s *Server) acquire() bool {
 	}
 }
 
-// Release gives back the slot that a Pick took.
-func (s *Server) Release() { s.active.Add(-1) }
+// Release gives back the slot that a Pick took. When requests wait in the
+// pool's queue, the slot goes to the first of them instead.
+func (s *Server) Release() {
+	p := s.pool
+	if p != nil && p.release(s) {
+		return
+	}
+	s.active.Add(-1)
+	if p != nil {
+		p.kick() // a waiter may have queued since release looked
+	}
+}
+
+// takesNew reports whether the server may be given new requests, full or
+// not: it is up, ready and has weight.
+func (s *Server) takesNew() bool {
+	return !s.down.Load() && s.admin.Load() == uint32(AdminReady) && s.weight() > 0
+}

@@ -102,8 +102,9 @@ type Timeouts struct {
 	// Tunnel is how long an Upgrade tunnel (WebSocket) may stay idle.
 	// Default 1h; 0 means no limit.
 	Tunnel Duration `toml:"tunnel"`
-	// Queue is how long an HTTP request waits for a server when every
-	// server is full; beyond it lb answers 503. Default 5s.
+	// Queue is how long a request (HTTP) or a connection (TCP) waits for a
+	// server when every server is at its maxconn; beyond it lb answers 503
+	// (HTTP) or closes the connection (TCP). Default 5s; 0 means no wait.
 	Queue Duration `toml:"queue"`
 }
 

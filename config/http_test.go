@@ -116,6 +116,8 @@ func TestHTTPConfigErrors(t *testing.T) {
 			[]string{`lb.toml:16: backend "api": tls.ca_file is set but tls.enabled is false`}},
 		{"timeouts", httpBase + "[frontend.timeout]\nhttp_request = \"0s\"\n" + httpBackends + "[backend.timeout]\nqueue = \"-1s\"\n" + apiServer,
 			[]string{`lb.toml:8: frontend "web": timeout.http_request must be more than 0`, `lb.toml:18: backend "api": timeout.queue -1s is negative`}},
+		{"negative queue in tcp mode", strings.Replace(httpBase, `mode = "http"`, `mode = "tcp"`, 1) + httpBackends + "[backend.timeout]\nqueue = \"-2s\"\n" + apiServer,
+			[]string{`lb.toml:16: backend "api": timeout.queue -2s is negative`}},
 		{"close_spread_time", "[global]\nclose_spread_time = \"2h\"\n" + httpBase + httpBackends + apiServer,
 			[]string{`lb.toml:2: global: close_spread_time 2h0m0s is out of range`}},
 	} {

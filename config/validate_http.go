@@ -290,11 +290,14 @@ func (v *validator) httpBackend(b *Backend, obj string) {
 		}
 		return
 	}
+	if !rejected(p.bad, "timeout.queue") && !inherited(p, "timeout.queue", b.Timeout.Queue == def.Timeout.Queue) && b.Timeout.Queue < 0 {
+		v.add(p.Key("timeout.queue"), obj, "%s", negative("timeout.queue", b.Timeout.Queue))
+	}
 	if b.Mode != ModeHTTP {
 		if b.Balance == BalanceHash && !rejected(p.bad, "balance") {
 			v.add(p.keyOr("balance"), obj, `balance "hash" needs mode = %q (in mode %q use "source")`, ModeHTTP, b.Mode)
 		}
-		for _, key := range []string{"hash_key", "cookie", "header", "tls", "timeout.tunnel", "timeout.queue"} {
+		for _, key := range []string{"hash_key", "cookie", "header", "tls", "timeout.tunnel"} {
 			if _, set := p.keys[key]; set || hasKeyPrefix(p, key+".") {
 				v.add(p.Key(key), obj, "%s needs mode = %q (this backend is in mode %q)", key, ModeHTTP, b.Mode)
 			}
@@ -315,7 +318,6 @@ func (v *validator) httpBackend(b *Backend, obj string) {
 		def Duration
 	}{
 		{"timeout.tunnel", b.Timeout.Tunnel, def.Timeout.Tunnel},
-		{"timeout.queue", b.Timeout.Queue, def.Timeout.Queue},
 	} {
 		if !rejected(p.bad, t.key) && !inherited(p, t.key, t.d == t.def) && t.d < 0 {
 			v.add(p.Key(t.key), obj, "%s", negative(t.key, t.d))

@@ -57,6 +57,9 @@ type exchange struct {
 	breq  balancer.Request
 	tried [2 * (config.MaxRetries + 1)]*balancer.Server
 	stuck bool // the client's cookie named the server it got
+	// done is closed when the client has gone (an HTTP/2 stream reset);
+	// nil for HTTP/1.1, whose client is not watched while it waits.
+	done <-chan struct{}
 	// early says the server answered before it took the whole request
 	// body: the rest of the body is still on the client connection.
 	early bool
@@ -237,9 +240,7 @@ func (x *exchange) pickAndConnect() bool {
 			sticky = be.Pool.Lookup(string(v))
 		}
 	}
-	var queueUntil time.Time
 	attempts := 0
-	backoff := time.Millisecond
 	for attempts <= be.Retries {
 		var srv *balancer.Server
 		if sticky != nil && attempts == 0 && be.Pool.AcquireSticky(sticky) {
@@ -247,21 +248,17 @@ func (x *exchange) pickAndConnect() bool {
 		} else {
 			srv = be.Pool.Pick(r)
 		}
-		if srv == nil {
-			if attempts > 0 || be.QueueTimeout <= 0 || !be.Pool.Available() {
-				break
-			}
-			// Every server that could take it is full: wait for a slot.
-			now := time.Now()
-			if queueUntil.IsZero() {
-				queueUntil = now.Add(be.QueueTimeout)
-			}
-			if !now.Before(queueUntil) {
+		if srv == nil && attempts == 0 && be.QueueTimeout > 0 && be.Pool.Available() {
+			// Every server that could take it is full: wait in the queue.
+			if srv = be.Pool.Wait(r, time.Now().Add(be.QueueTimeout), x.done); srv == nil {
+				if x.done != nil && isClosed(x.done) {
+					return x.clientGone(errClientGone)
+				}
 				return x.fail(503, endQueueTimeout, nil)
 			}
-			time.Sleep(min(backoff, queueUntil.Sub(now)))
-			backoff = min(2*backoff, 50*time.Millisecond)
-			continue
+		}
+		if srv == nil {
+			break
 		}
 		attempts++
 		sc, err := be.connect(srv, false)
@@ -287,6 +284,19 @@ func (x *exchange) pickAndConnect() bool {
 		return x.fail(503, endNoServer, nil)
 	}
 	return x.fail(503, endConnectFailed, x.err)
+}
+
+// errClientGone ends a request whose client reset its stream while the
+// request waited.
+var errClientGone = errors.New("the client went away while the request was queued")
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
 
 // hashKey returns the request's key for hash balancing, or a key that

@@ -176,7 +176,7 @@ func (h *h2Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 	st.w, st.r = w, r
 	x := &st.x
-	x.f, x.cl, x.tls = h.f, st, true
+	x.f, x.cl, x.tls, x.done = h.f, st, true, r.Context().Done()
 	x.peer, _ = netip.ParseAddrPort(r.RemoteAddr)
 	x.tStart = time.Now()
 	x.tHead = x.tStart

@@ -19,6 +19,9 @@ type Backend struct {
 	// ServerTimeout is how long the server side may stay idle; 0 means no
 	// limit.
 	ServerTimeout time.Duration
+	// QueueTimeout is how long a connection waits for a slot when every
+	// server that could take it is full; 0 means it is closed at once.
+	QueueTimeout time.Duration
 	// Observer, when set, hears how each connection to a server went: the
 	// passive health check.
 	Observer Observer

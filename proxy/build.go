@@ -89,6 +89,7 @@ func Build(ctx context.Context, cfg *config.Config, r Resolver, log zerolog.Logg
 			Retries:        bc.Retries,
 			ConnectTimeout: bc.Timeout.Connect.D(),
 			ServerTimeout:  bc.Timeout.Server.D(),
+			QueueTimeout:   bc.Timeout.Queue.D(),
 		}
 		p.Backends = append(p.Backends, b)
 		byName[bc.Name] = b

@@ -31,6 +31,7 @@ const (
 	EndServerError       // the server connection failed (reset, ...)
 	EndConnectFailed     // no server could be connected to
 	EndNoServer          // no server was available to try
+	EndQueueTimeout      // every server stayed full for timeout.queue
 )
 
 var endNames = [...]string{
@@ -43,6 +44,7 @@ var endNames = [...]string{
 	EndServerError:   "server_error",
 	EndConnectFailed: "connect_failed",
 	EndNoServer:      "no_server",
+	EndQueueTimeout:  "queue_timeout",
 }
 
 // String returns the reason as it appears in logs.
@@ -173,6 +175,13 @@ func (s *session) connect() bool {
 	req.Hash, req.Tried = balancer.HashAddr(s.peer.Addr()), s.tried[:0]
 	for s.attempts <= s.be.Retries {
 		srv := s.be.Pool.Pick(req)
+		if srv == nil && s.attempts == 0 && s.be.QueueTimeout > 0 && s.be.Pool.Available() {
+			// Every server that could take it is full: wait in the queue.
+			if srv = s.be.Pool.Wait(req, time.Now().Add(s.be.QueueTimeout), nil); srv == nil {
+				s.end.Store(uint32(EndQueueTimeout))
+				return false
+			}
+		}
 		if srv == nil {
 			break
 		}
@@ -306,7 +315,7 @@ func (s *session) since() int64 { return int64(time.Since(s.start)) }
 func (s *session) logEnd() {
 	end := End(s.end.Load())
 	e := s.f.Log.Info()
-	if end == EndConnectFailed || end == EndNoServer {
+	if end == EndConnectFailed || end == EndNoServer || end == EndQueueTimeout {
 		e = s.f.Log.Warn()
 	}
 	if e == nil {
