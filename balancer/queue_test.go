@@ -145,16 +145,19 @@ func TestQueueSkipsServerNotTakingRequests(t *testing.T) {
 	}
 }
 
-// Refresh wakes the queue: a server that comes back up, is set ready or
-// gains weight takes waiting requests at once.
+// A server that comes back up or is set ready takes waiting requests at
+// once; one that gains weight, at the pool's Refresh.
 func TestQueueWokenWhenServerComesBack(t *testing.T) {
 	for _, tc := range []struct {
 		name          string
 		before, after func(*Server)
+		// refresh: the change takes effect at the pool's Refresh (weights);
+		// else at once, with no Refresh.
+		refresh bool
 	}{
-		{"health", func(s *Server) { s.SetUp(false) }, func(s *Server) { s.SetUp(true) }},
-		{"admin", func(s *Server) { s.SetAdmin(AdminMaint) }, func(s *Server) { s.SetAdmin(AdminReady) }},
-		{"weight", func(s *Server) { _ = s.SetWeight(0) }, func(s *Server) { _ = s.SetWeight(1) }},
+		{"health", func(s *Server) { s.SetUp(false) }, func(s *Server) { s.SetUp(true) }, false},
+		{"admin", func(s *Server) { s.SetAdmin(AdminMaint) }, func(s *Server) { s.SetAdmin(AdminReady) }, false},
+		{"weight", func(s *Server) { _ = s.SetWeight(0) }, func(s *Server) { _ = s.SetWeight(1) }, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, servers := fullPool(t, "roundrobin", 2)
@@ -164,7 +167,9 @@ func TestQueueWokenWhenServerComesBack(t *testing.T) {
 			b.Release() // b's slot is free, but b takes no requests
 			w := queued(t, p, time.Now().Add(time.Minute), nil)
 			tc.after(b)
-			p.Refresh()
+			if tc.refresh {
+				p.Refresh()
+			}
 			if s := recv(t, w); s != b {
 				t.Fatalf("waiter got %v, want b", nameOf(s))
 			}

@@ -109,6 +109,9 @@ func (s *Server) SetUp(up bool) bool {
 	}
 	if up {
 		s.upSince.Store(time.Now().UnixNano())
+		if s.pool != nil {
+			s.pool.kick() // requests waiting in the queue may take it
+		}
 	}
 	return true
 }
@@ -116,8 +119,14 @@ func (s *Server) SetUp(up bool) bool {
 // Admin returns the operator's state for the server.
 func (s *Server) Admin() Admin { return Admin(s.admin.Load()) }
 
-// SetAdmin sets the operator's state for the server.
-func (s *Server) SetAdmin(a Admin) { s.admin.Store(uint32(a)) }
+// SetAdmin sets the operator's state for the server. A server set ready
+// takes requests waiting in its pool's queue at once.
+func (s *Server) SetAdmin(a Admin) {
+	s.admin.Store(uint32(a))
+	if a == AdminReady && s.pool != nil {
+		s.pool.kick()
+	}
+}
 
 // RuntimeWeight returns the weight in force: the configured one unless an
 // operator set another.

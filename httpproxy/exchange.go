@@ -1,6 +1,7 @@
 package httpproxy
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -24,9 +25,14 @@ import (
 type client interface {
 	// informational forwards a 1xx response (not 101).
 	informational(resp *h1.Response) error
-	// writeHead sends the response head and returns where its body goes.
-	// close says the connection ends after this response.
-	writeHead(resp *h1.Response, close bool) (io.Writer, error)
+	// writeHead sends the response head and returns where its body goes,
+	// and the buffer under it to flush when the server's body pauses (nil
+	// when every write is flushed). close says the connection ends after
+	// this response.
+	writeHead(resp *h1.Response, close bool) (io.Writer, *bufio.Writer, error)
+	// abortBody makes a read of the request body that is under way, or
+	// the next one, fail at once.
+	abortBody()
 	// endBody finishes the body and flushes.
 	endBody() error
 	// writeError sends a response lb makes itself; the connection (or
@@ -46,8 +52,10 @@ type exchange struct {
 
 	req  h1.Request
 	resp h1.Response
-	// reqBody reads the request body as sent by the client (decoded).
+	// reqBody reads the request body as sent by the client (decoded);
+	// reqIn is the client connection's buffer under it, nil for HTTP/2.
 	reqBody io.Reader
+	reqIn   *bufio.Reader
 	// reqLen is the body's length for the server: -1 means chunked.
 	reqLen int64
 
@@ -63,6 +71,11 @@ type exchange struct {
 	// early says the server answered before it took the whole request
 	// body: the rest of the body is still on the client connection.
 	early bool
+	// headSent says the response head went to the client: lb can no
+	// longer answer with an error of its own.
+	headSent bool
+	// up sends the request body beside the response.
+	up upload
 
 	env     rules.Env
 	scratch []byte
@@ -91,7 +104,7 @@ func (x *exchange) reset() {
 	req.Reset()
 	resp.Reset()
 	*x = exchange{f: x.f, cl: x.cl, peer: x.peer, tls: x.tls, req: req, resp: resp, scratch: scratch,
-		cw: x.cw, scr: x.scr}
+		cw: x.cw, scr: x.scr, up: upload{done: x.up.done}}
 }
 
 // Ends of a request, as logged.
@@ -206,21 +219,21 @@ func (x *exchange) fail(status int, end string, err error) bool {
 	return false
 }
 
-// clientGone ends an exchange whose client went away or stalled.
+// clientGone ends an exchange whose client went away, stalled or sent a
+// bad body. Before the response head went out, lb answers what it can.
 func (x *exchange) clientGone(err error) bool {
-	end := endClientAborted
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		end = endClientTimeout
-	}
+	status, end := 0, endClientAborted
 	var he *h1.Error
-	if errors.As(err, &he) {
-		return x.fail(400, endBadRequest, err)
+	switch {
+	case errors.As(err, &he):
+		status, end = 400, endBadRequest
+	case errors.Is(err, errBodyTooLarge):
+		status, end = 413, endTooLarge
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		status, end = 408, endClientTimeout
 	}
-	if errors.Is(err, errBodyTooLarge) {
-		return x.fail(413, endTooLarge, err)
-	}
-	if end == endClientTimeout && x.resp.Status == 0 {
-		return x.fail(408, end, err)
+	if status != 0 && !x.headSent {
+		return x.fail(status, end, err)
 	}
 	x.end, x.err = end, err
 	x.finish(false)
@@ -436,7 +449,18 @@ func (x *exchange) forward() bool {
 			x.drop(false)
 			return x.clientGone(err)
 		}
-		if err != nil && x.reqLen != 0 {
+		if err == nil {
+			err = x.readResponseHead()
+			if err != nil && x.up.running {
+				// A failed upload explains the failed response: it
+				// interrupted it, or the server gave up on the body.
+				x.endUpload(true)
+				if x.up.failed.Load() {
+					x.drop(false)
+					return x.clientGone(x.up.err)
+				}
+			}
+		} else if x.reqLen != 0 {
 			// The server may have answered (413, 401, ...) without
 			// reading the body, and closed: its answer is what the client
 			// must get (RFC 9112 9.5), not lb's 502.
@@ -445,9 +469,6 @@ func (x *exchange) forward() bool {
 				return true
 			}
 			x.resp.Reset()
-		}
-		if err == nil {
-			err = x.readResponseHead()
 		}
 		if err == nil {
 			return true
@@ -479,8 +500,9 @@ func (x *exchange) forward() bool {
 }
 
 // drop closes the server connection and gives back the server's slot;
-// failed counts it as the server's error.
+// failed counts it as the server's error. It stops the upload first.
 func (x *exchange) drop(failed bool) {
+	x.endUpload(true)
 	if x.sc != nil {
 		x.sc.close()
 		x.sc = nil
@@ -494,7 +516,9 @@ func (x *exchange) drop(failed bool) {
 	}
 }
 
-// send writes the request head and body to the server. fromClient says the
+// send writes the request head and body to the server: at once when the
+// client already sent all of the body, else from the body's own goroutine
+// (upload), which goes on while the response comes. fromClient says the
 // error came from reading the client.
 func (x *exchange) send() (err error, fromClient bool) {
 	sc := x.sc
@@ -504,31 +528,105 @@ func (x *exchange) send() (err error, fromClient bool) {
 	if err := h1.WriteRequestHead(sc.bw, &x.req); err != nil {
 		return err, false
 	}
-	if x.reqLen != 0 && x.reqBody != nil {
-		x.sw = timedWriter{w: sc.bw, c: sc.c, d: x.be.ServerTimeout}
-		if x.reqLen < 0 {
-			x.cw.Reset(sc.bw)
-			x.sw.w = &x.cw
-		}
-		n, err, fromClient := copyBody(&x.sw, x.reqBody, x.f.MaxBodyBytes)
-		x.bytesIn = n
-		if err == nil && x.reqLen > 0 && n < x.reqLen {
-			err, fromClient = io.ErrUnexpectedEOF, true
-		}
+	if x.reqLen == 0 || x.reqBody == nil {
+		return sc.bw.Flush(), false
+	}
+	x.sw = timedWriter{w: sc.bw, c: sc.c, d: x.be.ServerTimeout, stop: &x.up.stop}
+	if x.reqLen < 0 {
+		x.cw.Reset(sc.bw)
+		x.sw.w = &x.cw
+	}
+	if x.reqLen > 0 && x.reqIn != nil && int64(x.reqIn.Buffered()) >= x.reqLen && x.upgrade == nil {
+		// The whole body is in lb already: one write sends it all.
+		err, fromClient := x.sendBody()
 		if err != nil {
 			return err, fromClient
 		}
-		if x.reqLen < 0 {
-			if err := x.cw.Close(); err != nil {
-				return err, false
-			}
-		}
+		return sc.bw.Flush(), false
 	}
-	return sc.bw.Flush(), false
+	// The head goes out with the body's first bytes: a body that is bad
+	// from its start (a smuggling attempt) sends the server nothing.
+	if x.up.done == nil {
+		x.up.done = make(chan struct{}, 1)
+	}
+	x.up.running = true
+	go x.upload()
+	return nil, false
+}
+
+// sendBody copies the request body to the server, x.bytesIn counting it.
+func (x *exchange) sendBody() (err error, fromClient bool) {
+	n, err, fromClient := copyBody(&x.sw, x.sc.bw, x.reqBody, x.reqIn, x.f.MaxBodyBytes)
+	x.bytesIn = n
+	if err == nil && x.reqLen > 0 && n < x.reqLen {
+		err, fromClient = io.ErrUnexpectedEOF, true
+	}
+	if err == nil && x.reqLen < 0 {
+		err = x.cw.Close()
+	}
+	return err, fromClient
+}
+
+// upload is the request body going to the server while the response
+// comes back, so that a server that answers as it reads (a streaming
+// echo) or before it reads (an early 413) is not stalled by lb: it is
+// the goroutine of one exchange, ended by endUpload. A client that fails
+// the body interrupts the response.
+type upload struct {
+	done    chan struct{} // the upload ended; buffered, made once per exchange
+	running bool          // started and not yet joined; the exchange's own
+	// stop makes the upload end: its next or current read or write fails.
+	stop atomic.Bool
+	// failed says the client failed the body (went away, stalled, sent too
+	// much or bad chunks) while the upload was not stopped: the response
+	// reads fail at once.
+	failed atomic.Bool
+	// The outcome, read after done.
+	err        error
+	fromClient bool
+}
+
+// upload sends the body; see the upload type.
+func (x *exchange) upload() {
+	err, fromClient := x.sendBody()
+	if err == nil {
+		err = x.sc.bw.Flush()
+	}
+	x.up.err, x.up.fromClient = err, fromClient
+	if err != nil && fromClient && !x.up.stop.Load() {
+		x.up.failed.Store(true)
+		_ = x.sc.c.SetReadDeadline(time.Unix(1, 0))
+	}
+	x.up.done <- struct{}{}
+}
+
+// endUpload waits for the upload to end, if one runs; stop makes it end
+// at once rather than send the rest of the body.
+func (x *exchange) endUpload(stop bool) {
+	if !x.up.running {
+		return
+	}
+	if stop {
+		select {
+		case <-x.up.done:
+			x.up.running = false
+			return
+		default:
+		}
+		x.up.stop.Store(true)
+		x.cl.abortBody()
+		_ = x.sc.c.SetWriteDeadline(time.Unix(1, 0))
+	}
+	<-x.up.done
+	x.up.running = false
 }
 
 // errConnect refuses CONNECT: lb is a reverse proxy, not a forward one.
 var errConnect = errors.New("CONNECT is not supported")
+
+// errUploadFailed ends the response of a request whose body the client
+// failed to send.
+var errUploadFailed = errors.New("the request body failed")
 
 // errBodyTooLarge is a chunked body that went over max_body_bytes.
 var errBodyTooLarge = errors.New("request body over max_body_bytes")
@@ -540,6 +638,9 @@ func (x *exchange) readResponseHead() error {
 	for {
 		if d := x.be.ServerTimeout; d > 0 {
 			_ = sc.c.SetReadDeadline(time.Now().Add(d))
+		}
+		if x.up.failed.Load() {
+			return errUploadFailed
 		}
 		if err := h1.ReadResponse(sc.br, &x.resp, x.f.Limits, x.req.Method); err != nil {
 			return err
@@ -590,11 +691,12 @@ func (x *exchange) respond(keep bool) bool {
 	} else {
 		be.Observe(x.srv, nil)
 	}
-	w, err := x.cl.writeHead(resp, !keep)
+	w, out, err := x.cl.writeHead(resp, !keep)
 	if err != nil {
 		x.drop(false)
 		return x.clientGone(err)
 	}
+	x.headSent = true
 	sc := x.sc
 	var src io.Reader
 	switch resp.Body.Kind {
@@ -608,11 +710,18 @@ func (x *exchange) respond(keep bool) bool {
 		serverKeep = false
 	}
 	if src != nil {
-		x.sr = timedReader{r: src, c: sc.c, d: be.ServerTimeout}
-		n, err, fromServer := copyBody(w, &x.sr, 0)
+		x.sr = timedReader{r: src, c: sc.c, d: be.ServerTimeout, stop: &x.up.failed}
+		n, err, fromServer := copyBody(w, out, &x.sr, sc.br, 0)
 		x.bytesOut = n
 		if err == nil && resp.Body.Kind == h1.BodyLength && n < resp.Body.Length {
 			err, fromServer = io.ErrUnexpectedEOF, true
+		}
+		if err != nil && x.up.running {
+			x.endUpload(true)
+			if x.up.failed.Load() {
+				x.drop(false)
+				return x.clientGone(x.up.err)
+			}
 		}
 		if err != nil {
 			if fromServer {
@@ -634,6 +743,14 @@ func (x *exchange) respond(keep bool) bool {
 		x.drop(false)
 		return x.clientGone(err)
 	}
+	if x.up.running {
+		// The response is complete: a server that wanted the rest of the
+		// body has had it; the rest is not for it.
+		x.endUpload(true)
+		if x.up.err != nil {
+			x.early, serverKeep, keep = true, false, false
+		}
+	}
 	be.release(sc, serverKeep)
 	x.sc = nil
 	x.srv.Release()
@@ -644,25 +761,39 @@ func (x *exchange) respond(keep bool) bool {
 }
 
 // timedReader reads r with a read deadline of d on c before each read.
+// Once stop is set, reads fail: whoever sets it then sets a deadline in
+// the past on c, which ends a read under way (the deadline is set before
+// stop is looked at, so it cannot undo that).
 type timedReader struct {
-	r io.Reader
-	c net.Conn
-	d time.Duration
+	r    io.Reader
+	c    net.Conn
+	d    time.Duration
+	stop *atomic.Bool
 }
 
 func (t *timedReader) Read(p []byte) (int, error) {
 	if t.d > 0 && t.c != nil {
 		_ = t.c.SetReadDeadline(time.Now().Add(t.d))
 	}
+	if t.stop != nil && t.stop.Load() {
+		return 0, errStopped
+	}
 	return t.r.Read(p)
 }
+
+// errStopped is the error of a body read or write that was stopped.
+var errStopped = errors.New("stopped")
 
 // copyBufs are the buffers bodies are copied through.
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // copyBody copies src to dst until src ends; limit > 0 bounds the bytes
 // copied. The error says whether it came from src (fromSrc) or from dst.
-func copyBody(dst io.Writer, src io.Reader, limit int) (n int64, err error, fromSrc bool) {
+// When out, the buffer under dst, holds data and in, the buffer under src,
+// is empty (so the next read may wait for the peer), out is flushed: a
+// body streamed in pieces (server-sent events, a streaming echo) moves on
+// piece by piece, and a body at hand goes in as few writes as it can.
+func copyBody(dst io.Writer, out *bufio.Writer, src io.Reader, in *bufio.Reader, limit int) (n int64, err error, fromSrc bool) {
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
 	buf := *bp
@@ -676,6 +807,11 @@ func copyBody(dst io.Writer, src io.Reader, limit int) (n int64, err error, from
 			n += int64(nw)
 			if werr != nil {
 				return n, werr, false
+			}
+			if out != nil && out.Buffered() > 0 && (in == nil || in.Buffered() == 0) {
+				if werr := out.Flush(); werr != nil {
+					return n, werr, false
+				}
 			}
 		}
 		if rerr == io.EOF {

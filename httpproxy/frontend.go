@@ -253,7 +253,8 @@ func (cc *clientConn) serve() {
 			return
 		}
 		_ = cc.c.SetReadDeadline(time.Time{})
-		cc.body = timedReader{c: cc.c, d: f.ClientTimeout}
+		cc.body = timedReader{c: cc.c, d: f.ClientTimeout, stop: &x.up.stop}
+		x.reqIn = cc.br
 		switch x.req.Body.Kind {
 		case h1.BodyLength:
 			cc.body.r = io.LimitReader(cc.br, x.req.Body.Length)
@@ -267,8 +268,38 @@ func (cc *clientConn) serve() {
 		if err := cc.bw.Flush(); err != nil {
 			keep = false
 		}
+		early := x.early
 		x.reset()
 		if !keep {
+			if early {
+				cc.linger()
+			}
+			return
+		}
+	}
+}
+
+// lingerTime bounds how long a connection closing with a request body
+// still coming is drained.
+const lingerTime = 2 * time.Second
+
+// linger ends a connection whose client may still be sending a body that
+// the server did not want: lb closes its sending side and reads the rest
+// away for up to lingerTime, so that closing does not reset the
+// connection (which could destroy the response before the client read
+// it).
+func (cc *clientConn) linger() {
+	if tc, ok := cc.c.(*tls.Conn); ok {
+		_ = tc.CloseWrite()
+	}
+	if err := cc.raw.CloseWrite(); err != nil {
+		return
+	}
+	_ = cc.raw.SetReadDeadline(time.Now().Add(lingerTime))
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	for {
+		if _, err := cc.raw.Read(*bp); err != nil {
 			return
 		}
 	}
@@ -316,7 +347,7 @@ func (cc *clientConn) continue100() error {
 
 // writeHead implements client: it sets the framing the client gets and
 // says whether the connection stays open.
-func (cc *clientConn) writeHead(resp *h1.Response, close bool) (io.Writer, error) {
+func (cc *clientConn) writeHead(resp *h1.Response, close bool) (io.Writer, *bufio.Writer, error) {
 	old := cc.x.req.Minor == 0
 	cc.chunked = false
 	switch resp.Body.Kind {
@@ -340,14 +371,17 @@ func (cc *clientConn) writeHead(resp *h1.Response, close bool) (io.Writer, error
 		_ = cc.c.SetWriteDeadline(time.Now().Add(cc.f.ClientTimeout))
 	}
 	if err := h1.WriteResponseHead(cc.bw, resp); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if cc.chunked {
 		cc.cw.Reset(cc.bw)
 		cc.tw.w = &cc.cw
 	}
-	return &cc.tw, nil
+	return &cc.tw, cc.bw, nil
 }
+
+// abortBody implements client.
+func (cc *clientConn) abortBody() { _ = cc.c.SetReadDeadline(time.Unix(1, 0)) }
 
 // endBody implements client.
 func (cc *clientConn) endBody() error {
@@ -370,15 +404,20 @@ func (cc *clientConn) writeError(status int) {
 
 // timedWriter writes to w with a write deadline of d on c, refreshed at
 // each write, so that d bounds a stall, not the whole transfer.
+// Once stop is set, writes fail, as with timedReader.
 type timedWriter struct {
-	w io.Writer
-	c net.Conn
-	d time.Duration
+	w    io.Writer
+	c    net.Conn
+	d    time.Duration
+	stop *atomic.Bool
 }
 
 func (t *timedWriter) Write(p []byte) (int, error) {
 	if t.d > 0 {
 		_ = t.c.SetWriteDeadline(time.Now().Add(t.d))
+	}
+	if t.stop != nil && t.stop.Load() {
+		return 0, errStopped
 	}
 	return t.w.Write(p)
 }

@@ -1,6 +1,7 @@
 package httpproxy
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"io"
@@ -210,15 +211,18 @@ func (st *h2Stream) informational(*h1.Response) error { return nil }
 func (st *h2Stream) continue100() error { return nil }
 
 // writeHead implements client.
-func (st *h2Stream) writeHead(resp *h1.Response, _ bool) (io.Writer, error) {
+func (st *h2Stream) writeHead(resp *h1.Response, _ bool) (io.Writer, *bufio.Writer, error) {
 	hdr := st.w.Header()
 	for _, fl := range resp.Fields {
 		name := http.CanonicalHeaderKey(string(fl.Name))
 		hdr[name] = append(hdr[name], string(fl.Value))
 	}
 	st.w.WriteHeader(resp.Status)
-	return flushWriter{st.w}, nil
+	return flushWriter{st.w}, nil, nil
 }
+
+// abortBody implements client: closing the body ends a read under way.
+func (st *h2Stream) abortBody() { _ = st.r.Body.Close() }
 
 // endBody implements client.
 func (st *h2Stream) endBody() error { return nil }

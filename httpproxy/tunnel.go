@@ -17,7 +17,7 @@ func (x *exchange) tunnel() {
 	cc := x.cl.(*clientConn)
 	sc := x.sc
 	x.status = 101
-	if _, err := cc.writeHead(&x.resp, false); err != nil {
+	if _, _, err := cc.writeHead(&x.resp, false); err != nil {
 		x.drop(false)
 		x.clientGone(err)
 		return
