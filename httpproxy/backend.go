@@ -68,6 +68,12 @@ const (
 	// the keep-alive timeout of common servers (5s for Node, 60s for
 	// nginx), so that lb rarely reuses one the server is closing.
 	idleMaxAge = 4 * time.Second
+	// checkIdleAfter is how long a connection may stay idle and be reused
+	// without first checking that the server has not closed it (a
+	// syscall): servers close idle connections after seconds, not
+	// milliseconds, and a busy pool reuses its connections within
+	// microseconds.
+	checkIdleAfter = 100 * time.Millisecond
 	// bufSize is the size of the read and write buffers of a connection.
 	bufSize = 8 << 10
 )
@@ -105,7 +111,7 @@ func (p *idlePool) get() *serverConn {
 		p.conns[n-1] = nil
 		p.conns = p.conns[:n-1]
 		p.mu.Unlock()
-		if now.Sub(sc.idle) < idleMaxAge && alive(sc.raw, sc.c != net.Conn(sc.raw)) {
+		if idle := now.Sub(sc.idle); idle < idleMaxAge && (idle < checkIdleAfter || alive(sc.raw, sc.c != net.Conn(sc.raw))) {
 			return sc
 		}
 		sc.close()

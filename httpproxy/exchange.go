@@ -68,8 +68,9 @@ type exchange struct {
 	// done is closed when the client has gone (an HTTP/2 stream reset);
 	// nil for HTTP/1.1, whose client is not watched while it waits.
 	done <-chan struct{}
-	// early says the server answered before it took the whole request
-	// body: the rest of the body is still on the client connection.
+	// early says the exchange ended before the whole request body was
+	// read (the server answered early, or lb refused the body): the rest
+	// may still be coming on the client connection.
 	early bool
 	// headSent says the response head went to the client: lb can no
 	// longer answer with an error of its own.
@@ -214,6 +215,9 @@ func (x *exchange) run() bool {
 // connection.
 func (x *exchange) fail(status int, end string, err error) bool {
 	x.status, x.end, x.err = status, end, err
+	if x.req.Body.Kind != h1.BodyNone && x.bytesIn < x.reqLen || x.reqLen < 0 {
+		x.early = true
+	}
 	x.cl.writeError(status)
 	x.finish(false)
 	return false
@@ -522,8 +526,13 @@ func (x *exchange) drop(failed bool) {
 // error came from reading the client.
 func (x *exchange) send() (err error, fromClient bool) {
 	sc := x.sc
+	x.sw = timedWriter{w: sc.bw, c: sc.c, d: x.be.ServerTimeout, stop: &x.up.stop}
+	x.sr = timedReader{c: sc.c, d: x.be.ServerTimeout, stop: &x.up.failed}
 	if d := x.be.ServerTimeout; d > 0 {
-		_ = sc.c.SetWriteDeadline(time.Now().Add(d))
+		// One deadline for the request going out and its response coming.
+		now := time.Now()
+		_ = sc.c.SetDeadline(now.Add(d + d/slack))
+		x.sw.at, x.sr.at = now, now
 	}
 	if err := h1.WriteRequestHead(sc.bw, &x.req); err != nil {
 		return err, false
@@ -531,13 +540,14 @@ func (x *exchange) send() (err error, fromClient bool) {
 	if x.reqLen == 0 || x.reqBody == nil {
 		return sc.bw.Flush(), false
 	}
-	x.sw = timedWriter{w: sc.bw, c: sc.c, d: x.be.ServerTimeout, stop: &x.up.stop}
 	if x.reqLen < 0 {
 		x.cw.Reset(sc.bw)
 		x.sw.w = &x.cw
 	}
-	if x.reqLen > 0 && x.reqIn != nil && int64(x.reqIn.Buffered()) >= x.reqLen && x.upgrade == nil {
-		// The whole body is in lb already: one write sends it all.
+	if x.upgrade != nil || x.reqLen > 0 && x.reqIn != nil && int64(x.reqIn.Buffered()) >= x.reqLen {
+		// The whole body is in lb already: one write sends it all. The
+		// body of an upgrade request goes whole before the tunnel, which
+		// then owns the client connection.
 		err, fromClient := x.sendBody()
 		if err != nil {
 			return err, fromClient
@@ -616,6 +626,13 @@ func (x *exchange) endUpload(stop bool) {
 		x.up.stop.Store(true)
 		x.cl.abortBody()
 		_ = x.sc.c.SetWriteDeadline(time.Unix(1, 0))
+		<-x.up.done
+		x.up.running = false
+		if x.up.err == nil {
+			// The body had all gone: the connection may serve again.
+			_ = x.sc.c.SetWriteDeadline(time.Time{})
+		}
+		return
 	}
 	<-x.up.done
 	x.up.running = false
@@ -636,9 +653,7 @@ var errBodyTooLarge = errors.New("request body over max_body_bytes")
 func (x *exchange) readResponseHead() error {
 	sc := x.sc
 	for {
-		if d := x.be.ServerTimeout; d > 0 {
-			_ = sc.c.SetReadDeadline(time.Now().Add(d))
-		}
+		x.sr.arm()
 		if x.up.failed.Load() {
 			return errUploadFailed
 		}
@@ -667,6 +682,12 @@ func (x *exchange) respond(keep bool) bool {
 	resp, be, f := &x.resp, x.be, x.f
 	x.status = resp.Status
 	serverKeep := resp.KeepAlive && !x.early
+	if x.up.running && !resp.KeepAlive {
+		// The server answers and closes before it has the whole body:
+		// lb will close too, and says so, so that the client stops
+		// sending (RFC 9112 9.5).
+		keep = false
+	}
 	if x.req.Minor == 0 && (resp.Body.Kind == h1.BodyChunked || resp.Body.Kind == h1.BodyUntilClose) {
 		keep = false // an HTTP/1.0 client learns where the body ends from the close
 	}
@@ -710,7 +731,7 @@ func (x *exchange) respond(keep bool) bool {
 		serverKeep = false
 	}
 	if src != nil {
-		x.sr = timedReader{r: src, c: sc.c, d: be.ServerTimeout, stop: &x.up.failed}
+		x.sr.r = src
 		n, err, fromServer := copyBody(w, out, &x.sr, sc.br, 0)
 		x.bytesOut = n
 		if err == nil && resp.Body.Kind == h1.BodyLength && n < resp.Body.Length {
@@ -760,21 +781,39 @@ func (x *exchange) respond(keep bool) bool {
 	return keep
 }
 
-// timedReader reads r with a read deadline of d on c before each read.
-// Once stop is set, reads fail: whoever sets it then sets a deadline in
-// the past on c, which ends a read under way (the deadline is set before
-// stop is looked at, so it cannot undo that).
+// slack makes deadlines cheap: a deadline is set d + d/slack ahead, and
+// not set again while it was set less than d/slack ago, which still leaves
+// at least d. So a timeout of d fires between d and d + d/slack after the
+// last activity, and a busy connection skips most of the runtime's timer
+// work (and clock reads) that a deadline per read or write costs.
+const slack = 8
+
+// timedReader reads r with a read deadline of d on c before each read:
+// d bounds a stall, not the whole transfer (see slack). Once stop is set,
+// reads fail: whoever sets it then sets a deadline in the past on c, which
+// ends a read under way (a deadline is set before stop is looked at, so
+// it cannot undo that).
 type timedReader struct {
 	r    io.Reader
 	c    net.Conn
 	d    time.Duration
+	at   time.Time // when the deadline was last set
 	stop *atomic.Bool
 }
 
-func (t *timedReader) Read(p []byte) (int, error) {
-	if t.d > 0 && t.c != nil {
-		_ = t.c.SetReadDeadline(time.Now().Add(t.d))
+// arm sets the read deadline, unless the one set is recent enough.
+func (t *timedReader) arm() {
+	if t.d <= 0 || t.c == nil {
+		return
 	}
+	if now := time.Now(); now.Sub(t.at) >= t.d/slack {
+		t.at = now
+		_ = t.c.SetReadDeadline(now.Add(t.d + t.d/slack))
+	}
+}
+
+func (t *timedReader) Read(p []byte) (int, error) {
+	t.arm()
 	if t.stop != nil && t.stop.Load() {
 		return 0, errStopped
 	}

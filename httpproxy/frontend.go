@@ -252,7 +252,12 @@ func (cc *clientConn) serve() {
 			cc.badRequest(err)
 			return
 		}
-		_ = cc.c.SetReadDeadline(time.Time{})
+		if x.req.Body.Kind != h1.BodyNone || x.req.Upgrade {
+			// The head's deadline must not cut the body or the tunnel;
+			// without either, nothing reads until the next request's
+			// deadline is set.
+			_ = cc.c.SetReadDeadline(time.Time{})
+		}
 		cc.body = timedReader{c: cc.c, d: f.ClientTimeout, stop: &x.up.stop}
 		x.reqIn = cc.br
 		switch x.req.Body.Kind {
@@ -328,6 +333,7 @@ func (cc *clientConn) informational(resp *h1.Response) error {
 	if cc.x.req.Minor == 0 {
 		return nil // HTTP/1.0 clients do not know 1xx
 	}
+	cc.writeDeadline()
 	if err := h1.WriteResponseHead(cc.bw, resp); err != nil {
 		return err
 	}
@@ -339,6 +345,7 @@ func (cc *clientConn) continue100() error {
 	if cc.x.req.Minor == 0 {
 		return nil
 	}
+	cc.writeDeadline()
 	if _, err := cc.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n"); err != nil {
 		return err
 	}
@@ -367,9 +374,7 @@ func (cc *clientConn) writeHead(resp *h1.Response, close bool) (io.Writer, *bufi
 		resp.Set("Connection", []byte("keep-alive"))
 	}
 	cc.tw = timedWriter{w: cc.bw, c: cc.c, d: cc.f.ClientTimeout}
-	if cc.f.ClientTimeout > 0 {
-		_ = cc.c.SetWriteDeadline(time.Now().Add(cc.f.ClientTimeout))
-	}
+	cc.tw.arm()
 	if err := h1.WriteResponseHead(cc.bw, resp); err != nil {
 		return nil, nil, err
 	}
@@ -393,29 +398,45 @@ func (cc *clientConn) endBody() error {
 	return cc.bw.Flush()
 }
 
+// writeDeadline bounds the next write to the client by timeout.client:
+// the deadline of an earlier response may have passed since.
+func (cc *clientConn) writeDeadline() {
+	if d := cc.f.ClientTimeout; d > 0 {
+		_ = cc.c.SetWriteDeadline(time.Now().Add(d))
+	}
+}
+
 // writeError implements client.
 func (cc *clientConn) writeError(status int) {
-	if cc.f.ClientTimeout > 0 {
-		_ = cc.c.SetWriteDeadline(time.Now().Add(cc.f.ClientTimeout))
-	}
+	cc.writeDeadline()
 	_, _ = cc.bw.Write(errorResponses[status])
 	_ = cc.bw.Flush()
 }
 
 // timedWriter writes to w with a write deadline of d on c, refreshed at
-// each write, so that d bounds a stall, not the whole transfer.
-// Once stop is set, writes fail, as with timedReader.
+// each write, so that d bounds a stall, not the whole transfer (see
+// slack). Once stop is set, writes fail, as with timedReader.
 type timedWriter struct {
 	w    io.Writer
 	c    net.Conn
 	d    time.Duration
+	at   time.Time // when the deadline was last set
 	stop *atomic.Bool
 }
 
-func (t *timedWriter) Write(p []byte) (int, error) {
-	if t.d > 0 {
-		_ = t.c.SetWriteDeadline(time.Now().Add(t.d))
+// arm sets the write deadline, unless the one set is recent enough.
+func (t *timedWriter) arm() {
+	if t.d <= 0 {
+		return
 	}
+	if now := time.Now(); now.Sub(t.at) >= t.d/slack {
+		t.at = now
+		_ = t.c.SetWriteDeadline(now.Add(t.d + t.d/slack))
+	}
+}
+
+func (t *timedWriter) Write(p []byte) (int, error) {
+	t.arm()
 	if t.stop != nil && t.stop.Load() {
 		return 0, errStopped
 	}
