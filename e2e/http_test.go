@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -1857,7 +1858,8 @@ func TestHTTPPassiveChecksCount5xx(t *testing.T) {
 // response body can be framed (or not be there at all) and checks, over
 // one client connection, that lb passes each on whole and keeps the
 // connection usable: a body delimited by the server's close, HEAD, 204,
-// 304, chunked with a trailer, a 103 before the response, and HTTP/1.0.
+// 304, chunked with a trailer (passed on to HTTP/1.1 clients, dropped for
+// HTTP/1.0 ones), a 103 before the response, and HTTP/1.0.
 func TestHTTPResponseFraming(t *testing.T) {
 	big := strings.Repeat("0123456789abcdef", 8<<10) // 128 KiB
 	answers := map[string]struct {
@@ -1904,15 +1906,16 @@ func TestHTTPResponseFraming(t *testing.T) {
 		method, path string
 		status       int
 		body         string
+		trailer      http.Header
 	}{
-		{"GET", "/until-close", 200, big},
-		{"HEAD", "/head", 200, ""},
-		{"GET", "/204", 204, ""},
-		{"GET", "/304", 304, ""},
-		{"GET", "/chunked", 200, "hello world"},
-		{"GET", "/103", 200, "hints"},
-		{"GET", "/http10", 200, "older"},
-		{"GET", "/until-close", 200, big},
+		{"GET", "/until-close", 200, big, nil},
+		{"HEAD", "/head", 200, "", nil},
+		{"GET", "/204", 204, "", nil},
+		{"GET", "/304", 304, "", nil},
+		{"GET", "/chunked", 200, "hello world", http.Header{"X-T": {"t"}}},
+		{"GET", "/103", 200, "hints", nil},
+		{"GET", "/http10", 200, "older", nil},
+		{"GET", "/until-close", 200, big, nil},
 	} {
 		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
 			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
@@ -1930,6 +1933,11 @@ func TestHTTPResponseFraming(t *testing.T) {
 			}
 			if r.StatusCode != tc.status || r.body != tc.body {
 				t.Fatalf("%d with a %d-byte body, want %d with %d bytes", r.StatusCode, len(r.body), tc.status, len(tc.body))
+			}
+			if len(r.Trailer) != 0 || tc.trailer != nil {
+				if !maps.EqualFunc(r.Trailer, tc.trailer, slices.Equal) {
+					t.Errorf("trailer %v, want %v", r.Trailer, tc.trailer)
+				}
 			}
 			if r.Close {
 				t.Fatalf("lb closed the client's connection after it (Connection: close)")
@@ -1974,6 +1982,11 @@ func TestHTTPResponseFraming(t *testing.T) {
 			t.Errorf("after %v, body %q: %v: lb said Connection: close but kept the connection open (until http_keep_alive)", time.Since(start).Round(time.Millisecond), body, err)
 		} else if string(body) != "hello world" {
 			t.Errorf("body %q", body)
+		}
+		// The body ends with the connection: no place for the trailer,
+		// which is dropped, nor for announcing it.
+		if v, ok := resp.Header["Trailer"]; ok || len(resp.Trailer) != 0 {
+			t.Errorf("Trailer: %q, trailers %v, to an HTTP/1.0 client", v, resp.Trailer)
 		}
 	})
 

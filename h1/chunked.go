@@ -3,6 +3,7 @@ package h1
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 )
@@ -12,8 +13,9 @@ const maxChunkLine = 4096
 
 // ChunkedReader decodes a chunked body (RFC 9112 7.1) from a
 // bufio.Reader: Read returns the data, then io.EOF after the last chunk
-// and the trailer section. Trailer fields are read and discarded, bounded
-// by the Limits like a head. Chunk extensions are accepted and ignored.
+// and the trailer section. Trailer fields are read, bounded by the Limits
+// like a head, and kept for Trailer. Chunk extensions are accepted and
+// ignored.
 //
 // Chunk framing is strict: chunk-size lines and the data of each chunk
 // end with CRLF (a bare LF is malformed); the trailer section follows the
@@ -32,7 +34,7 @@ type ChunkedReader struct {
 	crlf bool  // the CRLF after a chunk's data is still to read
 	err  error // sticky
 
-	trailer Head // storage for the trailer section
+	trailer Head // the trailer section, once read
 }
 
 // errNoReader is the error of a ChunkedReader or ChunkedWriter used
@@ -80,7 +82,6 @@ func (c *ChunkedReader) Read(p []byte) (int, error) {
 				}
 				return 0, c.fail(err)
 			}
-			c.trailer.Reset()
 			return 0, c.fail(io.EOF)
 		}
 		c.left = size
@@ -103,6 +104,18 @@ func (c *ChunkedReader) Read(p []byte) (int, error) {
 		return n, c.fail(err)
 	}
 	return n, nil
+}
+
+// Trailer returns the fields of the trailer section, once Read returned
+// io.EOF: the body and its trailer section were read whole. Its storage is
+// c's: it stays valid until Reset, and the caller may change it (delete
+// fields, say). Before the end of the body, or after an error, it returns
+// nil; a body without trailer fields gives an empty Head.
+func (c *ChunkedReader) Trailer() *Head {
+	if c.err != io.EOF {
+		return nil
+	}
+	return &c.trailer
 }
 
 // fail makes err sticky and returns it, io.EOF turned into
@@ -205,9 +218,9 @@ func hexValue(b byte) (byte, bool) {
 
 // ChunkedWriter encodes a chunked body (RFC 9112 7.1) onto a
 // bufio.Writer: each non-empty Write is one chunk; Close writes the last
-// chunk, "0\r\n\r\n", without trailers. It does not flush. The zero value
-// is usable after Reset; a ChunkedWriter can be reused for body after
-// body.
+// chunk, "0\r\n\r\n", without trailers, and CloseTrailer the last chunk
+// with trailer fields. It does not flush. The zero value is usable after
+// Reset; a ChunkedWriter can be reused for body after body.
 type ChunkedWriter struct {
 	w      *bufio.Writer
 	closed bool
@@ -258,14 +271,31 @@ func (c *ChunkedWriter) Write(p []byte) (int, error) {
 // Close writes the last chunk and the empty trailer section, "0\r\n\r\n".
 // It does not flush, nor close the underlying writer. Closing again does
 // nothing.
-func (c *ChunkedWriter) Close() error {
+func (c *ChunkedWriter) Close() error { return c.CloseTrailer(nil) }
+
+// CloseTrailer writes the last chunk, "0\r\n", the fields of t as the
+// trailer section ("Name: Value\r\n" each; none when t is nil or empty),
+// then the final "\r\n". It refuses, writing nothing and leaving c open, a
+// field whose name is not a token or whose value holds a control character,
+// as WriteRequestHead does. Which fields may be trailers is the caller's
+// business (see Head.RemoveDisallowedTrailers). It does not flush, nor
+// close the underlying writer. Closing again does nothing.
+func (c *ChunkedWriter) CloseTrailer(t *Head) error {
 	switch {
 	case c.w == nil:
 		return errors.New("h1: ChunkedWriter used before Reset")
 	case c.closed:
 		return nil
 	}
+	if t == nil || len(t.Fields) == 0 {
+		c.closed = true
+		_, err := c.w.WriteString("0\r\n\r\n")
+		return err
+	}
+	if err := checkFields(t); err != nil {
+		return fmt.Errorf("h1: writing trailer section: %w", err)
+	}
 	c.closed = true
-	_, err := c.w.WriteString("0\r\n\r\n")
-	return err
+	c.w.WriteString("0\r\n")
+	return writeFields(c.w, t)
 }

@@ -9,6 +9,10 @@
 // bufio.Reader, to be read as Body says: io.LimitReader for BodyLength,
 // ChunkedReader for BodyChunked, to the end for BodyUntilClose.
 // WriteRequestHead, WriteResponseHead and ChunkedWriter write messages.
+// A ChunkedReader keeps the trailer section it read (Trailer), which
+// ChunkedWriter.CloseTrailer writes at the end of another chunked body;
+// TrailerAllowed and Head.RemoveDisallowedTrailers say which trailer
+// fields a proxy may forward.
 //
 // # Strictness
 //

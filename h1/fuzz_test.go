@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"slices"
 	"testing"
 )
 
@@ -206,16 +207,22 @@ func FuzzChunkedReader(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		decode := func(size int) (body, rest []byte, err error) {
+		decode := func(size int) (body, rest []byte, trailer *Head, err error) {
 			br := bufio.NewReaderSize(bytes.NewReader(data), size)
 			var cr ChunkedReader
 			cr.Reset(br, fuzzLimits)
 			body, err = io.ReadAll(&cr)
 			rest, _ = io.ReadAll(br)
-			return body, rest, err
+			if tr := cr.Trailer(); tr != nil {
+				trailer = new(Head)
+				for _, f := range tr.Fields {
+					trailer.Add(string(f.Name), f.Value)
+				}
+			}
+			return body, rest, trailer, err
 		}
-		got, rest, err := decode(4096)
-		gotSmall, restSmall, errSmall := decode(16)
+		got, rest, trailer, err := decode(4096)
+		gotSmall, restSmall, trailerSmall, errSmall := decode(16)
 		if (err == nil) != (errSmall == nil) {
 			t.Fatalf("buffer 4096: %v; buffer 16: %v", err, errSmall)
 		}
@@ -224,10 +231,16 @@ func FuzzChunkedReader(f *testing.F) {
 			if err != io.ErrUnexpectedEOF && !errors.As(err, &e) {
 				t.Fatalf("unexpected error %v", err)
 			}
+			if trailer != nil {
+				t.Fatalf("a trailer after %v", err)
+			}
 			return
 		}
 		if !bytes.Equal(got, gotSmall) || !bytes.Equal(rest, restSmall) {
 			t.Fatal("buffer size changes the decoding")
+		}
+		if trailer == nil || !slices.Equal(fieldStrings(trailer), fieldStrings(trailerSmall)) {
+			t.Fatal("buffer size changes the trailer")
 		}
 		if len(got)+len(rest) > len(data) {
 			t.Fatalf("decoded %d bytes and left %d of %d", len(got), len(rest), len(data))
@@ -240,7 +253,7 @@ func FuzzChunkedReader(f *testing.F) {
 		if _, err := cw.Write(got); err != nil {
 			t.Fatal(err)
 		}
-		if err := cw.Close(); err != nil {
+		if err := cw.CloseTrailer(trailer); err != nil {
 			t.Fatal(err)
 		}
 		w.Flush()
@@ -249,6 +262,9 @@ func FuzzChunkedReader(f *testing.F) {
 		again, err := io.ReadAll(&cr)
 		if err != nil || !bytes.Equal(again, got) {
 			t.Fatalf("re-encoded body read back as %q, %v", again, err)
+		}
+		if !slices.Equal(fieldStrings(cr.Trailer()), fieldStrings(trailer)) {
+			t.Fatalf("re-encoded trailer read back as %q, want %q", fieldStrings(cr.Trailer()), fieldStrings(trailer))
 		}
 	})
 }

@@ -118,21 +118,22 @@ func (h *Head) HasToken(name, token string) bool {
 }
 
 // hopByHop are the fields that concern one connection only, which
-// RemoveHopByHop removes (RFC 9110 7.6.1, RFC 9112 7.1 and 9.6).
+// RemoveHopByHop removes (RFC 9110 7.6.1, RFC 9112 7.1 and 9.6). Trailer
+// is not one of them: it announces end-to-end trailer fields (RFC 9110
+// 6.6.2), and goes on with them.
 var hopByHop = [...]string{
 	"Connection",
 	"Keep-Alive",
 	"Proxy-Connection",
 	"TE",
-	"Trailer",
 	"Transfer-Encoding",
 	"Upgrade",
 }
 
 // RemoveHopByHop removes the fields a proxy must not forward (RFC 9110
 // 7.6.1): Connection and every field it names, Keep-Alive,
-// Proxy-Connection, TE, Trailer, Transfer-Encoding and Upgrade. It keeps
-// Proxy-Authorization. As a guard against request smuggling and
+// Proxy-Connection, TE, Transfer-Encoding and Upgrade. It keeps
+// Proxy-Authorization and Trailer. As a guard against request smuggling and
 // misrouting, it keeps Content-Length and Host even when Connection names
 // them: they are end-to-end, and without them the next hop would frame or
 // route the message differently.
@@ -173,4 +174,109 @@ func (h *Head) isHopByHop(name []byte) bool {
 		}
 	}
 	return false
+}
+
+// notTrailers are the fields a proxy does not forward in a trailer
+// section, though they came in one: RFC 9110 6.5.1 forbids fields that
+// frame the message (Content-Length, Transfer-Encoding, Trailer), route
+// it (Host), manage the connection (Connection, Keep-Alive,
+// Proxy-Connection, TE, Upgrade), modify the request or control the
+// response (Cache-Control, Expires, Content-Type, Content-Encoding,
+// Content-Range), authenticate (Authorization, Proxy-Authorization) or
+// carry state (Cookie, Set-Cookie) as trailers: a recipient that merged
+// them into the head would act on fields the sender could not make it act
+// on in the head.
+var notTrailers = [...]string{
+	"Content-Length",
+	"Transfer-Encoding",
+	"Trailer",
+	"Host",
+	"Connection",
+	"Keep-Alive",
+	"Proxy-Connection",
+	"TE",
+	"Upgrade",
+	"Content-Type",
+	"Content-Encoding",
+	"Content-Range",
+	"Cache-Control",
+	"Expires",
+	"Authorization",
+	"Proxy-Authorization",
+	"Set-Cookie",
+	"Cookie",
+}
+
+// TrailerAllowed reports whether a field named name may be forwarded as
+// a trailer field: whether it is not one of notTrailers (compared
+// case-insensitively), nor empty.
+func TrailerAllowed[S string | []byte](name S) bool {
+	if len(name) == 0 {
+		return false
+	}
+	for _, s := range notTrailers {
+		if equalFold(name, s) {
+			return false
+		}
+	}
+	return true
+}
+
+// RemoveDisallowedTrailers removes from h, a trailer section, the fields
+// that TrailerAllowed refuses, and those that ChunkedWriter.CloseTrailer
+// would refuse (a name that is not a token, a control character in a
+// value), keeping the order of the others.
+func (h *Head) RemoveDisallowedTrailers() {
+	j := 0
+	for _, f := range h.Fields {
+		if TrailerAllowed(f.Name) && isToken(f.Name) && validValue(f.Value) {
+			h.Fields[j] = f
+			j++
+		}
+	}
+	clear(h.Fields[j:])
+	h.Fields = h.Fields[:j]
+}
+
+// CleanTrailerHeader removes from the Trailer fields of h, which announce
+// the trailer fields to come, the names that TrailerAllowed refuses (and
+// empty elements). When it changes anything, the names left go in one
+// Trailer field at the end of h, or none when no name is left. A head
+// without Trailer, or whose Trailer fields name only allowed fields, is
+// left as it is.
+func (h *Head) CleanTrailerHeader() {
+	first := index(h, "Trailer", 0)
+	if first < 0 {
+		return
+	}
+	clean := true
+	for i := first; i >= 0 && clean; i = index(h, "Trailer", i+1) {
+		for elem, rest, ok := nextElement(h.Fields[i].Value); ok; elem, rest, ok = nextElement(rest) {
+			if !TrailerAllowed(elem) {
+				clean = false
+				break
+			}
+		}
+	}
+	if clean {
+		return
+	}
+	// The list is built at the end of buf: appending never writes over
+	// the values it reads (see Add).
+	start := len(h.buf)
+	for i := first; i >= 0; i = index(h, "Trailer", i+1) {
+		for elem, rest, ok := nextElement(h.Fields[i].Value); ok; elem, rest, ok = nextElement(rest) {
+			if TrailerAllowed(elem) {
+				if len(h.buf) > start {
+					h.buf = append(h.buf, ", "...)
+				}
+				h.buf = append(h.buf, elem...)
+			}
+		}
+	}
+	list := clip(h.buf[start:])
+	h.Del("Trailer")
+	if len(list) > 0 {
+		h.Add("Trailer", list)
+	}
 }

@@ -152,7 +152,8 @@ func TestRemoveHopByHop(t *testing.T) {
 		{"standard ones", []string{"Host: h", "Connection: keep-alive", "Keep-Alive: timeout=5",
 			"Proxy-Connection: keep-alive", "TE: trailers", "Trailer: X", "Transfer-Encoding: chunked",
 			"Upgrade: websocket", "Proxy-Authorization: Basic x", "Accept: */*"},
-			"Host: h|Proxy-Authorization: Basic x|Accept: */*"},
+			"Host: h|Trailer: X|Proxy-Authorization: Basic x|Accept: */*"},
+		{"Trailer named by Connection", []string{"Trailer: X-T", "Connection: trailer"}, ""},
 		{"named by Connection", []string{"X-A: 1", "Connection: x-a, X-B", "X-B: 2", "X-C: 3", "connection: x-c"},
 			""},
 		{"Connection does not remove Content-Length nor Host", []string{"Host: h", "Content-Length: 5",
@@ -185,6 +186,80 @@ func TestHeadAllocs(t *testing.T) {
 		h.RemoveHopByHop()
 	})
 	if n != 0 {
+		t.Errorf("%v allocations, want 0", n)
+	}
+}
+
+func TestTrailerAllowed(t *testing.T) {
+	for name, want := range map[string]bool{
+		"X-Checksum": true, "Grpc-Status": true, "Server-Timing": true, "Digest": true,
+		"Content-Length": false, "content-length": false, "TRANSFER-ENCODING": false, "Trailer": false,
+		"Host": false, "Connection": false, "Keep-Alive": false, "Proxy-Connection": false, "TE": false,
+		"Upgrade": false, "Content-Type": false, "Content-Encoding": false, "Content-Range": false,
+		"Cache-Control": false, "Expires": false, "Authorization": false, "Proxy-Authorization": false,
+		"Set-Cookie": false, "Cookie": false, "": false,
+	} {
+		if got := TrailerAllowed(name); got != want {
+			t.Errorf("TrailerAllowed(%q) = %v, want %v", name, got, want)
+		}
+		if got := TrailerAllowed([]byte(name)); got != want {
+			t.Errorf("TrailerAllowed([]byte(%q)) = %v, want %v", name, got, want)
+		}
+	}
+}
+
+func TestRemoveDisallowedTrailers(t *testing.T) {
+	h := headOf("X-A: 1", "Content-Length: 5", "x-b: 2", "set-cookie: s=1", "Host: evil", "X Bad: 1", "X-Bad: a\r\nb", "X-A: 3")
+	h.RemoveDisallowedTrailers()
+	if got, want := strings.Join(fieldStrings(h), "|"), "X-A: 1|x-b: 2|X-A: 3"; got != want {
+		t.Errorf("fields %q, want %q", got, want)
+	}
+	var empty Head
+	empty.RemoveDisallowedTrailers()
+	if len(empty.Fields) != 0 {
+		t.Errorf("fields %q", fieldStrings(&empty))
+	}
+}
+
+func TestCleanTrailerHeader(t *testing.T) {
+	tests := []struct {
+		name   string
+		fields []string
+		want   string
+	}{
+		{"none", []string{"A: 1"}, "A: 1"},
+		{"allowed names kept as they are", []string{"Trailer: X-A, x-b", "A: 1", "Trailer: X-C"},
+			"Trailer: X-A, x-b|A: 1|Trailer: X-C"},
+		{"disallowed names removed", []string{"Trailer: X-A, Content-Length,host", "A: 1", "Trailer: X-C, Set-Cookie"},
+			"A: 1|Trailer: X-A, X-C"},
+		{"empty elements removed", []string{"Trailer: ,X-A,, "}, "Trailer: X-A"},
+		{"nothing left", []string{"A: 1", "Trailer: Content-Length, Transfer-Encoding", "B: 2"}, "A: 1|B: 2"},
+		{"empty", []string{"Trailer: "}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := headOf(tt.fields...)
+			h.CleanTrailerHeader()
+			if got := strings.Join(fieldStrings(h), "|"); got != tt.want {
+				t.Errorf("fields %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestTrailerHelpersAllocs(t *testing.T) {
+	var h Head
+	v := []byte("X-A, Content-Length, X-B")
+	run := func() {
+		h.Reset()
+		h.Add("Host", []byte("h"))
+		h.Add("Trailer", v)
+		h.CleanTrailerHeader()
+		h.Add("Cookie", v)
+		h.RemoveDisallowedTrailers()
+	}
+	run()
+	if n := testing.AllocsPerRun(100, run); n != 0 {
 		t.Errorf("%v allocations, want 0", n)
 	}
 }

@@ -33,8 +33,13 @@ type client interface {
 	// abortBody makes a read of the request body that is under way, or
 	// the next one, fail at once.
 	abortBody()
-	// endBody finishes the body and flushes.
-	endBody() error
+	// endBody finishes the body, with the trailer fields of trailer when
+	// the client can get them (nil: none), and flushes.
+	endBody(trailer *h1.Head) error
+	// requestTrailer returns the trailer fields that came after the
+	// request body, once the body was read to its end; nil when there are
+	// none. lb may change them.
+	requestTrailer() *h1.Head
 	// writeError sends a response lb makes itself; the connection (or
 	// stream) ends after it.
 	writeError(status int)
@@ -231,6 +236,9 @@ func (x *exchange) clientGone(err error) bool {
 	switch {
 	case errors.As(err, &he):
 		status, end = 400, endBadRequest
+		if he.Status == 431 { // a trailer section over the limits
+			status = 431
+		}
 	case errors.Is(err, errBodyTooLarge):
 		status, end = 413, endTooLarge
 	case errors.Is(err, os.ErrDeadlineExceeded):
@@ -366,6 +374,11 @@ func (x *exchange) prepareRequest() {
 	req, f := &x.req, x.f
 	req.Del("Expect")
 	req.RemoveHopByHop()
+	if x.reqLen < 0 {
+		req.CleanTrailerHeader()
+	} else {
+		req.Del("Trailer") // no trailer section can follow
+	}
 	if t := req.Target; len(t) > 0 && t[0] != '/' && t[0] != '*' {
 		// Absolute form: servers get the origin form, and the authority
 		// as Host (RFC 9112 3.2.2).
@@ -572,7 +585,13 @@ func (x *exchange) sendBody() (err error, fromClient bool) {
 		err, fromClient = io.ErrUnexpectedEOF, true
 	}
 	if err == nil && x.reqLen < 0 {
-		err = x.cw.Close()
+		// The body ended with its trailer section (or could not end
+		// otherwise): the fields that may be trailers go on.
+		tr := x.cl.requestTrailer()
+		if tr != nil {
+			tr.RemoveDisallowedTrailers()
+		}
+		err = x.cw.CloseTrailer(tr)
 	}
 	return err, fromClient
 }
@@ -692,6 +711,12 @@ func (x *exchange) respond(keep bool) bool {
 		keep = false // an HTTP/1.0 client learns where the body ends from the close
 	}
 	resp.RemoveHopByHop()
+	switch resp.Body.Kind {
+	case h1.BodyChunked:
+		resp.CleanTrailerHeader()
+	case h1.BodyLength, h1.BodyUntilClose:
+		resp.Del("Trailer") // no trailer section can follow
+	}
 	if be.Cookie != "" && !x.stuck {
 		b := append(x.scratch[:0], be.Cookie...)
 		b = append(append(append(b, '='), x.srv.Name...), "; Path=/; HttpOnly"...)
@@ -760,7 +785,13 @@ func (x *exchange) respond(keep bool) bool {
 			return x.clientGone(err)
 		}
 	}
-	if err := x.cl.endBody(); err != nil {
+	var trailer *h1.Head
+	if resp.Body.Kind == h1.BodyChunked {
+		if trailer = x.scr.Trailer(); trailer != nil {
+			trailer.RemoveDisallowedTrailers()
+		}
+	}
+	if err := x.cl.endBody(trailer); err != nil {
 		x.drop(false)
 		return x.clientGone(err)
 	}

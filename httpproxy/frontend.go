@@ -361,6 +361,7 @@ func (cc *clientConn) writeHead(resp *h1.Response, close bool) (io.Writer, *bufi
 	case h1.BodyChunked, h1.BodyUntilClose:
 		if old {
 			resp.Del("Content-Length")
+			resp.Del("Trailer") // the body ends with the connection, without trailers
 			close = true
 		} else {
 			resp.Set("Transfer-Encoding", []byte("chunked"))
@@ -388,15 +389,21 @@ func (cc *clientConn) writeHead(resp *h1.Response, close bool) (io.Writer, *bufi
 // abortBody implements client.
 func (cc *clientConn) abortBody() { _ = cc.c.SetReadDeadline(time.Unix(1, 0)) }
 
-// endBody implements client.
-func (cc *clientConn) endBody() error {
+// endBody implements client: the trailer fields go in the chunked body;
+// a body delimited by the close (to an HTTP/1.0 client) has no place for
+// them.
+func (cc *clientConn) endBody(trailer *h1.Head) error {
 	if cc.chunked {
-		if err := cc.cw.Close(); err != nil {
+		if err := cc.cw.CloseTrailer(trailer); err != nil {
 			return err
 		}
 	}
 	return cc.bw.Flush()
 }
+
+// requestTrailer implements client: a request body that goes chunked to
+// the server came chunked, read by cc.cr.
+func (cc *clientConn) requestTrailer() *h1.Head { return cc.cr.Trailer() }
 
 // writeDeadline bounds the next write to the client by timeout.client:
 // the deadline of an earlier response may have passed since.

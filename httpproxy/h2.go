@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -163,6 +165,8 @@ type h2Stream struct {
 	x exchange
 	w http.ResponseWriter
 	r *http.Request
+	// trailer holds the request's trailer fields for the server.
+	trailer h1.Head
 }
 
 var h2Streams = sync.Pool{New: func() any { return new(h2Stream) }}
@@ -172,6 +176,7 @@ func (h *h2Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st := h2Streams.Get().(*h2Stream)
 	defer func() {
 		st.x.reset()
+		st.trailer.Reset()
 		st.w, st.r = nil, nil
 		h2Streams.Put(st)
 	}()
@@ -192,15 +197,45 @@ func (h *h2Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			req.Add(name, []byte(v))
 		}
 	}
+	// r.Trailer holds the names of the trailer fields the client
+	// announced (net/http takes its Trailer header out of r.Header): the
+	// server is told of them, and the body goes chunked, the only way
+	// HTTP/1.1 has to carry them.
+	trailers := r.ContentLength != 0 && announceTrailers(req, r.Trailer)
 	switch {
-	case r.ContentLength > 0:
+	case r.ContentLength > 0 && !trailers:
 		req.Body = h1.Body{Kind: h1.BodyLength, Length: r.ContentLength}
 		x.reqBody, x.reqLen = r.Body, r.ContentLength
+	case r.ContentLength > 0:
+		// Still a BodyLength, for max_body_bytes to refuse it at once.
+		req.Body = h1.Body{Kind: h1.BodyLength, Length: r.ContentLength}
+		x.reqBody, x.reqLen = r.Body, -1
 	case r.ContentLength < 0:
 		req.Body = h1.Body{Kind: h1.BodyChunked}
 		x.reqBody, x.reqLen = r.Body, -1
 	}
 	x.run()
+}
+
+// announceTrailers adds to req a Trailer field naming the fields of
+// trailer that may be forwarded as trailers, in order, and reports whether
+// there is one.
+func announceTrailers(req *h1.Request, trailer http.Header) bool {
+	if len(trailer) == 0 {
+		return false
+	}
+	names := make([]string, 0, len(trailer))
+	for name := range trailer {
+		if h1.TrailerAllowed(name) {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return false
+	}
+	slices.Sort(names)
+	req.Add("Trailer", []byte(strings.Join(names, ", ")))
+	return true
 }
 
 // informational implements client: HTTP/2 clients get none.
@@ -224,8 +259,36 @@ func (st *h2Stream) writeHead(resp *h1.Response, _ bool) (io.Writer, *bufio.Writ
 // abortBody implements client: closing the body ends a read under way.
 func (st *h2Stream) abortBody() { _ = st.r.Body.Close() }
 
-// endBody implements client.
-func (st *h2Stream) endBody() error { return nil }
+// endBody implements client: net/http sends the header fields named with
+// http.TrailerPrefix as HTTP/2 trailers when the handler returns.
+func (st *h2Stream) endBody(trailer *h1.Head) error {
+	if trailer == nil || len(trailer.Fields) == 0 {
+		return nil
+	}
+	hdr := st.w.Header()
+	for _, fl := range trailer.Fields {
+		name := http.TrailerPrefix + http.CanonicalHeaderKey(string(fl.Name))
+		hdr[name] = append(hdr[name], string(fl.Value))
+	}
+	return nil
+}
+
+// requestTrailer implements client: net/http fills r.Trailer once the
+// body has been read to its end.
+func (st *h2Stream) requestTrailer() *h1.Head {
+	st.trailer.Reset()
+	names := make([]string, 0, len(st.r.Trailer))
+	for name := range st.r.Trailer {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		for _, v := range st.r.Trailer[name] {
+			st.trailer.Add(name, []byte(v))
+		}
+	}
+	return &st.trailer
+}
 
 // writeError implements client.
 func (st *h2Stream) writeError(status int) {
