@@ -120,12 +120,7 @@ func (p *Pool) Wait(r *Request, deadline time.Time, done <-chan struct{}) *Serve
 // one, primaries first, or returns nil.
 func (p *Pool) pickFree(hash uint64) *Server {
 	var tried [8]*Server
-	r := Request{Hash: hash, Tried: tried[:0]}
-	t := p.tiers.Load()
-	if s := pickAcquire(t.primary, &r); s != nil {
-		return s
-	}
-	return pickAcquire(t.backup, &r)
+	return p.Pick(&Request{Hash: hash, Tried: tried[:0]})
 }
 
 // Queued returns how many requests wait for a slot now.

@@ -828,6 +828,48 @@ func readToEnd(c net.Conn, br *bufio.Reader, d time.Duration) error {
 	return err
 }
 
+// startEchoAndReader starts lb with frontend (which routes /reader/ to
+// the reader) in front of an echo server (duplexEcho, the default
+// backend) and a server that reads the whole body before it answers
+// (readAllFirst); both report how their bodies ended on ends.
+func startEchoAndReader(t *testing.T, frontend string) (p *lbProc, addr string, ends bodyEnds, reader *httpBackend) {
+	t.Helper()
+	ends = make(bodyEnds, 16)
+	echo := startHTTPBackendFunc(t, "echo", duplexEcho(ends))
+	reader = startHTTPBackendFunc(t, "reader", readAllFirst(ends))
+	p, addr = startHTTPLB(t, "", frontend, httpBackendTable("app", "", echo)+httpBackendTable("reader", "", reader))
+	return p, addr, ends, reader
+}
+
+// echoing is a raw client connection to lb whose request went out with
+// the first part of its body, and whose response head and echo of that
+// part came back.
+type echoing struct {
+	c    net.Conn
+	br   *bufio.Reader
+	raw  *bytes.Buffer // every byte read from c
+	resp *http.Response
+	sent time.Time // when the request went out
+}
+
+// startEcho sends request (a head and the first part of a body) to addr
+// and reads the response head and the echo, which must be echo.
+func startEcho(t *testing.T, addr, request, echo string) *echoing {
+	t.Helper()
+	e := &echoing{c: dialStream(t, addr), raw: new(bytes.Buffer)}
+	e.br = bufio.NewReader(io.TeeReader(e.c, e.raw))
+	writeString(t, e.c, request)
+	e.sent = time.Now()
+	var err error
+	if e.resp, err = readHeadWithin(e.c, e.br, "POST", stepWait); err != nil {
+		t.Fatalf("no response head: %v", err)
+	}
+	if got, err := readWithin(e.c, e.resp.Body, len(echo), stepWait); err != nil || got != echo {
+		t.Fatalf("echo of %d bytes %.40q (%v), want the %d bytes sent %.40q", len(got), got, err, len(echo), echo)
+	}
+	return e
+}
+
 // expectCut checks the end of a response whose chunked body lb had to cut
 // after the server's head went out: the client reads what the server
 // sent, up to want more bytes of the body, then the connection ends in
@@ -899,12 +941,8 @@ func readAllFirst(ends bodyEnds) func(b *httpBackend, w http.ResponseWriter, r *
 // the server's status, and closes the server connection. Before, lb
 // answers 408 itself.
 func TestHTTPDuplexClientStall(t *testing.T) {
-	ends := make(bodyEnds, 16)
-	s := startHTTPBackendFunc(t, "echo", duplexEcho(ends))
-	reader := startHTTPBackendFunc(t, "reader", readAllFirst(ends))
 	const clientTimeout = 500 * time.Millisecond
-	p, addr := startHTTPLB(t, "", "[frontend.timeout]\nclient = \"500ms\"\n\n[[frontend.route]]\nbackend = \"reader\"\npath_prefix = [\"/reader/\"]\n",
-		httpBackendTable("app", "", s)+httpBackendTable("reader", "", reader))
+	p, addr, ends, reader := startEchoAndReader(t, "[frontend.timeout]\nclient = \"500ms\"\n\n[[frontend.route]]\nbackend = \"reader\"\npath_prefix = [\"/reader/\"]\n")
 	const part = "the first part of a body that stalls\n"
 
 	for _, chunked := range []bool{false, true} {
@@ -915,20 +953,9 @@ func TestHTTPDuplexClientStall(t *testing.T) {
 			head = "POST " + path + " HTTP/1.1\r\nHost: d.test\r\nTransfer-Encoding: chunked\r\n\r\n" + chunkOf(part)
 		}
 		t.Run(name, func(t *testing.T) {
-			c := dialStream(t, addr)
-			var raw bytes.Buffer
-			br := bufio.NewReader(io.TeeReader(c, &raw))
-			writeString(t, c, head)
-			stalled := time.Now()
-			resp, err := readHeadWithin(c, br, "POST", stepWait)
-			if err != nil {
-				t.Fatalf("no response head: %v", err)
-			}
-			if got, err := readWithin(c, resp.Body, len(part), stepWait); err != nil || got != part {
-				t.Fatalf("echo %q (%v), want %q", got, err, part)
-			}
+			ex := startEcho(t, addr, head, part)
 			// The client sends nothing more, and waits.
-			took := expectCut(t, c, br, resp, &raw, 0, false).Sub(stalled)
+			took := expectCut(t, ex.c, ex.br, ex.resp, ex.raw, 0, false).Sub(ex.sent)
 			if took < clientTimeout-50*time.Millisecond || took > 4*time.Second {
 				t.Errorf("lb closed the connection %v after the body stalled, want about timeout.client (%v)", took.Round(time.Millisecond), clientTimeout)
 			}
@@ -966,30 +993,16 @@ func TestHTTPDuplexClientStall(t *testing.T) {
 // body_too_large with the server's status. Before the head, lb answers
 // 413 itself. The server never gets a complete body.
 func TestHTTPDuplexBodyTooLarge(t *testing.T) {
-	ends := make(bodyEnds, 16)
-	s := startHTTPBackendFunc(t, "echo", duplexEcho(ends))
-	reader := startHTTPBackendFunc(t, "reader", readAllFirst(ends))
 	const limit = 64 << 10
-	p, addr := startHTTPLB(t, "", fmt.Sprintf("[frontend.http]\nmax_body_bytes = %d\n\n[[frontend.route]]\nbackend = \"reader\"\npath_prefix = [\"/reader/\"]\n", limit),
-		httpBackendTable("app", "", s)+httpBackendTable("reader", "", reader))
+	p, addr, ends, reader := startEchoAndReader(t, fmt.Sprintf("[frontend.http]\nmax_body_bytes = %d\n\n[[frontend.route]]\nbackend = \"reader\"\npath_prefix = [\"/reader/\"]\n", limit))
 	piece := strings.Repeat("x", 40<<10) // two go over the limit
 
 	t.Run("after the response head", func(t *testing.T) {
 		const path = "/large"
-		c := dialStream(t, addr)
-		var raw bytes.Buffer
-		br := bufio.NewReader(io.TeeReader(c, &raw))
-		writeString(t, c, "POST "+path+" HTTP/1.1\r\nHost: d.test\r\nTransfer-Encoding: chunked\r\n\r\n"+chunkOf(piece))
-		resp, err := readHeadWithin(c, br, "POST", stepWait)
-		if err != nil {
-			t.Fatalf("no response head: %v", err)
-		}
-		if got, err := readWithin(c, resp.Body, len(piece), stepWait); err != nil || got != piece {
-			t.Fatalf("echo of %d bytes (%v), want the %d of the first piece", len(got), err, len(piece))
-		}
-		writeString(t, c, chunkOf(piece))
+		ex := startEcho(t, addr, "POST "+path+" HTTP/1.1\r\nHost: d.test\r\nTransfer-Encoding: chunked\r\n\r\n"+chunkOf(piece), piece)
+		writeString(t, ex.c, chunkOf(piece))
 		// lb may pass on the echo of the bytes it sent, up to the limit.
-		expectCut(t, c, br, resp, &raw, limit-len(piece), true)
+		expectCut(t, ex.c, ex.br, ex.resp, ex.raw, limit-len(piece), true)
 		if e := ends.wait(t, path, 5*time.Second); e.err == nil || e.n > limit {
 			t.Errorf("the server read %d body bytes, then %v; want at most %d and an error", e.n, e.err, limit)
 		}
@@ -1031,13 +1044,10 @@ func TestHTTPDuplexBodyTooLarge(t *testing.T) {
 // request; the client gets lb's 400 when no response head was sent yet,
 // and nothing of lb's own when the server's head was sent already.
 func TestHTTPStreamBadChunk(t *testing.T) {
-	ends := make(bodyEnds, 16)
-	echo := startHTTPBackendFunc(t, "echo", duplexEcho(ends))
-	reader := startHTTPBackendFunc(t, "reader", readAllFirst(ends))
-	p, addr := startHTTPLB(t, "", "[[frontend.route]]\nbackend = \"reader\"\npath_prefix = [\"/reader\"]\n",
-		httpBackendTable("app", "", echo)+httpBackendTable("reader", "", reader))
+	p, addr, ends, reader := startEchoAndReader(t, "[[frontend.route]]\nbackend = \"reader\"\npath_prefix = [\"/reader\"]\n")
 	good := chunkOf("first good chunk\n") + chunkOf("second good chunk\n")
-	goodLen := int64(len("first good chunk\n") + len("second good chunk\n"))
+	const goodData = "first good chunk\nsecond good chunk\n"
+	goodLen := int64(len(goodData))
 	const bad = "zz\r\nnot a chunk\r\n0\r\n\r\n"
 
 	t.Run("before the response head", func(t *testing.T) {
@@ -1062,19 +1072,9 @@ func TestHTTPStreamBadChunk(t *testing.T) {
 
 	t.Run("after the response head", func(t *testing.T) {
 		const path = "/echo/bad"
-		c := dialStream(t, addr)
-		var raw bytes.Buffer
-		br := bufio.NewReader(io.TeeReader(c, &raw))
-		writeString(t, c, "POST "+path+" HTTP/1.1\r\nHost: d.test\r\nTransfer-Encoding: chunked\r\n\r\n"+good)
-		resp, err := readHeadWithin(c, br, "POST", stepWait)
-		if err != nil {
-			t.Fatalf("no response head: %v", err)
-		}
-		if got, err := readWithin(c, resp.Body, int(goodLen), stepWait); err != nil || int64(len(got)) != goodLen {
-			t.Fatalf("echo %q (%v), want the %d bytes of the good chunks", got, err, goodLen)
-		}
-		writeString(t, c, bad)
-		expectCut(t, c, br, resp, &raw, 0, false)
+		ex := startEcho(t, addr, "POST "+path+" HTTP/1.1\r\nHost: d.test\r\nTransfer-Encoding: chunked\r\n\r\n"+good, goodData)
+		writeString(t, ex.c, bad)
+		expectCut(t, ex.c, ex.br, ex.resp, ex.raw, 0, false)
 		e := ends.wait(t, path, 5*time.Second)
 		if e.err == nil || e.n != goodLen {
 			t.Errorf("the server read %d body bytes, then %v; want %d and an error", e.n, e.err, goodLen)
@@ -1088,9 +1088,9 @@ func TestHTTPStreamBadChunk(t *testing.T) {
 
 // TestHTTPDuplexUpgradeWithBody upgrades a connection with a request that
 // has a body, which the client sends after the head: the server reads the
-// whole body, then switches protocols and echoes. The body goes up from
-// its own goroutine like any other; the tunnel must not start beside it
-// (lb's race detector report fails the test when it ends).
+// whole body, then switches protocols and echoes. lb sends the body whole
+// before the tunnel starts, never beside it (lb's race detector report
+// fails the test when it ends).
 func TestHTTPDuplexUpgradeWithBody(t *testing.T) {
 	const body, data = "hello", "data in the tunnel\n"
 	ends := make(bodyEnds, 16)

@@ -1862,10 +1862,7 @@ func TestHTTPPassiveChecksCount5xx(t *testing.T) {
 // HTTP/1.0 ones), a 103 before the response, and HTTP/1.0.
 func TestHTTPResponseFraming(t *testing.T) {
 	big := strings.Repeat("0123456789abcdef", 8<<10) // 128 KiB
-	answers := map[string]struct {
-		raw       string
-		closeConn bool
-	}{
+	answers := map[string]cannedAnswer{
 		"/until-close": {"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n" + big, true},
 		"/head":        {"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n", false},
 		"/204":         {"HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n", false},
@@ -1877,24 +1874,7 @@ func TestHTTPResponseFraming(t *testing.T) {
 		"/short":         {"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b", true},
 		"/short-chunked": {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n", true},
 	}
-	srv := startRawBackend(t, "raw", func(c net.Conn) {
-		br := bufio.NewReader(c)
-		for {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			_, _ = io.Copy(io.Discard, req.Body)
-			a, ok := answers[req.URL.Path]
-			if !ok {
-				_, _ = io.WriteString(c, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
-				continue
-			}
-			if _, err := io.WriteString(c, a.raw); err != nil || a.closeConn {
-				return
-			}
-		}
-	})
+	srv := startCannedBackend(t, "raw", answers)
 	p, addr := startHTTPLB(t, "", "", "[[backend]]\nname = \"app\"\n"+srv.line())
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {

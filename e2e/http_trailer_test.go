@@ -50,30 +50,13 @@ const trailersResponse = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConte
 // (Content-Length, Host, Set-Cookie, ...) are not forwarded, nor announced
 // in the Trailer header.
 func TestHTTPTrailers(t *testing.T) {
-	raw := startRawBackend(t, "raw", func(c net.Conn) {
-		answers := map[string]string{
-			"/resp/trailers": trailersResponse,
-			"/resp/none":     "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
-			"/resp/length":   "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTrailer: X-T\r\n\r\nabc",
-			// A trailer section over max_header_bytes (16 KiB).
-			"/resp/big": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-Big: " +
-				strings.Repeat("b", 20000) + "\r\n\r\n",
-		}
-		br := bufio.NewReader(c)
-		for {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				return
-			}
-			_, _ = io.Copy(io.Discard, req.Body)
-			a, ok := answers[req.URL.Path]
-			if !ok {
-				a = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
-			}
-			if _, err := io.WriteString(c, a); err != nil {
-				return
-			}
-		}
+	raw := startCannedBackend(t, "raw", map[string]cannedAnswer{
+		"/resp/trailers": {raw: trailersResponse},
+		"/resp/none":     {raw: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"},
+		"/resp/length":   {raw: "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTrailer: X-T\r\n\r\nabc"},
+		// A trailer section over max_header_bytes (16 KiB).
+		"/resp/big": {raw: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-Big: " +
+			strings.Repeat("b", 20000) + "\r\n\r\n"},
 	})
 	app := startHTTPBackendFunc(t, "app", func(_ *httpBackend, w http.ResponseWriter, r *http.Request) {
 		reply := trailerReply{Declared: slices.Sorted(maps.Keys(r.Trailer)), TE: r.TransferEncoding,

@@ -654,6 +654,36 @@ func (b *rawBackend) addr() string { return b.ln.Addr().String() }
 // line is the backend's [[backend.server]] table.
 func (b *rawBackend) line() string { return serverLine(b.name, b.addr(), "") }
 
+// cannedAnswer is what a canned backend writes for a path: raw bytes,
+// then the end of the connection when closeConn is set.
+type cannedAnswer struct {
+	raw       string
+	closeConn bool
+}
+
+// startCannedBackend starts a raw backend that reads request after
+// request on each connection, reads each body away and answers with
+// answers[path], or a 404.
+func startCannedBackend(t *testing.T, name string, answers map[string]cannedAnswer) *rawBackend {
+	return startRawBackend(t, name, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			_, _ = io.Copy(io.Discard, req.Body)
+			a, ok := answers[req.URL.Path]
+			if !ok {
+				a = cannedAnswer{raw: "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"}
+			}
+			if _, err := io.WriteString(c, a.raw); err != nil || a.closeConn {
+				return
+			}
+		}
+	})
+}
+
 // readHead reads from c up to the end of a request head (or 64 KiB, or an
 // error).
 func readHead(c net.Conn) {

@@ -220,7 +220,8 @@ func (x *exchange) run() bool {
 // connection.
 func (x *exchange) fail(status int, end string, err error) bool {
 	x.status, x.end, x.err = status, end, err
-	if x.req.Body.Kind != h1.BodyNone && x.bytesIn < x.reqLen || x.reqLen < 0 {
+	// A chunked body may go on whatever lb read of it.
+	if x.reqLen < 0 || x.bytesIn < x.reqLen {
 		x.early = true
 	}
 	x.cl.writeError(status)
@@ -234,11 +235,8 @@ func (x *exchange) clientGone(err error) bool {
 	status, end := 0, endClientAborted
 	var he *h1.Error
 	switch {
-	case errors.As(err, &he):
-		status, end = 400, endBadRequest
-		if he.Status == 431 { // a trailer section over the limits
-			status = 431
-		}
+	case errors.As(err, &he): // a bad chunk (400), a trailer section over the limits (431)
+		status, end = he.Status, endBadRequest
 	case errors.Is(err, errBodyTooLarge):
 		status, end = 413, endTooLarge
 	case errors.Is(err, os.ErrDeadlineExceeded):
@@ -539,13 +537,12 @@ func (x *exchange) drop(failed bool) {
 // error came from reading the client.
 func (x *exchange) send() (err error, fromClient bool) {
 	sc := x.sc
-	x.sw = timedWriter{w: sc.bw, c: sc.c, d: x.be.ServerTimeout, stop: &x.up.stop}
-	x.sr = timedReader{c: sc.c, d: x.be.ServerTimeout, stop: &x.up.failed}
-	if d := x.be.ServerTimeout; d > 0 {
+	x.sw = timedWriter{w: sc.bw, lazyDeadline: lazyDeadline{c: sc.c, d: x.be.ServerTimeout}, stop: &x.up.stop}
+	x.sr = timedReader{lazyDeadline: lazyDeadline{c: sc.c, d: x.be.ServerTimeout}, stop: &x.up.failed}
+	if at, ok := x.sw.due(); ok {
 		// One deadline for the request going out and its response coming.
-		now := time.Now()
-		_ = sc.c.SetDeadline(now.Add(d + d/slack))
-		x.sw.at, x.sr.at = now, now
+		_ = sc.c.SetDeadline(at)
+		x.sr.at = x.sw.at
 	}
 	if err := h1.WriteRequestHead(sc.bw, &x.req); err != nil {
 		return err, false
@@ -811,48 +808,6 @@ func (x *exchange) respond(keep bool) bool {
 	x.finish(true)
 	return keep
 }
-
-// slack makes deadlines cheap: a deadline is set d + d/slack ahead, and
-// not set again while it was set less than d/slack ago, which still leaves
-// at least d. So a timeout of d fires between d and d + d/slack after the
-// last activity, and a busy connection skips most of the runtime's timer
-// work (and clock reads) that a deadline per read or write costs.
-const slack = 8
-
-// timedReader reads r with a read deadline of d on c before each read:
-// d bounds a stall, not the whole transfer (see slack). Once stop is set,
-// reads fail: whoever sets it then sets a deadline in the past on c, which
-// ends a read under way (a deadline is set before stop is looked at, so
-// it cannot undo that).
-type timedReader struct {
-	r    io.Reader
-	c    net.Conn
-	d    time.Duration
-	at   time.Time // when the deadline was last set
-	stop *atomic.Bool
-}
-
-// arm sets the read deadline, unless the one set is recent enough.
-func (t *timedReader) arm() {
-	if t.d <= 0 || t.c == nil {
-		return
-	}
-	if now := time.Now(); now.Sub(t.at) >= t.d/slack {
-		t.at = now
-		_ = t.c.SetReadDeadline(now.Add(t.d + t.d/slack))
-	}
-}
-
-func (t *timedReader) Read(p []byte) (int, error) {
-	t.arm()
-	if t.stop != nil && t.stop.Load() {
-		return 0, errStopped
-	}
-	return t.r.Read(p)
-}
-
-// errStopped is the error of a body read or write that was stopped.
-var errStopped = errors.New("stopped")
 
 // copyBufs are the buffers bodies are copied through.
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}

@@ -258,7 +258,7 @@ func (cc *clientConn) serve() {
 			// deadline is set.
 			_ = cc.c.SetReadDeadline(time.Time{})
 		}
-		cc.body = timedReader{c: cc.c, d: f.ClientTimeout, stop: &x.up.stop}
+		cc.body = timedReader{lazyDeadline: lazyDeadline{c: cc.c, d: f.ClientTimeout}, stop: &x.up.stop}
 		x.reqIn = cc.br
 		switch x.req.Body.Kind {
 		case h1.BodyLength:
@@ -374,7 +374,7 @@ func (cc *clientConn) writeHead(resp *h1.Response, close bool) (io.Writer, *bufi
 	case old:
 		resp.Set("Connection", []byte("keep-alive"))
 	}
-	cc.tw = timedWriter{w: cc.bw, c: cc.c, d: cc.f.ClientTimeout}
+	cc.tw = timedWriter{w: cc.bw, lazyDeadline: lazyDeadline{c: cc.c, d: cc.f.ClientTimeout}}
 	cc.tw.arm()
 	if err := h1.WriteResponseHead(cc.bw, resp); err != nil {
 		return nil, nil, err
@@ -418,34 +418,4 @@ func (cc *clientConn) writeError(status int) {
 	cc.writeDeadline()
 	_, _ = cc.bw.Write(errorResponses[status])
 	_ = cc.bw.Flush()
-}
-
-// timedWriter writes to w with a write deadline of d on c, refreshed at
-// each write, so that d bounds a stall, not the whole transfer (see
-// slack). Once stop is set, writes fail, as with timedReader.
-type timedWriter struct {
-	w    io.Writer
-	c    net.Conn
-	d    time.Duration
-	at   time.Time // when the deadline was last set
-	stop *atomic.Bool
-}
-
-// arm sets the write deadline, unless the one set is recent enough.
-func (t *timedWriter) arm() {
-	if t.d <= 0 {
-		return
-	}
-	if now := time.Now(); now.Sub(t.at) >= t.d/slack {
-		t.at = now
-		_ = t.c.SetWriteDeadline(now.Add(t.d + t.d/slack))
-	}
-}
-
-func (t *timedWriter) Write(p []byte) (int, error) {
-	t.arm()
-	if t.stop != nil && t.stop.Load() {
-		return 0, errStopped
-	}
-	return t.w.Write(p)
 }
