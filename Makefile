@@ -4,9 +4,11 @@ GO          ?= go
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS     := -s -w -X main.version=$(VERSION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.7.0
+H2SPEC      := github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible
+GOBIN_DIR   := $(shell $(GO) env GOPATH)/bin
 FUZZTIME    ?= 60s
 
-.PHONY: all build run test lint bench bench-http bench-reload fuzz clean
+.PHONY: all build run test tools lint bench bench-http bench-reload fuzz clean
 
 all: build
 
@@ -29,8 +31,13 @@ run: build bin/demo
 	./lb -f config.example.toml
 
 ## test: unit and integration tests, with the race detector
-test:
+test: tools
 	$(GO) test -race -count=1 -timeout 9m ./...
+
+## tools: the peers the tests run: h2spec (Go module proxy), nghttp (Debian's nghttp2-client)
+tools:
+	@command -v h2spec >/dev/null 2>&1 || test -x $(GOBIN_DIR)/h2spec || $(GO) install $(H2SPEC)
+	@command -v nghttp >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq nghttp2-client) || echo "make tools: could not install nghttp (Debian package nghttp2-client)"
 
 ## lint: gofmt, go vet and staticcheck (pinned)
 lint:
@@ -53,9 +60,9 @@ bench-reload: build
 	@command -v haproxy >/dev/null 2>&1 || (apt-get update && apt-get install -y haproxy) || echo "bench-reload: could not install HAProxy; measuring lb alone"
 	$(GO) run ./internal/bench/reload -lb ./lb -reloads $(or $(RELOADS),200) -clients $(or $(CLIENTS),16) -interval $(or $(INTERVAL),100ms..200ms) -duration $(or $(DURATION),10m) $(BENCH_FLAGS)
 
-## fuzz: fuzz the configuration loader, the HTTP parser and the rule compilers, each for FUZZTIME
+## fuzz: fuzz the configuration loader, the HTTP parser, the rule compilers and the HTTP/2 to HTTP/1.1 translation, each for FUZZTIME
 FUZZ_TARGETS := config:FuzzParse h1:FuzzReadRequest h1:FuzzReadResponse h1:FuzzChunkedReader \
-	rules:FuzzCompileRoute rules:FuzzCompileHeaderRule rules:FuzzTemplate
+	rules:FuzzCompileRoute rules:FuzzCompileHeaderRule rules:FuzzTemplate httpproxy:FuzzH2ToH1
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t#*:}; echo "fuzz $$pkg $$fn"; \

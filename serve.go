@@ -65,9 +65,7 @@ type generation struct {
 	lns    []*boundListener
 	admin  *admin.Socket
 	given  atomic.Bool // the listeners were handed to a newer generation
-	spawns atomic.Bool // a successor is being started
-	spawn  sync.WaitGroup
-	srv    *servers // health checks and server state
+	srv    *servers    // health checks and server state
 }
 
 // boundListener is one listening address of a frontend.
@@ -340,13 +338,14 @@ func (g *generation) announceReady() {
 func (g *generation) loop(ctx context.Context, sigs <-chan os.Signal) error {
 	var drained <-chan struct{}
 	var hardStop <-chan time.Time
+	var next *succession // the successor being started, if any
 	for {
 		select {
 		case sig := <-sigs:
 			switch sig {
 			case syscall.SIGINT, syscall.SIGTERM:
 				g.log.Info().Str("signal", sig.String()).Int64("connections", g.connections()).Msg("stopping now")
-				return g.exit()
+				return g.exit(next)
 			case syscall.SIGUSR1:
 				if drained != nil {
 					continue
@@ -356,19 +355,65 @@ func (g *generation) loop(ctx context.Context, sigs <-chan os.Signal) error {
 					hardStop = time.After(d)
 				}
 			case syscall.SIGHUP, syscall.SIGUSR2:
-				if g.state.Load() == stateServing && g.spawns.CompareAndSwap(false, true) {
-					g.spawn.Add(1)
-					go g.startSuccessor(ctx, sig)
-				}
+				next = g.reloadSignal(ctx, sig, next)
 			}
+		case <-next.ended():
+			g.endSuccession(next)
+			next = nil
 		case <-drained:
 			g.log.Info().Msg("drained: every connection has ended")
-			return g.exit()
+			return g.exit(next)
 		case <-hardStop:
 			g.log.Warn().Int64("connections", g.connections()).Dur("hard_stop_after", g.cfg.Global.HardStopAfter.D()).
 				Msg("hard stop: closing the connections that are left")
-			return g.exit()
+			return g.exit(next)
 		}
+	}
+}
+
+// succession is the start of the next generation on SIGHUP or SIGUSR2.
+// The loop runs at most one at a time, and coalesces the reload signals
+// that arrive meanwhile into it.
+type succession struct {
+	done      chan struct{} // closed once the successor serves or has failed
+	coalesced int           // reload signals received while it started
+}
+
+// ended returns a channel closed once the successor serves or has failed;
+// nil, which never gets ready in a select, when s is nil.
+func (s *succession) ended() <-chan struct{} {
+	if s == nil {
+		return nil
+	}
+	return s.done
+}
+
+// reloadSignal handles SIGHUP and SIGUSR2, given the successor being
+// started (nil: none), and returns the successor being started after it.
+func (g *generation) reloadSignal(ctx context.Context, sig os.Signal, next *succession) *succession {
+	switch {
+	case next != nil:
+		next.coalesced++
+		return next
+	case g.state.Load() != stateServing:
+		g.log.Warn().Str("signal", sig.String()).
+			Msg("reload signal ignored: this generation is stopping; send it to the serving generation (the pid file's)")
+		return nil
+	}
+	next = &succession{done: make(chan struct{})}
+	go g.startSuccessor(ctx, sig, next.done)
+	return next
+}
+
+// endSuccession says, once the successor serves or has failed, how many
+// reload signals were coalesced into its start. Go's signal channel and
+// the kernel merge a signal sent while the same one is pending, so more
+// may have been sent than lb received.
+func (g *generation) endSuccession(s *succession) {
+	if s.coalesced > 0 {
+		g.log.Info().Int("signals", s.coalesced).
+			Msg("reload: more SIGHUP/SIGUSR2 signals arrived while the next generation was starting: coalesced into this reload " +
+				"(signals: how many lb received, at least; if the configuration changed after the reload began, reload again)")
 	}
 }
 
@@ -417,10 +462,14 @@ func (g *generation) waitDrained(done chan<- struct{}) {
 }
 
 // exit releases what the generation owns in the file system. A successor
-// this generation started replaces it long before its launch times out, so
-// waiting for the launch only delays the exit until its outcome is logged.
-func (g *generation) exit() error {
-	g.spawn.Wait()
+// this generation started (next, when not nil) replaces it long before its
+// launch times out, so waiting for the launch only delays the exit until
+// its outcome is logged.
+func (g *generation) exit(next *succession) error {
+	if next != nil {
+		<-next.done
+		g.endSuccession(next)
+	}
 	if g.state.Load() == stateServing {
 		g.srv.stopChecks()
 		g.saveState()
@@ -447,9 +496,9 @@ func (g *generation) connections() int64 {
 // startSuccessor starts the next generation with this one's arguments plus
 // -sf and this pid, from the same executable path, so that a new binary
 // there is picked up. The successor signals this generation once ready.
-func (g *generation) startSuccessor(ctx context.Context, sig os.Signal) {
-	defer g.spawn.Done()
-	defer g.spawns.Store(false)
+// It closes done once the successor serves or has failed.
+func (g *generation) startSuccessor(ctx context.Context, sig os.Signal, done chan<- struct{}) {
+	defer close(done)
 	path, err := selfPath()
 	if err != nil {
 		g.log.Error().Err(err).Msg("reload: cannot find lb's executable")
@@ -564,16 +613,95 @@ func newLogger(w io.Writer, level string) (zerolog.Logger, error) {
 }
 
 // openLog opens global.log_file for appending; with no path it returns a
-// nil file, and logs go to stderr.
+// nil file, and logs go to stderr. "/dev/stdout" and "/dev/stderr" are
+// this process's own stdout and stderr, duplicated rather than opened
+// again through /proc/self/fd, which fails on a socket (systemd's journal,
+// some container log drivers). "/dev/null" discards the logs. Any other
+// path must be a regular file, or
+// not exist yet: a root lb must not append to whatever file a symbolic
+// link planted there names, nor block on a FIFO.
 func openLog(path string) (*os.File, error) {
-	if path == "" {
+	switch path {
+	case "":
 		return nil, nil
+	case "/dev/stdout":
+		return dupLog(path, 1)
+	case "/dev/stderr":
+		return dupLog(path, 2)
+	case os.DevNull:
+		// A device nobody can plant: logs are discarded.
+		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			return nil, fmt.Errorf("log_file: %w", err)
+		}
+		return f, nil
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	// O_NONBLOCK keeps the open from waiting for a reader when path is a
+	// FIFO; it changes nothing for a regular file.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0o640)
 	if err != nil {
-		return nil, fmt.Errorf("log file: %w", err)
+		return nil, logOpenError(path, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("log_file %s: %w", path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, notRegularLog(path, fi.Mode())
 	}
 	return f, nil
+}
+
+// dupLog returns a duplicate of this process's descriptor fd, for
+// log_file "/dev/stdout" or "/dev/stderr".
+func dupLog(path string, fd int) (*os.File, error) {
+	nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 3)
+	if err != nil {
+		return nil, fmt.Errorf("log_file %s: lb's own file descriptor %d: %w", path, fd, err)
+	}
+	return os.NewFile(uintptr(nfd), path), nil
+}
+
+// logOpenError explains why log_file could not be opened.
+func logOpenError(path string, err error) error {
+	switch {
+	case errors.Is(err, syscall.ELOOP):
+		// Or too many links in the directories above it.
+		target, lerr := os.Readlink(path)
+		if lerr != nil {
+			break
+		}
+		return fmt.Errorf("log_file %s is a symbolic link (to %q): lb does not follow a symbolic link there, "+
+			"so that whoever can write %s cannot make lb append to another file; set log_file to the file itself, "+
+			"or replace the link with a regular file (\"/dev/stdout\" and \"/dev/stderr\" are allowed: lb writes to its own)",
+			path, target, filepath.Dir(path))
+	case errors.Is(err, syscall.EISDIR), errors.Is(err, syscall.ENXIO):
+		// A directory, or a FIFO with no reader or a socket.
+		if fi, lerr := os.Lstat(path); lerr == nil && !fi.Mode().IsRegular() {
+			return notRegularLog(path, fi.Mode())
+		}
+	}
+	return fmt.Errorf("log_file: %w", err)
+}
+
+// notRegularLog refuses a log_file that is not a regular file.
+func notRegularLog(path string, m os.FileMode) error {
+	return fmt.Errorf("log_file %s is %s, not a regular file: lb appends its logs to a regular file only "+
+		"(or to its own stdout or stderr: log_file = \"/dev/stdout\" or \"/dev/stderr\"); set log_file to a file's path",
+		path, fileType(m))
+}
+
+// fileType names the type of a file that is not a regular file.
+func fileType(m os.FileMode) string {
+	switch m.Type() {
+	case os.ModeDir:
+		return "a directory"
+	case os.ModeNamedPipe:
+		return "a named pipe (FIFO)"
+	}
+	return fmt.Sprintf("a device, socket or other special file (mode %v)", m)
 }
 
 func isTerminal(f *os.File) bool {

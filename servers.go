@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -86,10 +87,16 @@ func (g *generation) previousState() (state.Doc, string) {
 	}
 	if path := g.cfg.Global.StateFile; path != "" {
 		d, err := state.ReadFile(path)
-		if err == nil {
+		switch {
+		case err == nil:
 			return d, "state file " + path
+		case errors.Is(err, state.ErrUntrusted):
+			// Whoever could write it could put every server in maint.
+			g.log.Warn().Err(err).Str("state_file", path).
+				Msg("not using the state file: lb does not trust it (the error says why and what to fix); checking every server once, and not taking its generation number")
+		default:
+			g.log.Info().Err(err).Msg("no server state from the state file")
 		}
-		g.log.Info().Err(err).Msg("no server state from the state file")
 	}
 	return state.Doc{}, "none: checking every server once"
 }

@@ -4,9 +4,11 @@
 // show; this package only listens, reads the command and dispatches it.
 //
 // A new generation takes the socket path over from the old one: it listens
-// on a temporary name in the same directory and renames it into place, so
-// the path is never missing. An exiting generation removes the path only if
-// it still names its own socket.
+// in a private directory of its own (mode 0700, named at random) next to
+// the path and renames the socket into place, so the path is never
+// missing, no one else can connect before it serves, and no one can block
+// the start by planting a file at a name lb would use. An exiting
+// generation removes the path only if it still names its own socket.
 package admin
 
 import (
@@ -137,31 +139,48 @@ func (s *Server) dispatch(w io.Writer, words []string, c *net.UnixConn) {
 	}
 }
 
-// Listen creates the admin socket for path under a temporary name in the
-// same directory, mode 0600. Publish moves it to path.
+// maxSocketPath is the longest path a unix socket address holds (sun_path
+// is 108 bytes on Linux, with a terminating NUL).
+const maxSocketPath = 107
+
+// Listen creates the admin socket for path, mode 0600, in a new directory
+// next to it: mode 0700, with a random name (os.MkdirTemp, which tries
+// another name when one is taken). Publish moves the socket to path.
 func Listen(path string) (*Socket, error) {
-	tmp := filepath.Join(filepath.Dir(path), fmt.Sprintf(".lb-admin-%d", os.Getpid()))
-	_ = os.Remove(tmp)
+	dir, err := os.MkdirTemp(filepath.Dir(path), ".lb-admin-*")
+	if err != nil {
+		return nil, fmt.Errorf("admin socket %s: cannot create a temporary directory next to it (lb's user must be able to write %s): %w",
+			path, filepath.Dir(path), err)
+	}
+	tmp := filepath.Join(dir, "s")
+	if len(tmp) > maxSocketPath {
+		os.Remove(dir)
+		return nil, fmt.Errorf("admin socket %s: lb first creates it as %s, which is %d bytes long, and a unix socket's path holds at most %d: choose a shorter admin_socket path",
+			path, tmp, len(tmp), maxSocketPath)
+	}
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
 	if err != nil {
+		os.Remove(dir)
 		return nil, fmt.Errorf("admin socket %s: %w", path, err)
 	}
 	ln.SetUnlinkOnClose(false)
-	// Until now the socket had the umask's mode, which gives no one else
-	// write permission, so no one else could connect.
+	// The directory kept everyone else out until now; the socket keeps
+	// them out once it is renamed into place.
 	if err := os.Chmod(tmp, 0o600); err != nil {
 		ln.Close()
 		os.Remove(tmp)
+		os.Remove(dir)
 		return nil, fmt.Errorf("admin socket %s: %w", path, err)
 	}
-	return &Socket{Listener: ln, path: path, tmp: tmp}, nil
+	return &Socket{Listener: ln, path: path, dir: dir, tmp: tmp}, nil
 }
 
 // Socket is an admin socket and the path it serves.
 type Socket struct {
 	Listener *net.UnixListener
 	path     string
-	tmp      string
+	dir      string // the private directory, until Publish removes it
+	tmp      string // the socket in dir
 	ino      uint64
 }
 
@@ -169,11 +188,12 @@ type Socket struct {
 func (s *Socket) Path() string { return s.path }
 
 // Publish renames the socket into its path, replacing an older
-// generation's socket there.
+// generation's socket there, and removes the private directory.
 func (s *Socket) Publish() error {
 	if err := os.Rename(s.tmp, s.path); err != nil {
 		return fmt.Errorf("admin socket %s: %w", s.path, err)
 	}
+	s.removeDir()
 	if fi, err := os.Stat(s.path); err == nil {
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 			s.ino = st.Ino
@@ -182,11 +202,22 @@ func (s *Socket) Publish() error {
 	return nil
 }
 
-// Close closes the socket and removes its path if the path still names
-// this socket (a newer generation may have taken it over).
+// removeDir removes the private directory and the socket still in it.
+func (s *Socket) removeDir() {
+	if s.dir == "" {
+		return
+	}
+	_ = os.Remove(s.tmp)
+	_ = os.Remove(s.dir)
+	s.dir = ""
+}
+
+// Close closes the socket, removes the private directory if Publish did
+// not, and removes the path if the path still names this socket (a newer
+// generation may have taken it over).
 func (s *Socket) Close() error {
 	err := s.Listener.Close()
-	_ = os.Remove(s.tmp)
+	s.removeDir()
 	if fi, statErr := os.Stat(s.path); statErr == nil && s.ino != 0 {
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Ino == s.ino {
 			_ = os.Remove(s.path)

@@ -55,6 +55,12 @@ type Global struct {
 	// idle HTTP keep-alive connections: each one at a random moment within
 	// it, so that clients do not all reconnect at once. Default 1s.
 	CloseSpreadTime Duration `toml:"close_spread_time"`
+	// HTTPHeadBudget bounds, in bytes, what the HTTP request heads still
+	// arriving hold, over the whole process: each head that does not
+	// arrive in one read counts its bytes so far plus its connection's
+	// 8 KiB read buffer. When it is full the slowest of them are shed
+	// (408). 0 means no limit. Default DefaultHTTPHeadBudget.
+	HTTPHeadBudget int `toml:"http_head_budget"`
 }
 
 // MaxUnixPath is the longest path a unix socket may have on Linux.
@@ -282,6 +288,7 @@ func Default() Config {
 			HandshakeGrace:  Duration(time.Second),
 			StartupTimeout:  Duration(5 * time.Second),
 			CloseSpreadTime: Duration(time.Second),
+			HTTPHeadBudget:  DefaultHTTPHeadBudget,
 		},
 		Defaults: Defaults{
 			Mode:    ModeTCP,

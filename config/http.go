@@ -28,6 +28,12 @@ const (
 	DefaultMaxHeaders     = 100
 	MaxMaxHeaderBytes     = 1 << 20
 	MaxMaxHeaders         = 10000
+	// DefaultHTTPHeadBudget is the default of global.http_head_budget:
+	// about 1,400 unfinished heads of 16 KiB at once, or 3,600 small
+	// ones (each counts its 8 KiB read buffer).
+	DefaultHTTPHeadBudget = 32 << 20
+	// MinHTTPHeadBudget is the smallest http_head_budget but 0.
+	MinHTTPHeadBudget = 64 << 10
 )
 
 // Route sends the HTTP requests that match every condition it sets to a

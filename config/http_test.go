@@ -76,6 +76,28 @@ name = "X-Internal"
 	if kind, name, err := ParseHashKey(b.HashKey); err != nil || kind != HashCookie || name != "uid" {
 		t.Errorf("ParseHashKey = %q %q %v", kind, name, err)
 	}
+	if cfg.Global.HTTPHeadBudget != DefaultHTTPHeadBudget {
+		t.Errorf("http_head_budget = %d, want the default %d", cfg.Global.HTTPHeadBudget, DefaultHTTPHeadBudget)
+	}
+}
+
+func TestHTTPHeadBudget(t *testing.T) {
+	for _, tc := range []struct {
+		value string
+		want  int
+	}{
+		{"0", 0},
+		{"65536", MinHTTPHeadBudget},
+		{"268435456", 256 << 20},
+	} {
+		cfg, err := Parse(Source{Name: "lb.toml", Data: []byte("[global]\nhttp_head_budget = " + tc.value + "\n" + httpBase + httpBackends + apiServer)})
+		if err != nil {
+			t.Fatalf("http_head_budget = %s: %v", tc.value, err)
+		}
+		if got := cfg.Global.HTTPHeadBudget; got != tc.want {
+			t.Errorf("http_head_budget = %s: got %d, want %d", tc.value, got, tc.want)
+		}
+	}
 }
 
 func TestHTTPConfigErrors(t *testing.T) {
@@ -120,6 +142,12 @@ func TestHTTPConfigErrors(t *testing.T) {
 			[]string{`lb.toml:16: backend "api": timeout.queue -2s is negative`}},
 		{"close_spread_time", "[global]\nclose_spread_time = \"2h\"\n" + httpBase + httpBackends + apiServer,
 			[]string{`lb.toml:2: global: close_spread_time 2h0m0s is out of range`}},
+		{"http_head_budget too small", "[global]\nlog_level = \"info\"\nhttp_head_budget = 65535\n" + httpBase + httpBackends + apiServer,
+			[]string{`lb.toml:3: global: http_head_budget 65535 is out of range: use 0 (no limit) or 65536 bytes or more`}},
+		{"http_head_budget negative", "[global]\nhttp_head_budget = -1\n" + httpBase + httpBackends + apiServer,
+			[]string{`lb.toml:2: global: http_head_budget -1 is out of range`}},
+		{"http_head_budget not a number", "[global]\nhttp_head_budget = \"32MiB\"\n" + httpBase + httpBackends + apiServer,
+			[]string{`lb.toml:2: global: http_head_budget: expected an integer, found a string`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse(Source{Name: "lb.toml", Data: []byte(tc.src)})

@@ -106,6 +106,7 @@ func TestParseValid(t *testing.T) {
 	// defaults.
 	want.Global.StartupTimeout = d("5s")
 	want.Global.CloseSpreadTime = d("1s")
+	want.Global.HTTPHeadBudget = DefaultHTTPHeadBudget
 	def := Default().Defaults
 	want.Defaults.Mode, want.Defaults.HTTP = def.Mode, def.HTTP
 	want.Defaults.Timeout.HTTPRequest, want.Defaults.Timeout.HTTPKeepAlive = def.Timeout.HTTPRequest, def.Timeout.HTTPKeepAlive
@@ -189,7 +190,7 @@ func TestParseBad(t *testing.T) {
 			{"unknown_key_top.toml:12", `unknown key "listen" (valid keys: global, defaults, frontend, backend)`},
 		}},
 		{"unknown_key_global.toml", []wantErr{
-			{"unknown_key_global.toml:3", `global: unknown key "loglevel" (valid keys: log_level, pid_file, hard_stop_after, handshake_grace, admin_socket, log_file, state_file, startup_timeout, close_spread_time)`},
+			{"unknown_key_global.toml:3", `global: unknown key "loglevel" (valid keys: log_level, pid_file, hard_stop_after, handshake_grace, admin_socket, log_file, state_file, startup_timeout, close_spread_time, http_head_budget)`},
 		}},
 		{"bad_global.toml", []wantErr{
 			{"bad_global.toml:2", `global: handshake_grace 2m0s is out of range: use 0s to 1m`},
@@ -460,7 +461,7 @@ func TestMerge(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Parse: %v", err)
 		}
-		want := Global{LogLevel: "warn", PidFile: "/run/lb.pid", HardStopAfter: Duration(time.Minute), HandshakeGrace: Duration(time.Second), StartupTimeout: Duration(5 * time.Second), CloseSpreadTime: Duration(time.Second)}
+		want := Global{LogLevel: "warn", PidFile: "/run/lb.pid", HardStopAfter: Duration(time.Minute), HandshakeGrace: Duration(time.Second), StartupTimeout: Duration(5 * time.Second), CloseSpreadTime: Duration(time.Second), HTTPHeadBudget: DefaultHTTPHeadBudget}
 		if cfg.Global != want {
 			t.Errorf("global = %+v, want %+v", cfg.Global, want)
 		}

@@ -69,6 +69,9 @@ func (v *validator) httpDefaults() {
 	if !o.rejected("global.close_spread_time") && (g.CloseSpreadTime < 0 || g.CloseSpreadTime.D() > time.Hour) {
 		v.add(o.pos("global.close_spread_time"), "global", "close_spread_time %s is out of range: use 0s to 1h", g.CloseSpreadTime)
 	}
+	if !o.rejected("global.http_head_budget") && g.HTTPHeadBudget != 0 && g.HTTPHeadBudget < MinHTTPHeadBudget {
+		v.add(o.pos("global.http_head_budget"), "global", "http_head_budget %d is out of range: use 0 (no limit) or %d bytes or more", g.HTTPHeadBudget, MinHTTPHeadBudget)
+	}
 	const obj = "defaults"
 	if !o.rejected("defaults.mode") && !slices.Contains(Modes, d.Mode) {
 		v.add(o.pos("defaults.mode"), obj, "%s", badMode(d.Mode))

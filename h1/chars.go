@@ -9,7 +9,10 @@ const (
 	// classValue: a byte allowed in a field value: HTAB, SP, VCHAR and
 	// obs-text. Also good for a reason phrase.
 	classValue
-	// classTarget: a byte allowed in a request target: VCHAR and obs-text.
+	// classTarget: a byte allowed in a request target: VCHAR but "#". A
+	// fragment is not part of a request target (RFC 9112 3.2), and bytes
+	// over 0x7e (obs-text) are not part of a URI (RFC 3986): servers
+	// decode them in different ways, so lb refuses both, as HAProxy does.
 	classTarget
 	// classHost: a byte allowed in a Host value or an authority: unreserved,
 	// sub-delims, ":", "[", "]" and "%" (reg-name, IP-literal, port).
@@ -27,7 +30,7 @@ var charClass = func() (t [256]uint8) {
 		if b == '\t' || b >= ' ' && b != 0x7f {
 			t[c] |= classValue
 		}
-		if b > ' ' && b != 0x7f {
+		if b > ' ' && b < 0x7f && b != '#' {
 			t[c] |= classTarget
 		}
 		if isAlnum || contains("-._~!$&'()*+,;=:[]%", b) {
@@ -61,14 +64,7 @@ func isToken[S string | []byte](b S) bool {
 }
 
 // validValue reports whether every byte of b may appear in a field value.
-func validValue(b []byte) bool {
-	for _, c := range b {
-		if charClass[c]&classValue == 0 {
-			return false
-		}
-	}
-	return true
-}
+func validValue(b []byte) bool { return ValidValue(b) }
 
 // lower folds an ASCII upper-case letter to lower case.
 func lower(b byte) byte {
@@ -134,3 +130,43 @@ func hasToken(list []byte, token string) bool {
 // clip caps b's capacity at its length, so that appending to it never
 // writes over the storage that follows.
 func clip(b []byte) []byte { return b[:len(b):len(b)] }
+
+// ValidToken reports whether b is a non-empty token (RFC 9110 5.6.2), as a
+// method or a field name must be.
+func ValidToken[S string | []byte](b S) bool { return isToken(b) }
+
+// ValidTarget reports whether t is made only of the bytes ReadRequest
+// accepts in a request target: VCHAR but "#" (no fragment, no
+// whitespace, no control character, no byte over 0x7e). It does not check
+// the target's form.
+func ValidTarget[S string | []byte](t S) bool {
+	for i := 0; i < len(t); i++ {
+		if charClass[t[i]]&classTarget == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidHost reports whether b is a Host value or an authority that
+// ReadRequest accepts: reg-name or IP literal, and port, with no userinfo,
+// path or whitespace; empty is valid.
+func ValidHost[S string | []byte](b S) bool {
+	for i := 0; i < len(b); i++ {
+		if charClass[b[i]]&classHost == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidValue reports whether every byte of b may appear in a field value:
+// HTAB, SP, VCHAR and obs-text, no other control character.
+func ValidValue[S string | []byte](b S) bool {
+	for i := 0; i < len(b); i++ {
+		if charClass[b[i]]&classValue == 0 {
+			return false
+		}
+	}
+	return true
+}

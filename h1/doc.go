@@ -3,7 +3,9 @@
 //
 // ReadRequest and ReadResponse parse a head from a bufio.Reader into a
 // reused Request or Response, whose storage they keep and reuse: once
-// grown, parsing a message allocates nothing. The byte slices of a message
+// grown, parsing a message allocates nothing. The storage grows in chunks
+// as the head's bytes arrive, holding them once; Head.Trim lets go of
+// storage a large message made grow. The byte slices of a message
 // (Method, Target, Reason, field names and values) alias that storage and
 // stay valid until the message is reset or re-read. The body stays in the
 // bufio.Reader, to be read as Body says: io.LimitReader for BodyLength,

@@ -1,5 +1,7 @@
 package h1
 
+import "unsafe"
+
 // Field is one header field. Name and Value alias storage owned by the
 // Head; they stay valid until the Head is reset or re-read. Their capacity
 // is capped at their length, so appending to them copies rather than
@@ -15,9 +17,20 @@ type Head struct {
 	Fields []Field
 
 	// buf is the arena: the raw head lines of the message read into the
-	// Head, then the names and values of Set and Add. It only ever grows
-	// until Reset, so slices into it stay valid.
+	// Head, then the names and values of Set and Add. It is written in
+	// chunks: a line or a field that does not fit in the chunk buf is in
+	// goes into a new one (newChunk), and the old chunk stays, unchanged,
+	// as long as slices into it do. Reading never copies what it read
+	// before to a bigger array, so a head's bytes are held once; and no
+	// chunk is written over until Reset, so slices into the arena stay
+	// valid.
 	buf []byte
+	// used is the bytes written to the chunks before buf's since Reset;
+	// want is the size of the arena of the last message that took
+	// several chunks, which the second chunk of the next one is made
+	// large enough to hold: from then on, a message like it fits in the
+	// chunk kept for the next.
+	used, want int
 	// conn is scratch for RemoveHopByHop: the values of Connection.
 	conn [][]byte
 }
@@ -27,7 +40,63 @@ type Head struct {
 func (h *Head) Reset() {
 	clear(h.Fields) // drop references to storage no longer used
 	h.Fields = h.Fields[:0]
+	if h.used > 0 { // the message took several chunks
+		h.want, h.used = h.used+len(h.buf), 0
+	}
 	h.buf = h.buf[:0]
+}
+
+// Trim is Reset, and also lets go of h's storage where it grew beyond max
+// bytes (the arena's last chunk, the fields), so that a Head kept for
+// reuse does not hold on to the memory of the largest message it read.
+func (h *Head) Trim(max int) {
+	h.Reset()
+	if cap(h.buf) > max || h.want > max {
+		h.buf, h.want = nil, 0
+	}
+	if cap(h.Fields)*int(unsafe.Sizeof(Field{})) > max {
+		h.Fields = nil
+	}
+	if cap(h.conn)*int(unsafe.Sizeof([]byte(nil))) > max {
+		h.conn = nil
+	}
+}
+
+// Sizes of the arena's chunks (see Head.buf).
+const (
+	// minChunk is the smallest chunk.
+	minChunk = 512
+	// chunkAhead bounds the room a new chunk makes for the bytes that
+	// have arrived behind the line being read: they may be more of the
+	// head, or a body.
+	chunkAhead = 4096
+	// chunkDouble: while the arena holds less than this, a new chunk is
+	// at least twice the last, up to this size, so that the chunk kept
+	// for the next message (the last) holds a small message whole: a
+	// connection whose heads are small reads them without allocating.
+	// Larger messages count on want.
+	chunkDouble = 4096
+)
+
+// newChunk moves h.buf to a new chunk with room for n bytes after its last
+// keep bytes (the start of a line being read), which it copies there. The
+// size fits what has arrived: n, plus ahead bytes already buffered behind
+// them, up to chunkAhead; it doubles a line that is still growing, so that
+// a long line is copied a bounded number of times. The second chunk of a
+// message is at least as large as the last message that took several
+// chunks (want).
+func (h *Head) newChunk(keep, n, ahead int) {
+	size := max(minChunk, keep+n+min(ahead, chunkAhead), 2*keep)
+	if h.used+len(h.buf) < chunkDouble {
+		size = max(size, min(2*cap(h.buf), chunkDouble))
+	}
+	if h.used == 0 && len(h.buf) > keep {
+		size = max(size, h.want)
+	}
+	h.used += len(h.buf) - keep
+	b := make([]byte, keep, size)
+	copy(b, h.buf[len(h.buf)-keep:])
+	h.buf = b
 }
 
 // Get returns the value of the first field named name, compared ASCII
@@ -69,10 +138,15 @@ func (h *Head) Set(name string, value []byte) {
 
 // Add appends a field named name with value. It copies name and value:
 // value may alias the Head's own storage.
-func (h *Head) Add(name string, value []byte) {
-	// Appending never writes over bytes already in buf, so a value that
-	// aliases buf is still intact while it is copied, even when append
-	// moves buf elsewhere.
+func (h *Head) Add(name string, value []byte) { add(h, name, value) }
+
+// add is Add for a name and a value of either type.
+func add[N, V string | []byte](h *Head, name N, value V) {
+	// A chunk is never written over, so a value that aliases buf is
+	// still intact while it is copied, even into a new chunk.
+	if n := len(name) + len(value); n > cap(h.buf)-len(h.buf) {
+		h.newChunk(0, n, 0)
+	}
 	start := len(h.buf)
 	h.buf = append(h.buf, name...)
 	mid := len(h.buf)

@@ -64,12 +64,20 @@ const maxEmptyLines = 8
 // line, for the caller to reject. A line longer than budget is
 // errTooLong; a line cut by the end of input returns its length so far
 // with io.EOF; other errors are br's.
+//
+// A line that does not fit in h.buf's chunk goes whole into a new one
+// (see Head.buf), sized for what br already holds: the arena grows only
+// as bytes arrive.
 func (h *Head) readLine(br *bufio.Reader, budget int) ([]byte, int, error) {
 	start := len(h.buf)
 	for {
 		frag, err := br.ReadSlice('\n')
 		if len(h.buf)-start+len(frag) > budget {
 			return nil, 0, errTooLong
+		}
+		if len(frag) > cap(h.buf)-len(h.buf) {
+			h.newChunk(len(h.buf)-start, len(frag), br.Buffered())
+			start = 0
 		}
 		h.buf = append(h.buf, frag...)
 		if err == nil {

@@ -186,10 +186,8 @@ func (r *Request) parseRequestLine(line []byte) error {
 	if len(target) == 0 {
 		return errorf(400, "empty request target")
 	}
-	for _, c := range target {
-		if charClass[c]&classTarget == 0 {
-			return errorf(400, "invalid character %q in request target", c)
-		}
+	if e := checkTarget(target); e != nil {
+		return e
 	}
 	switch {
 	case string(method) == "CONNECT":
@@ -211,6 +209,19 @@ func (r *Request) parseRequestLine(line []byte) error {
 		}
 	}
 	r.Method, r.Target, r.Minor = method, target, minor
+	return nil
+}
+
+// checkTarget checks the bytes of a request target (see ValidTarget).
+func checkTarget(target []byte) *Error {
+	for _, c := range target {
+		if charClass[c]&classTarget == 0 {
+			if c == '#' {
+				return errorf(400, "fragment (#) in request target %s: a fragment is not sent", quoted(target))
+			}
+			return errorf(400, "invalid character %q in request target", c)
+		}
+	}
 	return nil
 }
 

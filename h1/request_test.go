@@ -219,12 +219,6 @@ func TestReadRequest(t *testing.T) {
 				fields: "Host: h", keepAlive: true, path: "*", host: "h"},
 		},
 		{
-			name: "fragment cut from path",
-			in:   "GET /a#frag HTTP/1.1\r\nHost: h\r\n\r\n",
-			want: want{method: "GET", target: "/a#frag", minor: 1,
-				fields: "Host: h", keepAlive: true, path: "/a", host: "h"},
-		},
-		{
 			name: "empty Host is valid",
 			in:   "GET / HTTP/1.1\r\nHost:\r\n\r\n",
 			want: want{method: "GET", target: "/", minor: 1,
@@ -347,6 +341,10 @@ func TestReadRequestErrors(t *testing.T) {
 		{"bad method past the buffer", strings.Repeat("G", 40) + "@ / HTTP/1.1\r\nHost: h\r\n\r\n", Limits{}, 400, "method"},
 		{"CTL in target", "GET /a\x01 HTTP/1.1\r\nHost: h\r\n\r\n", Limits{}, 400, "request target"},
 		{"DEL in target", "GET /a\x7f HTTP/1.1\r\nHost: h\r\n\r\n", Limits{}, 400, "request target"},
+		{"obs-text in target", "GET /caf\xc3\xa9 HTTP/1.1\r\nHost: h\r\n\r\n", Limits{}, 400, "request target"},
+		{"byte 0x80 in target", "GET /\x80 HTTP/1.1\r\nHost: h\r\n\r\n", Limits{}, 400, "request target"},
+		{"fragment in target", "GET /a#frag HTTP/1.1\r\nHost: h\r\n\r\n", Limits{}, 400, "fragment"},
+		{"fragment in absolute-form", "GET http://h/a#frag HTTP/1.1\r\nHost: h\r\n\r\n", Limits{}, 400, "fragment"},
 		{"relative target", "GET a/b HTTP/1.1\r\nHost: h\r\n\r\n", Limits{}, 400, "invalid request target"},
 		{"star with GET", "GET * HTTP/1.1\r\nHost: h\r\n\r\n", Limits{}, 400, "target *"},
 		{"absolute-form without authority", "GET http:///a HTTP/1.1\r\nHost: h\r\n\r\n", Limits{}, 400, "invalid authority"},

@@ -19,10 +19,8 @@ func WriteRequestHead(w *bufio.Writer, r *Request) error {
 	if len(r.Target) == 0 {
 		return fmt.Errorf("h1: writing request head: empty target")
 	}
-	for _, c := range r.Target {
-		if charClass[c]&classTarget == 0 {
-			return fmt.Errorf("h1: writing request head: invalid character %q in target", c)
-		}
+	if e := checkTarget(r.Target); e != nil {
+		return fmt.Errorf("h1: writing request head: %s", e.Reason)
 	}
 	if err := checkFields(&r.Head); err != nil {
 		return fmt.Errorf("h1: writing request head: %w", err)

@@ -32,6 +32,8 @@ func Build(cfg *config.Config, p *proxy.Proxy, log zerolog.Logger) error {
 		errs = append(errs, err...)
 		backends[bc.Name] = b
 	}
+	// One budget for the unfinished request heads of the whole process.
+	heads := newHeadBudget(int64(cfg.Global.HTTPHeadBudget))
 	for i := range cfg.Frontends {
 		fc := &cfg.Frontends[i]
 		if fc.Mode != config.ModeHTTP {
@@ -42,6 +44,7 @@ func Build(cfg *config.Config, p *proxy.Proxy, log zerolog.Logger) error {
 			errs = append(errs, err...)
 			continue
 		}
+		f.heads = heads
 		p.Frontends[i].Handler = f
 	}
 	if len(errs) > 0 {

@@ -1,7 +1,6 @@
 package httpproxy
 
 import (
-	"net/http"
 	"testing"
 
 	"lb/h1"
@@ -48,27 +47,5 @@ func TestIdempotent(t *testing.T) {
 		if got := idempotent([]byte(m)); got != want {
 			t.Errorf("idempotent(%s) = %v, want %v", m, got, want)
 		}
-	}
-}
-
-func TestAnnounceTrailers(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		trailer http.Header
-		want    string // the Trailer field added, "" for none
-	}{
-		{"none", nil, ""},
-		{"sorted", http.Header{"X-Sum": nil, "Grpc-Status": nil}, "Grpc-Status, X-Sum"},
-		{"disallowed names left out", http.Header{"Cookie": nil, "X-Sum": {"1"}, "Set-Cookie": nil}, "X-Sum"},
-		{"only disallowed names", http.Header{"Cookie": nil, "Authorization": nil}, ""},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var req h1.Request
-			got := announceTrailers(&req, tc.trailer)
-			v, ok := req.Get("Trailer")
-			if got != (tc.want != "") || ok != got || string(v) != tc.want {
-				t.Errorf("announceTrailers = %v, Trailer %q (%v); want %q", got, v, ok, tc.want)
-			}
-		})
 	}
 }

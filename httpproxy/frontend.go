@@ -18,6 +18,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -26,6 +27,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"lb/h1"
+	"lb/h2"
 	"lb/rules"
 )
 
@@ -62,6 +64,9 @@ type Frontend struct {
 	TLS *tls.Config
 	// Log receives one line per request.
 	Log zerolog.Logger
+	// heads bounds the memory of the request heads still arriving, with
+	// the other frontends of the process; nil means no bound.
+	heads *headBudget
 
 	draining atomic.Bool
 	spread   time.Duration
@@ -70,7 +75,7 @@ type Frontend struct {
 	conns map[*clientConn]struct{}
 
 	h2once sync.Once
-	h2     atomic.Pointer[h2Server]
+	h2srv  *h2.Server
 }
 
 // scheme is the scheme clients use on this frontend.
@@ -102,16 +107,21 @@ func (f *Frontend) SoftStop(spread time.Duration) {
 		cc.drain(spread)
 	}
 	f.mu.Unlock()
-	if h := f.h2.Load(); h != nil {
-		h.shutdown()
-	}
+	f.h2Server().Shutdown()
 }
 
 // clientConn is one HTTP/1.1 client connection.
 type clientConn struct {
-	f    *Frontend
-	raw  *net.TCPConn
-	c    net.Conn // raw, or TLS over it
+	f   *Frontend
+	raw *net.TCPConn
+	c   net.Conn // raw, or TLS over it
+	// local is the address the client connected to.
+	local netip.AddrPort
+	// in is what br reads: c, with the head budget's accounting.
+	in headReader
+	// br and bw are taken from clientReaders and clientWriters: br for
+	// the life of the connection, bw while responses are written (see
+	// writer); both go back before a failed request is logged.
 	br   *bufio.Reader
 	bw   *bufio.Writer
 	x    exchange
@@ -132,9 +142,19 @@ type clientConn struct {
 	first bool
 }
 
-var clientConns = sync.Pool{New: func() any {
-	return &clientConn{br: bufio.NewReaderSize(nil, bufSize), bw: bufio.NewWriterSize(nil, bufSize)}
-}}
+var clientConns = sync.Pool{New: func() any { return new(clientConn) }}
+
+// clientReaders and clientWriters are the buffers of client connections.
+var (
+	clientReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, bufSize) }}
+	clientWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, bufSize) }}
+)
+
+// keepHeadBytes bounds the storage of a request (and response) head that
+// an idle or a pooled connection keeps for the next: heads up to about
+// this size are read without allocating, and larger ones give theirs
+// back.
+const keepHeadBytes = 4 << 10
 
 // ServeConn serves one client connection until it ends, and closes it.
 func (f *Frontend) ServeConn(raw *net.TCPConn) {
@@ -157,22 +177,76 @@ func (f *Frontend) ServeConn(raw *net.TCPConn) {
 	}
 	cc := clientConns.Get().(*clientConn)
 	cc.f, cc.raw, cc.c = f, raw, c
-	cc.br.Reset(c)
-	cc.bw.Reset(c)
+	cc.in = headReader{c: c, budget: f.heads}
+	cc.br = clientReaders.Get().(*bufio.Reader)
+	cc.br.Reset(&cc.in)
 	cc.x.f, cc.x.cl, cc.x.tls = f, cc, f.TLS != nil
 	if a, ok := raw.RemoteAddr().(*net.TCPAddr); ok {
 		cc.x.peer = a.AddrPort()
 	}
+	if a, ok := raw.LocalAddr().(*net.TCPAddr); ok {
+		cc.local = netip.AddrPortFrom(a.AddrPort().Addr().Unmap(), a.AddrPort().Port())
+	}
 	f.track(cc, true)
 	cc.serve()
 	f.track(cc, false)
+	_ = cc.releaseWriter()
+	cc.releaseReader()
 	_ = c.Close()
 	cc.x.reset()
+	cc.trimHeads()
 	cc.x.f, cc.x.cl = nil, nil
 	cc.f, cc.raw, cc.c = nil, nil, nil
-	cc.br.Reset(nil)
-	cc.bw.Reset(nil)
+	cc.in = headReader{}
 	clientConns.Put(cc)
+}
+
+// releaseReader gives the read buffer back to clientReaders: nothing more
+// is read from the connection.
+func (cc *clientConn) releaseReader() {
+	if cc.br != nil {
+		cc.br.Reset(nil)
+		clientReaders.Put(cc.br)
+		cc.br = nil
+	}
+}
+
+// writer returns the connection's write buffer, taken from clientWriters
+// when it has none.
+func (cc *clientConn) writer() *bufio.Writer {
+	if cc.bw == nil {
+		cc.bw = clientWriters.Get().(*bufio.Writer)
+		cc.bw.Reset(cc.c)
+	}
+	return cc.bw
+}
+
+// flush writes out what the write buffer holds, if there is one.
+func (cc *clientConn) flush() error {
+	if cc.bw == nil {
+		return nil
+	}
+	return cc.bw.Flush()
+}
+
+// releaseWriter flushes the write buffer and gives it back to
+// clientWriters: the connection is idle or ends.
+func (cc *clientConn) releaseWriter() error {
+	if cc.bw == nil {
+		return nil
+	}
+	err := cc.bw.Flush()
+	cc.bw.Reset(nil)
+	clientWriters.Put(cc.bw)
+	cc.bw = nil
+	return err
+}
+
+// trimHeads lets go of the storage of the exchange's heads where a large
+// message made it grow: the connection is idle or ends.
+func (cc *clientConn) trimHeads() {
+	cc.x.req.Trim(keepHeadBytes)
+	cc.x.resp.Trim(keepHeadBytes)
 }
 
 // track adds or removes cc from the connections SoftStop reaches.
@@ -211,7 +285,10 @@ func randDur(d time.Duration) time.Duration {
 // idle too long, or the frontend is stopping.
 func (cc *clientConn) waitRequest(first bool) bool {
 	f := cc.f
+	cc.in.beginHead()
 	if cc.br.Buffered() == 0 {
+		// Idle: what the last exchange grew goes back.
+		cc.trimHeads()
 		cc.mu.Lock()
 		cc.idle, cc.first = true, first
 		d := f.KeepAliveTimeout
@@ -223,7 +300,7 @@ func (cc *clientConn) waitRequest(first bool) bool {
 		}
 		_ = cc.c.SetReadDeadline(time.Now().Add(d))
 		cc.mu.Unlock()
-		if err := cc.bw.Flush(); err != nil {
+		if err := cc.releaseWriter(); err != nil {
 			return false
 		}
 		_, err := cc.br.Peek(1)
@@ -246,11 +323,22 @@ func (cc *clientConn) serve() {
 			return
 		}
 		x.tStart = time.Now()
+		cc.in.start = x.tStart
 		err := h1.ReadRequest(cc.br, &x.req, f.Limits)
+		if e := cc.in.endHead(); e != nil {
+			err = e // shed, though it may have arrived whole since
+		}
 		x.tHead = time.Now()
 		if err != nil {
 			cc.badRequest(err)
 			return
+		}
+		if x.req.Minor == 0 && !x.req.Has("Host") {
+			// HTTP/1.0 has no Host to require, but the request goes on
+			// in HTTP/1.1, which does: the address the client connected
+			// to stands in for the host it did not name.
+			x.scratch = cc.local.AppendTo(x.scratch[:0])
+			x.req.Add("Host", x.scratch)
 		}
 		if x.req.Body.Kind != h1.BodyNone || x.req.Upgrade {
 			// The head's deadline must not cut the body or the tunnel;
@@ -270,7 +358,7 @@ func (cc *clientConn) serve() {
 			x.reqBody, x.reqLen = &cc.body, -1
 		}
 		keep := x.run()
-		if err := cc.bw.Flush(); err != nil {
+		if err := cc.flush(); err != nil {
 			keep = false
 		}
 		early := x.early
@@ -315,16 +403,22 @@ func (cc *clientConn) linger() {
 func (cc *clientConn) badRequest(err error) {
 	x := &cc.x
 	var he *h1.Error
+	var be *budgetError
 	switch {
 	case errors.As(err, &he):
 		x.status, x.end, x.err = he.Status, endBadRequest, err
+	case errors.As(err, &be):
+		x.status, x.end, x.err = be.Status, endHeadBudget, err
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		x.status, x.end, x.err = 408, endClientTimeout, err
 	default: // the client went away mid-head
 		return
 	}
 	cc.writeError(x.status)
-	_ = cc.bw.Flush()
+	// The connection ends: its buffers go back before the log line, which
+	// may wait (a flood of bad requests, a slow log reader).
+	_ = cc.releaseWriter()
+	cc.releaseReader()
 	x.finish(false)
 }
 
@@ -334,10 +428,11 @@ func (cc *clientConn) informational(resp *h1.Response) error {
 		return nil // HTTP/1.0 clients do not know 1xx
 	}
 	cc.writeDeadline()
-	if err := h1.WriteResponseHead(cc.bw, resp); err != nil {
+	bw := cc.writer()
+	if err := h1.WriteResponseHead(bw, resp); err != nil {
 		return err
 	}
-	return cc.bw.Flush()
+	return bw.Flush()
 }
 
 // continue100 implements client.
@@ -346,10 +441,11 @@ func (cc *clientConn) continue100() error {
 		return nil
 	}
 	cc.writeDeadline()
-	if _, err := cc.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n"); err != nil {
+	bw := cc.writer()
+	if _, err := bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n"); err != nil {
 		return err
 	}
-	return cc.bw.Flush()
+	return bw.Flush()
 }
 
 // writeHead implements client: it sets the framing the client gets and
@@ -374,16 +470,17 @@ func (cc *clientConn) writeHead(resp *h1.Response, close bool) (io.Writer, *bufi
 	case old:
 		resp.Set("Connection", []byte("keep-alive"))
 	}
-	cc.tw = timedWriter{w: cc.bw, lazyDeadline: lazyDeadline{c: cc.c, d: cc.f.ClientTimeout}}
+	bw := cc.writer()
+	cc.tw = timedWriter{w: bw, lazyDeadline: lazyDeadline{c: cc.c, d: cc.f.ClientTimeout}}
 	cc.tw.arm()
-	if err := h1.WriteResponseHead(cc.bw, resp); err != nil {
+	if err := h1.WriteResponseHead(bw, resp); err != nil {
 		return nil, nil, err
 	}
 	if cc.chunked {
-		cc.cw.Reset(cc.bw)
+		cc.cw.Reset(bw)
 		cc.tw.w = &cc.cw
 	}
-	return &cc.tw, cc.bw, nil
+	return &cc.tw, bw, nil
 }
 
 // abortBody implements client.
@@ -398,7 +495,7 @@ func (cc *clientConn) endBody(trailer *h1.Head) error {
 			return err
 		}
 	}
-	return cc.bw.Flush()
+	return cc.flush()
 }
 
 // requestTrailer implements client: a request body that goes chunked to
@@ -416,6 +513,7 @@ func (cc *clientConn) writeDeadline() {
 // writeError implements client.
 func (cc *clientConn) writeError(status int) {
 	cc.writeDeadline()
-	_, _ = cc.bw.Write(errorResponses[status])
-	_ = cc.bw.Flush()
+	bw := cc.writer()
+	_, _ = bw.Write(errorResponses[status])
+	_ = bw.Flush()
 }

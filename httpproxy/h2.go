@@ -2,311 +2,157 @@ package httpproxy
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
+	"errors"
 	"io"
-	"log"
 	"net"
-	"net/http"
-	"net/netip"
-	"slices"
-	"strings"
+	"strconv"
 	"sync"
-	"time"
 
 	"lb/h1"
+	"lb/h2"
 )
 
-// HTTP/2 clients are served by net/http's HTTP/2 server: lb hands it each
-// TLS connection that negotiated h2, and its handler feeds every stream to
-// the same exchange as HTTP/1.1 requests. Servers are spoken to in
-// HTTP/1.1.
+// HTTP/2 clients are served by package h2: lb hands it each TLS
+// connection that negotiated h2, and each stream's request, translated to
+// an HTTP/1.1 head that lb's strict parser would accept, goes through the
+// same exchange as HTTP/1.1 requests. Servers are spoken to in HTTP/1.1.
 
-// h2Server serves a frontend's HTTP/2 connections.
-type h2Server struct {
-	f   *Frontend
-	srv *http.Server
-	ln  *connQueue
-
-	mu    sync.Mutex
-	shut  bool
-	conns map[net.Conn]chan struct{}
+// h2Server returns the frontend's HTTP/2 server, made on first use.
+func (f *Frontend) h2Server() *h2.Server {
+	f.h2once.Do(func() {
+		f.h2srv = &h2.Server{
+			Handler:          f,
+			Limits:           f.Limits,
+			HandshakeTimeout: f.RequestTimeout,
+			IdleTimeout:      f.KeepAliveTimeout,
+			Timeout:          f.ClientTimeout,
+		}
+	})
+	return f.h2srv
 }
 
 // serveH2 serves one TLS connection that negotiated h2, until it ends.
 func (f *Frontend) serveH2(tc *tls.Conn) {
-	f.h2once.Do(func() {
-		h := newH2Server(f)
-		f.h2.Store(h)
-		go h.serve()
-	})
-	done := f.h2.Load().add(tc)
-	if done == nil {
-		goAway(tc, f.RequestTimeout)
-		return
-	}
-	<-done
+	raw, _ := tc.NetConn().(*net.TCPConn)
+	f.h2Server().ServeConn(tc, raw)
 }
 
-// goAway turns away an HTTP/2 connection that arrived after the server
-// shut down: a SETTINGS frame then a GOAWAY that accepted no stream, so the
-// client sends its requests again on a new connection (to the new
-// generation) instead of seeing them fail.
-func goAway(tc *tls.Conn, wait time.Duration) {
-	defer tc.Close()
-	frames := []byte{
-		0, 0, 0, 0x4, 0, 0, 0, 0, 0, // SETTINGS, empty
-		0, 0, 8, 0x7, 0, 0, 0, 0, 0, // GOAWAY, 8 bytes
-		0, 0, 0, 0, // last stream id 0
-		0, 0, 0, 0, // NO_ERROR
-	}
-	_ = tc.SetDeadline(time.Now().Add(wait))
-	if _, err := tc.Write(frames); err != nil {
-		return
-	}
-	_ = tc.CloseWrite()
-	// Read what the client sends until it closes, so that closing does
-	// not reset the connection before the client has read the GOAWAY.
-	_, _ = io.Copy(io.Discard, io.LimitReader(tc, 1<<20))
-}
-
-func newH2Server(f *Frontend) *h2Server {
-	h := &h2Server{f: f, ln: newConnQueue(), conns: map[net.Conn]chan struct{}{}}
-	h.srv = &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: f.RequestTimeout,
-		IdleTimeout:       f.KeepAliveTimeout,
-		MaxHeaderBytes:    f.Limits.MaxHeaderBytes,
-		ErrorLog:          log.New(io.Discard, "", 0),
-		ConnState:         h.connState,
-	}
-	return h
-}
-
-// serve runs the HTTP/2 server until it is shut down.
-func (h *h2Server) serve() { _ = h.srv.Serve(h.ln) }
-
-// add hands a connection to the server and returns a channel closed when
-// it ends, or nil when the server is shut down.
-func (h *h2Server) add(c net.Conn) chan struct{} {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.shut {
-		return nil
-	}
-	done := make(chan struct{})
-	h.conns[c] = done
-	h.ln.push(c)
-	return done
-}
-
-// connState closes a connection's channel once the server is done with it.
-func (h *h2Server) connState(c net.Conn, s http.ConnState) {
-	if s != http.StateClosed && s != http.StateHijacked {
-		return
-	}
-	h.mu.Lock()
-	if done, ok := h.conns[c]; ok {
-		close(done)
-		delete(h.conns, c)
-	}
-	h.mu.Unlock()
-}
-
-// shutdown sends GOAWAY to every connection and lets their streams finish.
-func (h *h2Server) shutdown() {
-	h.mu.Lock()
-	h.shut = true
-	h.mu.Unlock()
-	go h.shutdownWait()
-}
-
-// shutdownWait is shutdown's goroutine: net/http's Shutdown waits for the
-// streams in flight, which the generation's hard stop bounds.
-func (h *h2Server) shutdownWait() { _ = h.srv.Shutdown(context.Background()) }
-
-// connQueue is the net.Listener the HTTP/2 server accepts from.
-type connQueue struct {
-	ch     chan net.Conn
-	closed chan struct{}
-	once   sync.Once
-}
-
-func newConnQueue() *connQueue {
-	return &connQueue{ch: make(chan net.Conn), closed: make(chan struct{})}
-}
-
-func (q *connQueue) push(c net.Conn) {
-	select {
-	case q.ch <- c:
-	case <-q.closed:
-		_ = c.Close()
-	}
-}
-
-func (q *connQueue) Accept() (net.Conn, error) {
-	select {
-	case c := <-q.ch:
-		return c, nil
-	case <-q.closed:
-		return nil, net.ErrClosed
-	}
-}
-
-func (q *connQueue) Close() error {
-	q.once.Do(func() { close(q.closed) })
-	return nil
-}
-
-func (q *connQueue) Addr() net.Addr { return &net.TCPAddr{} }
-
-// h2Stream is one HTTP/2 request, as the exchange's client.
+// h2Stream is one HTTP/2 stream, as the exchange's client.
 type h2Stream struct {
-	x exchange
-	w http.ResponseWriter
-	r *http.Request
-	// trailer holds the request's trailer fields for the server.
-	trailer h1.Head
+	x  exchange
+	st *h2.Stream
+	// errHead is the head of the responses lb makes.
+	errHead h1.Head
 }
 
 var h2Streams = sync.Pool{New: func() any { return new(h2Stream) }}
 
-// ServeHTTP serves one HTTP/2 stream.
-func (h *h2Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	st := h2Streams.Get().(*h2Stream)
+// ServeStream serves one HTTP/2 stream: it implements h2.Handler.
+func (f *Frontend) ServeStream(st *h2.Stream) {
+	s := h2Streams.Get().(*h2Stream)
 	defer func() {
-		st.x.reset()
-		st.trailer.Reset()
-		st.w, st.r = nil, nil
-		h2Streams.Put(st)
+		s.x.reset()
+		s.st = nil
+		h2Streams.Put(s)
 	}()
-	st.w, st.r = w, r
-	x := &st.x
-	x.f, x.cl, x.tls, x.done = h.f, st, true, r.Context().Done()
-	x.peer, _ = netip.ParseAddrPort(r.RemoteAddr)
-	x.tStart = time.Now()
+	s.st = st
+	x := &s.x
+	x.f, x.cl, x.tls, x.done = f, s, true, st.Done()
+	x.peer = st.RemoteAddr()
+	x.tStart = st.Start()
 	x.tHead = x.tStart
-	req := &x.req
-	req.Method = append(req.Method[:0], r.Method...)
-	req.Target = append(req.Target[:0], r.RequestURI...)
-	req.Minor = 1
-	req.KeepAlive = true
-	req.Add("Host", []byte(r.Host))
-	for name, vs := range r.Header {
-		for _, v := range vs {
-			req.Add(name, []byte(v))
-		}
+	// The exchange takes the request's storage; the stream gets the
+	// exchange's old one, for its next request.
+	x.req, *st.Request() = *st.Request(), x.req
+	if err := st.Err(); err != nil {
+		s.refuse(err)
+		return
 	}
-	// r.Trailer holds the names of the trailer fields the client
-	// announced (net/http takes its Trailer header out of r.Header): the
-	// server is told of them, and the body goes chunked, the only way
-	// HTTP/1.1 has to carry them.
-	trailers := r.ContentLength != 0 && announceTrailers(req, r.Trailer)
-	switch {
-	case r.ContentLength > 0 && !trailers:
-		req.Body = h1.Body{Kind: h1.BodyLength, Length: r.ContentLength}
-		x.reqBody, x.reqLen = r.Body, r.ContentLength
-	case r.ContentLength > 0:
-		// Still a BodyLength, for max_body_bytes to refuse it at once.
-		req.Body = h1.Body{Kind: h1.BodyLength, Length: r.ContentLength}
-		x.reqBody, x.reqLen = r.Body, -1
-	case r.ContentLength < 0:
-		req.Body = h1.Body{Kind: h1.BodyChunked}
-		x.reqBody, x.reqLen = r.Body, -1
+	if x.req.Body.Kind != h1.BodyNone {
+		n, complete := st.BodyState()
+		x.frameH2Body(st, n, complete && st.Trailer() == nil)
 	}
 	x.run()
 }
 
-// announceTrailers adds to req a Trailer field naming the fields of
-// trailer that may be forwarded as trailers, in order, and reports whether
-// there is one.
-func announceTrailers(req *h1.Request, trailer http.Header) bool {
-	if len(trailer) == 0 {
-		return false
-	}
-	names := make([]string, 0, len(trailer))
-	for name := range trailer {
-		if h1.TrailerAllowed(name) {
-			names = append(names, name)
+// frameH2Body sets how the body of an HTTP/2 request goes to the server,
+// read from body: with its Content-Length when the client declared one,
+// chunked when it did not, or when it announced trailer fields (only
+// chunks can carry them in HTTP/1.1). whole says the client already sent
+// the whole body, n bytes, and no trailer: the server gets its length.
+func (x *exchange) frameH2Body(body io.Reader, n int64, whole bool) {
+	req := &x.req
+	x.reqBody = body
+	switch {
+	case req.Body.Kind == h1.BodyLength:
+		x.reqLen = req.Body.Length
+		if req.Has("Trailer") {
+			x.reqLen = -1
 		}
+	case whole && n > 0:
+		x.reqLen = n
+		req.Body = h1.Body{Kind: h1.BodyLength, Length: n}
+	case whole:
+		x.reqLen, x.reqBody = 0, nil
+		req.Body = h1.Body{}
+	default:
+		x.reqLen = -1
 	}
-	if len(names) == 0 {
-		return false
-	}
-	slices.Sort(names)
-	req.Add("Trailer", []byte(strings.Join(names, ", ")))
-	return true
 }
 
-// informational implements client: HTTP/2 clients get none.
-func (st *h2Stream) informational(*h1.Response) error { return nil }
+// refuse ends a stream whose request lb cannot forward: a malformed one,
+// which the h2 server already reset, is only logged; one over the limits
+// gets its status (431).
+func (s *h2Stream) refuse(err error) {
+	x := &s.x
+	var he *h1.Error
+	if errors.As(err, &he) {
+		x.fail(he.Status, endBadRequest, err)
+		return
+	}
+	x.status, x.end, x.err = 0, endBadRequest, err
+	x.finish(false)
+}
 
-// continue100 implements client: net/http answers Expect: 100-continue
-// itself when the body is read.
-func (st *h2Stream) continue100() error { return nil }
+// informational implements client.
+func (s *h2Stream) informational(resp *h1.Response) error {
+	return s.st.WriteInformational(resp.Status, &resp.Head)
+}
+
+// continue100 implements client.
+func (s *h2Stream) continue100() error { return s.st.WriteInformational(100, nil) }
 
 // writeHead implements client.
-func (st *h2Stream) writeHead(resp *h1.Response, _ bool) (io.Writer, *bufio.Writer, error) {
-	hdr := st.w.Header()
-	for _, fl := range resp.Fields {
-		name := http.CanonicalHeaderKey(string(fl.Name))
-		hdr[name] = append(hdr[name], string(fl.Value))
+func (s *h2Stream) writeHead(resp *h1.Response, _ bool) (io.Writer, *bufio.Writer, error) {
+	if err := s.st.WriteHeader(resp.Status, &resp.Head, resp.Body.Kind == h1.BodyNone); err != nil {
+		return nil, nil, err
 	}
-	st.w.WriteHeader(resp.Status)
-	return flushWriter{st.w}, nil, nil
+	return s.st, nil, nil
 }
 
-// abortBody implements client: closing the body ends a read under way.
-func (st *h2Stream) abortBody() { _ = st.r.Body.Close() }
+// abortBody implements client.
+func (s *h2Stream) abortBody() { s.st.AbortRead() }
 
-// endBody implements client: net/http sends the header fields named with
-// http.TrailerPrefix as HTTP/2 trailers when the handler returns.
-func (st *h2Stream) endBody(trailer *h1.Head) error {
-	if trailer == nil || len(trailer.Fields) == 0 {
-		return nil
-	}
-	hdr := st.w.Header()
-	for _, fl := range trailer.Fields {
-		name := http.TrailerPrefix + http.CanonicalHeaderKey(string(fl.Name))
-		hdr[name] = append(hdr[name], string(fl.Value))
-	}
-	return nil
-}
+// endBody implements client.
+func (s *h2Stream) endBody(trailer *h1.Head) error { return s.st.Close(trailer) }
 
-// requestTrailer implements client: net/http fills r.Trailer once the
-// body has been read to its end.
-func (st *h2Stream) requestTrailer() *h1.Head {
-	st.trailer.Reset()
-	names := make([]string, 0, len(st.r.Trailer))
-	for name := range st.r.Trailer {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	for _, name := range names {
-		for _, v := range st.r.Trailer[name] {
-			st.trailer.Add(name, []byte(v))
-		}
-	}
-	return &st.trailer
-}
+// requestTrailer implements client.
+func (s *h2Stream) requestTrailer() *h1.Head { return s.st.Trailer() }
 
 // writeError implements client.
-func (st *h2Stream) writeError(status int) {
+func (s *h2Stream) writeError(status int) {
 	_, body := statusText(status)
-	st.w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	st.w.Header().Set("Cache-Control", "no-cache")
-	st.w.WriteHeader(status)
-	_, _ = io.WriteString(st.w, body)
-}
-
-// flushWriter flushes each write, so a streamed body reaches the client as
-// it comes.
-type flushWriter struct{ w http.ResponseWriter }
-
-func (fw flushWriter) Write(p []byte) (int, error) {
-	n, err := fw.w.Write(p)
-	if err == nil {
-		err = http.NewResponseController(fw.w).Flush()
+	h := &s.errHead
+	h.Reset()
+	h.Add("Content-Type", []byte("text/plain; charset=utf-8"))
+	h.Add("Content-Length", strconv.AppendInt(nil, int64(len(body)), 10))
+	h.Add("Cache-Control", []byte("no-cache"))
+	if s.st.WriteHeader(status, h, false) != nil {
+		return
 	}
-	return n, err
+	if _, err := io.WriteString(s.st, body); err != nil {
+		return
+	}
+	_ = s.st.Close(nil)
 }

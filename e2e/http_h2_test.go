@@ -1,0 +1,350 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+
+	"lb/h1"
+	"lb/internal/testcert"
+)
+
+// HTTP/2 as clients can send it: lb must forward only what its strict
+// HTTP/1 parser would accept, answer what it cannot forward with a stream
+// error, never blame a server for it, and pass h2spec.
+
+// startH2LB starts lb with a TLS frontend (h2 and http/1.1) in front of
+// backends, and returns lb and the frontend's address. frontend adds keys
+// and tables to the frontend; checks is the [defaults.check] table.
+func startH2LB(t *testing.T, extraGlobal, frontend, backends string) (*lbProc, string) {
+	t.Helper()
+	dir := t.TempDir()
+	ca := testcert.NewCA(t)
+	crt, key := ca.WriteLeaf(t, dir, "lb", "127.0.0.1", "lb.test")
+	return startHTTPLB(t, extraGlobal, fmt.Sprintf("[frontend.tls]\ncert = [{ cert_file = %q, key_file = %q }]\n%s", crt, key, frontend), backends)
+}
+
+// h2Client speaks HTTP/2 over TLS frame by frame, so that a test can send
+// what a well-behaved client library would refuse to.
+type h2Client struct {
+	c   *tls.Conn
+	fr  *http2.Framer
+	enc *hpack.Encoder
+	buf bytes.Buffer
+	id  uint32
+}
+
+func dialH2(t *testing.T, addr string) *h2Client {
+	t.Helper()
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr,
+		&tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if p := c.ConnectionState().NegotiatedProtocol; p != "h2" {
+		t.Fatalf("negotiated %q, want h2", p)
+	}
+	h := &h2Client{c: c, fr: http2.NewFramer(c, c), id: 1}
+	h.enc = hpack.NewEncoder(&h.buf)
+	h.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// h2Outcome is how lb ended a stream: the response's status, or the
+// reset's code.
+type h2Outcome struct {
+	status string
+	reset  http2.ErrCode
+	isRST  bool
+}
+
+func (o h2Outcome) String() string {
+	if o.isRST {
+		return "RST_STREAM " + o.reset.String()
+	}
+	return "status " + o.status
+}
+
+// request sends a request made of fields ("name: value", pseudo-headers
+// first) and body (none when empty), and returns how lb ended the stream.
+func (h *h2Client) request(t *testing.T, body string, lines ...string) h2Outcome {
+	t.Helper()
+	id := h.id
+	h.id += 2
+	h.buf.Reset()
+	for _, l := range lines {
+		i := strings.Index(l[1:], ": ") + 1
+		_ = h.enc.WriteField(hpack.HeaderField{Name: l[:i], Value: l[i+2:]})
+	}
+	if err := h.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: h.buf.Bytes(), EndStream: body == "", EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		if err := h.fr.WriteData(id, true, []byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = h.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var out h2Outcome
+	for {
+		f, err := h.fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("stream %d: %v", id, err)
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				_ = h.fr.WriteSettingsAck()
+			}
+		case *http2.GoAwayFrame:
+			t.Fatalf("stream %d: GOAWAY %v", id, f.ErrCode)
+		case *http2.RSTStreamFrame:
+			if f.StreamID == id {
+				return h2Outcome{reset: f.ErrCode, isRST: true}
+			}
+		case *http2.MetaHeadersFrame:
+			if f.StreamID == id {
+				if s := f.PseudoValue("status"); !strings.HasPrefix(s, "1") {
+					out.status = s
+				}
+				if f.StreamEnded() {
+					return out
+				}
+			}
+		case *http2.DataFrame:
+			if f.StreamID == id && f.StreamEnded() {
+				return out
+			}
+		}
+	}
+}
+
+// recordingBackend answers every request with 200 and keeps the head of
+// each, as it came on the wire.
+type recordingBackend struct {
+	*rawBackend
+	mu    sync.Mutex
+	heads []string
+}
+
+func startRecordingBackend(t *testing.T, name string) *recordingBackend {
+	b := &recordingBackend{}
+	b.rawBackend = startRawBackend(t, name, func(c net.Conn) {
+		var wire bytes.Buffer
+		br := bufio.NewReader(io.TeeReader(c, &wire))
+		for {
+			var req h1.Request
+			if err := h1.ReadRequest(br, &req, h1.Limits{}); err != nil {
+				if wire.Len() > 0 {
+					b.record(wire.String() + " [unreadable: " + err.Error() + "]")
+				}
+				return
+			}
+			b.record(wire.String()[:wire.Len()-br.Buffered()])
+			wire.Next(wire.Len() - br.Buffered())
+			if req.Body.Kind == h1.BodyLength {
+				_, _ = io.CopyN(io.Discard, br, req.Body.Length)
+			} else if req.Body.Kind == h1.BodyChunked {
+				var cr h1.ChunkedReader
+				cr.Reset(br, h1.Limits{})
+				_, _ = io.Copy(io.Discard, &cr)
+			}
+			wire.Reset()
+			if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"); err != nil {
+				return
+			}
+		}
+	})
+	return b
+}
+
+func (b *recordingBackend) record(head string) {
+	b.mu.Lock()
+	b.heads = append(b.heads, head)
+	b.mu.Unlock()
+}
+
+// take returns the heads received since the last call.
+func (b *recordingBackend) take() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	h := b.heads
+	b.heads = nil
+	return h
+}
+
+// TestH2AmbiguousRequests: each HTTP/2 request that would reach the server
+// as an ambiguous HTTP/1.1 request (or one lb's parser refuses) is reset
+// with PROTOCOL_ERROR and sends the server nothing; the request log says
+// why. A valid request reaches the server as one strict HTTP/1.1 head.
+func TestH2AmbiguousRequests(t *testing.T) {
+	rec := startRecordingBackend(t, "rec")
+	p, addr := startH2LB(t, "", "", "[[backend]]\nname = \"app\"\n"+rec.line())
+	c := dialH2(t, addr)
+	for _, tc := range []struct {
+		name  string
+		body  string
+		lines []string
+		log   string
+	}{
+		{"host differs from authority", "", []string{":method: GET", ":scheme: https", ":path: /", ":authority: good.example", "host: evil.example"}, "differs from :authority"},
+		{"content-length list", "12345", []string{":method: POST", ":scheme: https", ":path: /", ":authority: a", "content-length: 5, 6"}, "invalid content-length"},
+		{"two content-lengths", "12345", []string{":method: POST", ":scheme: https", ":path: /", ":authority: a", "content-length: 5", "content-length: 6"}, "several content-length"},
+		{"authority with space and slash", "", []string{":method: GET", ":scheme: https", ":path: /", ":authority: a b/c"}, "invalid :authority"},
+		{"space in path", "", []string{":method: GET", ":scheme: https", ":path: /a b", ":authority: a"}, "holds a character"},
+		{"fragment in path", "", []string{":method: GET", ":scheme: https", ":path: /a#x", ":authority: a"}, "holds a character"},
+		{"byte over 0x7e in path", "", []string{":method: GET", ":scheme: https", ":path: /caf\xc3\xa9", ":authority: a"}, "holds a character"},
+		{"connection-specific field", "", []string{":method: GET", ":scheme: https", ":path: /", ":authority: a", "connection: keep-alive"}, "connection-specific field"},
+		{"transfer-encoding", "12345", []string{":method: POST", ":scheme: https", ":path: /", ":authority: a", "transfer-encoding: chunked"}, "connection-specific field"},
+		{"te other than trailers", "", []string{":method: GET", ":scheme: https", ":path: /", ":authority: a", "te: gzip"}, "is not \\\"trailers\\\""},
+		{"body longer than content-length", "123456", []string{":method: POST", ":scheme: https", ":path: /", ":authority: a", "content-length: 5"}, "body longer than its content-length"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := c.request(t, tc.body, tc.lines...)
+			if !out.isRST || out.reset != http2.ErrCodeProtocol {
+				t.Errorf("got %v, want RST_STREAM PROTOCOL_ERROR", out)
+			}
+			p.waitOutput(t, tc.log)
+			if got := rec.take(); len(got) > 0 {
+				t.Errorf("the server received %q", got)
+			}
+		})
+	}
+	t.Run("valid request", func(t *testing.T) {
+		out := c.request(t, "hello", ":method: POST", ":scheme: https", ":path: /ok?a=1", ":authority: good.example", "host: good.example",
+			"content-length: 5", "cookie: a=1", "cookie: b=2")
+		if out.isRST || out.status != "200" {
+			t.Fatalf("got %v, want status 200", out)
+		}
+		got := rec.take()
+		if len(got) != 1 {
+			t.Fatalf("the server received %d heads, want 1: %q", len(got), got)
+		}
+		head := got[0]
+		for _, want := range []string{"POST /ok?a=1 HTTP/1.1\r\n", "\r\nHost: good.example\r\n", "\r\nContent-Length: 5\r\n", "\r\nCookie: a=1; b=2\r\n"} {
+			if !strings.Contains(head, want) {
+				t.Errorf("head %q lacks %q", head, want)
+			}
+		}
+		if n := strings.Count(strings.ToLower(head), "\r\nhost:"); n != 1 {
+			t.Errorf("head %q has %d Host fields", head, n)
+		}
+	})
+}
+
+// TestH2ClientErrorsSpareServers: requests lb cannot forward are the
+// client's error: 20 requests with a space in :path, sent by nghttp, are
+// reset, and the server stays up and serves everyone else, although
+// passive checks mark it down after 3 errors.
+func TestH2ClientErrorsSpareServers(t *testing.T) {
+	nghttp := lookTool(t, "nghttp", "apt-get install nghttp2-client")
+	app := startHTTPBackend(t, "s1")
+	sock := filepath.Join(t.TempDir(), "admin.sock")
+	backends := httpBackendTable("app", "[backend.check]\ntype = \"none\"\nerror_limit = 3\non_error = \"mark-down\"\n", app)
+	p, addr := startH2LB(t, fmt.Sprintf("admin_socket = %q\n", sock), "", backends)
+	url := "https://" + addr + "/"
+	for i := range 20 {
+		r := runCmd(t, 10*time.Second, nil, nghttp, "-v", "-H", ":path: /a b", url)
+		if !strings.Contains(r.stdout, "recv RST_STREAM") || !strings.Contains(r.stdout, "PROTOCOL_ERROR") {
+			t.Fatalf("bad :path request %d: nghttp printed %s", i+1, r)
+		}
+	}
+	client := newHTTPClient(t)
+	client.Transport.(*http.Transport).TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
+	client.Transport.(*http.Transport).ForceAttemptHTTP2 = true
+	for i := range 10 {
+		resp, err := client.Get(url + fmt.Sprintf("ok/%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.ProtoMajor != 2 {
+			t.Fatalf("request %d after the bad ones: %d over HTTP/%d, want 200 over HTTP/2", i, resp.StatusCode, resp.ProtoMajor)
+		}
+	}
+	state := adminQuery(t, sock, "show servers state")
+	if !regexp.MustCompile(`(?m)^app s1 \S+ up `).MatchString(state) {
+		t.Errorf("the server is not up after 20 bad requests:\n%s", state)
+	}
+	stat := adminQuery(t, sock, "show stat")
+	if !regexp.MustCompile(`(?m)^app s1 up \S+ \d+ \d+ 0 `).MatchString(stat) {
+		t.Errorf("errors were counted against the server:\n%s", stat)
+	}
+	if n := len(p.logLines(t, "request")); n < 30 {
+		t.Errorf("%d request log lines, want the 20 refused ones and the 10 served", n)
+	}
+}
+
+// TestH2Spec runs h2spec, the HTTP/2 conformance suite, against lb: every
+// test passes. Malformed requests are logged.
+func TestH2Spec(t *testing.T) {
+	h2spec := lookTool(t, "h2spec", "go install github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible")
+	app := startHTTPBackend(t, "s1")
+	p, addr := startH2LB(t, "", "", httpBackendTable("app", "", app))
+	host, port, _ := net.SplitHostPort(addr)
+	r := runCmd(t, 3*time.Minute, nil, h2spec, "-t", "-k", "-h", host, "-p", port, "-o", "5")
+	if r.code != 0 || !strings.Contains(r.stdout, "0 failed") {
+		t.Fatalf("h2spec failed: %s", r)
+	}
+	m := regexp.MustCompile(`(\d+) tests, (\d+) passed, 0 skipped, 0 failed`).FindStringSubmatch(r.stdout)
+	if m == nil || m[1] != m[2] || m[1] == "0" {
+		t.Fatalf("h2spec summary not all passed: %s", r.stdout[max(0, len(r.stdout)-300):])
+	}
+	t.Logf("h2spec: %s", m[0])
+	p.waitOutput(t, "connection-specific field")
+}
+
+// lookTool finds a program the test needs, in $PATH or Go's bin directory,
+// or fails the test saying how to install it (CI installs it).
+func lookTool(t *testing.T, name, install string) string {
+	t.Helper()
+	if path, err := exec.LookPath(name); err == nil {
+		return path
+	}
+	for _, dir := range []string{os.Getenv("GOBIN"), filepath.Join(goEnv(t, "GOPATH"), "bin")} {
+		if dir == "" {
+			continue
+		}
+		if path := filepath.Join(dir, name); isExecutable(path) {
+			return path
+		}
+	}
+	t.Fatalf("%s is not installed: %s (.ci/run and make test install it)", name, install)
+	return ""
+}
+
+func isExecutable(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
+}
+
+func goEnv(t *testing.T, key string) string {
+	out, err := exec.Command("go", "env", key).Output()
+	if err != nil {
+		t.Fatalf("go env %s: %v", key, err)
+	}
+	return strings.TrimSpace(string(out))
+}
