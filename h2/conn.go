@@ -678,16 +678,24 @@ func (c *conn) timedOut() {
 
 // goAway sends GOAWAY with code, naming the last stream lb took, unless
 // it was sent before.
+//
+// The connection turns to going away, and GOAWAY is written, with the
+// write side held throughout: whoever sees it going away (a stream that
+// ends and lets the connection close, say) can only close it after the
+// GOAWAY is out, never between the two.
 func (c *conn) goAway(code http2.ErrCode) {
+	writable := c.lockWrite()
 	c.mu.Lock()
 	c.goingAway = true
 	sent := c.sentAway
 	c.sentAway = true
 	last := c.lastID
 	c.mu.Unlock()
-	if !sent || code != http2.ErrCodeNo {
-		_ = c.writeControl(func() error { return c.fr.WriteGoAway(last, code, nil) })
+	var err error
+	if writable && (!sent || code != http2.ErrCodeNo) {
+		err = c.fr.WriteGoAway(last, code, nil)
 	}
+	_ = c.unlockWrite(err)
 }
 
 // shutdown sends GOAWAY: the streams open finish, new ones are refused,

@@ -477,3 +477,40 @@ func TestConnFrameTooLarge(t *testing.T) {
 		}
 	}
 }
+
+// TestConnShutdownAsLastStreamEnds races Shutdown with the end of the
+// connection's last stream: however they interleave, the client gets
+// GOAWAY before the connection closes (a stream ending after the
+// connection turned to going away once let it close before its GOAWAY was
+// out: clients saw an unexpected EOF).
+func TestConnShutdownAsLastStreamEnds(t *testing.T) {
+	for i := range 400 {
+		release := make(chan struct{})
+		s := &Server{Handler: handlerFunc(func(st *Stream) {
+			<-release
+			echo(st)
+		})}
+		c := startConn(t, s)
+		c.headers(1, true, ":method: GET", ":scheme: https", ":path: /", ":authority: a")
+		go func() {
+			time.Sleep(time.Duration(i%10) * 20 * time.Microsecond)
+			s.Shutdown()
+		}()
+		close(release)
+		goaway := false
+		_ = c.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for {
+			f, err := c.fr.ReadFrame()
+			if err != nil {
+				if !goaway {
+					t.Fatalf("round %d: the connection ended (%v) before GOAWAY", i, err)
+				}
+				break
+			}
+			if _, ok := f.(*http2.GoAwayFrame); ok {
+				goaway = true
+			}
+		}
+		c.nc.Close()
+	}
+}
