@@ -8,7 +8,7 @@ H2SPEC      := github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible
 GOBIN_DIR   := $(shell $(GO) env GOPATH)/bin
 FUZZTIME    ?= 60s
 
-.PHONY: all build run test tools lint bench bench-http bench-reload fuzz clean
+.PHONY: all build run test tools lint bench bench-http bench-core bench-reload fuzz clean
 
 all: build
 
@@ -34,10 +34,11 @@ run: build bin/demo
 test: tools
 	$(GO) test -race -count=1 -timeout 9m ./...
 
-## tools: the peers the tests run: h2spec (Go module proxy), nghttp (Debian's nghttp2-client)
+## tools: the peers the tests run: h2spec (Go module proxy), nghttp (Debian's nghttp2-client), strace
 tools:
 	@command -v h2spec >/dev/null 2>&1 || test -x $(GOBIN_DIR)/h2spec || $(GO) install $(H2SPEC)
 	@command -v nghttp >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq nghttp2-client) || echo "make tools: could not install nghttp (Debian package nghttp2-client)"
+	@command -v strace >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq strace) || echo "make tools: could not install strace (Debian package strace)"
 
 ## lint: gofmt, go vet and staticcheck (pinned)
 lint:
@@ -45,15 +46,21 @@ lint:
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
-## bench: benchmarks (picks, data path), then bench-http
+## bench: benchmarks (picks, data path), then bench-http and bench-core
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	@$(MAKE) --no-print-directory bench-http
+	@$(MAKE) --no-print-directory bench-core
 
 ## bench-http: HTTP keep-alive req/s and p99 through lb, HAProxy (mode http) and direct, side by side (CLIENTS, DURATION, ROUNDS, BENCH_FLAGS)
 bench-http: build
 	@command -v haproxy >/dev/null 2>&1 || (apt-get update && apt-get install -y haproxy) || echo "bench-http: could not install HAProxy; measuring lb and direct only"
 	$(GO) run ./internal/bench/http -lb ./lb -clients $(or $(CLIENTS),32) -duration $(or $(DURATION),10s) -rounds $(or $(ROUNDS),1) $(BENCH_FLAGS)
+
+## bench-core: lb (GOMAXPROCS=1) and HAProxy (nbthread 1) pinned to the same CPU, load on the other: CPU per request, req/s, CPU per GB, RSS and fds per idle connection (ROUNDS, DURATION, CONNS, BULK_GB, LB, BENCH_FLAGS)
+bench-core: $(if $(LB),,build)
+	@(command -v haproxy && command -v wrk) >/dev/null 2>&1 || (apt-get update && apt-get install -y haproxy wrk) || echo "bench-core: could not install haproxy and wrk (Debian packages); the run says what is missing and fails"
+	$(GO) run ./internal/bench/core -lb $(or $(LB),./lb) -rounds $(or $(ROUNDS),3) -duration $(or $(DURATION),10s) -conns $(or $(CONNS),8000) -bulk-gb $(or $(BULK_GB),4) $(BENCH_FLAGS)
 
 ## bench-reload: reload storm, lb vs haproxy -D -sf on the same load (RELOADS, CLIENTS, INTERVAL, DURATION, BENCH_FLAGS)
 bench-reload: build

@@ -18,7 +18,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"lb/config"
-	"lb/httpproxy"
+	"lb/fdlimit"
+	"lb/provision"
 	"lb/proxy"
 	"lb/reload"
 )
@@ -155,11 +156,15 @@ func action(c *cli.Context, o options) error {
 	if err != nil {
 		return configError(err)
 	}
+	fds := planDescriptors(cfg)
 	ctx := context.Background()
 	if o.check {
 		if _, err := build(ctx, cfg, zerolog.Nop()); err != nil {
 			return configError(err)
 		}
+		// A limit too low is a warning, not an error: lb serves, and
+		// holds new connections in the accept queue beyond it.
+		fds.warn(c.App.ErrWriter)
 		fmt.Fprintln(c.App.Writer, "configuration is valid")
 		return nil
 	}
@@ -186,21 +191,64 @@ func action(c *cli.Context, o options) error {
 	if err != nil {
 		return configError(err)
 	}
-	g := &generation{opts: o, cfg: cfg, proxy: p, log: log, ready: ready, logFile: logFile}
+	fds.apply(p)
+	g := &generation{opts: o, cfg: cfg, proxy: p, log: log, ready: ready, logFile: logFile, fds: fds}
 	return g.run(ctx)
 }
 
-// build makes the proxy of a configuration: TCP frontends and backends,
-// and the HTTP mode on top of them.
+// build makes the proxy of a configuration: its frontends, each with its
+// TCP or HTTP handler, and its backends.
 func build(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*proxy.Proxy, error) {
-	p, err := proxy.Build(ctx, cfg, nil, log)
-	if err != nil {
-		return nil, err
+	return provision.Build(ctx, cfg, nil, log)
+}
+
+// descriptors is the file descriptor limit, raised to the hard limit, and
+// what the configuration needs under it.
+type descriptors struct {
+	limit fdlimit.Limit
+	err   error // reading or raising the limit failed
+	need  fdlimit.Result
+}
+
+// unknownLimit is the limit lb plans for when it cannot read its own:
+// Linux's default soft limit.
+const unknownLimit = 1024
+
+// planDescriptors raises the soft file descriptor limit to the hard limit
+// and works out what cfg needs under it, and the maxconn of the frontends
+// that set none.
+func planDescriptors(cfg *config.Config) descriptors {
+	lim, err := fdlimit.Raise()
+	n := lim.Int()
+	if n <= 0 {
+		n = unknownLimit
 	}
-	if err := httpproxy.Build(cfg, p, log); err != nil {
-		return nil, err
+	return descriptors{limit: lim, err: err, need: fdlimit.Compute(cfg.FDPlan(), n)}
+}
+
+// apply gives each frontend of p its maxconn, derived from the limit where
+// the configuration sets none, and the budget of descriptors that their
+// connections share.
+func (d descriptors) apply(p *proxy.Proxy) {
+	budget := fdlimit.NewBudget(d.need.Budget)
+	for _, f := range p.Frontends {
+		for _, fr := range d.need.Frontends {
+			if fr.Name == f.Name {
+				f.MaxConn, f.Descriptors, f.DescriptorsPerConn = fr.MaxConn, budget, fr.PerConn
+			}
+		}
 	}
-	return p, nil
+}
+
+// warn writes to w, for lb -c, why the limit could not be read or raised,
+// and whether it covers what the configuration needs.
+func (d descriptors) warn(w io.Writer) {
+	if d.err != nil {
+		fmt.Fprintf(w, "lb: warning: %v\n", d.err)
+	}
+	if s := d.need.Warning(); s != "" {
+		fmt.Fprintf(w, "lb: warning: %s\n", s)
+	}
 }
 
 // configError reports every configuration error, one per line.

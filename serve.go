@@ -57,6 +57,7 @@ type generation struct {
 	log     zerolog.Logger
 	ready   *reload.Readiness
 	logFile *os.File // global.log_file, or nil when logs go to stderr
+	fds     descriptors
 
 	self   reload.Self
 	number int
@@ -100,6 +101,7 @@ func (g *generation) run(ctx context.Context) error {
 	} else {
 		g.log.Info().Str("tcp_migrate_req", "unknown: "+err.Error()).Msg("starting")
 	}
+	g.logDescriptors()
 
 	pidFile, err := g.prepare()
 	if err != nil {
@@ -724,6 +726,30 @@ func bindError(addr string, err error) error {
 		return fmt.Errorf("cannot bind %s: address not available (no interface of this machine has it)", addr)
 	}
 	return fmt.Errorf("cannot bind %s: %w", addr, errno)
+}
+
+// logDescriptors says what the file descriptor limit is, what the
+// configuration needs and the maxconn each frontend gets, and warns when the
+// limit does not cover the need.
+func (g *generation) logDescriptors() {
+	d := g.fds
+	if d.err != nil {
+		g.log.Warn().Err(d.err).Int("fd_limit_planned", d.need.Limit).
+			Msg("cannot read or raise the file descriptor limit: lb plans for fd_limit_planned descriptors; set the limit where lb " +
+				"starts (LimitNOFILE= in the systemd unit, ulimit -n, docker run --ulimit nofile=N:N)")
+	}
+	fronts := zerolog.Arr()
+	for _, f := range d.need.Frontends {
+		fronts.Dict(zerolog.Dict().Str("name", f.Name).Int("maxconn", f.MaxConn).Bool("derived", f.Derived).Int("fds_per_conn", f.PerConn))
+	}
+	g.log.Info().Uint64("fd_limit", d.limit.Soft).Uint64("fd_hard_limit", d.limit.Hard).Int("fd_need", d.need.Need).
+		Int("fd_fixed", d.need.Fixed).Int("fd_budget", d.need.Budget).Array("frontends", fronts).Msg("file descriptors")
+	if d.need.Covered() {
+		return
+	}
+	g.log.Warn().Int("fd_limit", d.need.Limit).Int("fd_need", d.need.Need).Int("fd_budget", d.need.Budget).Str("fix", d.need.Fix()).
+		Msg("file descriptor limit too low for maxconn: once its connections hold fd_budget descriptors, lb stops accepting " +
+			"and new connections wait in the accept queue; raise the limit to fd_need or more (see fix), or lower maxconn")
 }
 
 // logStart writes the start-up line that names every listener and backend.

@@ -8,11 +8,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"lb/admin"
 	"lb/balancer"
-	"lb/config"
 	"lb/health"
 	"lb/proxy"
 	"lb/state"
@@ -37,7 +35,7 @@ func (g *generation) setUpServers(ctx context.Context, saved state.Doc, source s
 	targets := make([]health.Target, len(g.proxy.Checks))
 	for i, c := range g.proxy.Checks {
 		targets[i] = health.Target{Backend: c.Backend.Name(), Pool: c.Backend.Pool, Server: c.Server,
-			Settings: checkSettings(c), Start: health.State{Up: true}}
+			Settings: c.Settings, Start: health.State{Up: true}}
 		byServer[c.Server] = &targets[i]
 	}
 	known := 0
@@ -111,25 +109,6 @@ func fetchState(path string) (state.Doc, error) {
 		return state.Doc{}, err
 	}
 	return state.Decode(c)
-}
-
-// checkSettings resolves a server's configured check for the checker.
-func checkSettings(c proxy.Check) health.Settings {
-	cc := c.Config
-	iv := cc.Interval.D()
-	orInterval := func(d config.Duration) time.Duration {
-		if d > 0 {
-			return d.D()
-		}
-		return iv
-	}
-	expect, _ := config.ParseExpect(cc.Expect) // validated with the configuration
-	return health.Settings{
-		Type: cc.Type, Interval: iv, FastInterval: orInterval(cc.FastInterval), DownInterval: orInterval(cc.DownInterval),
-		Timeout: orInterval(cc.Timeout), Rise: cc.Rise, Fall: cc.Fall, Addr: c.Addr,
-		Method: cc.Method, Path: cc.Path, Host: cc.Host, Expect: expect, Body: cc.Body,
-		ErrorLimit: cc.ErrorLimit, OnError: cc.OnError,
-	}
 }
 
 // startChecks runs the health checks until stopChecks.

@@ -53,7 +53,8 @@ func parseStatusRange(e string) ([2]int, error) {
 // checkProblem is one bad key of a check, by its name in the check table.
 type checkProblem struct{ key, msg string }
 
-// checkProblems lists what is wrong with c, key by key.
+// checkProblems lists what is wrong with c, key by key, and keeps its
+// parsed expect list.
 func checkProblems(c *Check) []checkProblem {
 	var ps []checkProblem
 	add := func(key, format string, args ...any) {
@@ -100,7 +101,8 @@ func checkProblems(c *Check) []checkProblem {
 	if strings.ContainsAny(c.Host, " \t\r\n") {
 		add("host", "check.host %q is not valid: leave out spaces", c.Host)
 	}
-	if _, err := ParseExpect(c.Expect); err != nil {
+	var err error
+	if c.expect, err = ParseExpect(c.Expect); err != nil {
 		add("expect", "check.%v", err)
 	}
 	if c.ErrorLimit < 0 {

@@ -5,13 +5,15 @@
 // BurntSushi/toml, maps it strictly onto the types below (an unknown key or a
 // wrong type is an error), merges the files in order and validates the result.
 // Every error names the file, the line and the object it is about. The types
-// are plain data; runtime objects are built from a validated Config and never
-// change it.
+// are plain data; runtime objects are built from a validated Config (package
+// provision) and never change it.
 package config
 
 import (
 	"fmt"
 	"time"
+
+	"lb/proxy"
 )
 
 // Config is one merged, validated configuration.
@@ -24,6 +26,8 @@ type Config struct {
 	// origin records where Parse found each setting; nil for a Config
 	// made in code.
 	origin *origin
+	// validated is set by a Validate that found nothing wrong.
+	validated bool
 }
 
 // Global holds process-wide settings.
@@ -77,8 +81,8 @@ type Defaults struct {
 	// Retries is how many more servers a connection is tried on after a
 	// failed connect. Default 3.
 	Retries int `toml:"retries"`
-	// MaxConn is the frontends' limit of concurrent connections; 0 means no
-	// limit.
+	// MaxConn is the frontends' limit of concurrent connections; 0 means a
+	// default derived from the file descriptor limit (see FDPlan).
 	MaxConn int      `toml:"maxconn"`
 	Timeout Timeouts `toml:"timeout"`
 	// SlowStart is the backends' default slow start; 0 means none.
@@ -175,7 +179,14 @@ type Backend struct {
 	Servers []Server   `toml:"server"`
 
 	Pos Pos `toml:"-"`
+	// hashKind and hashName are HashKey parsed by Validate (HTTP mode).
+	hashKind, hashName string
 }
+
+// HashKeyParts returns the hash key as Validate parsed it: its kind
+// (HashURI, HashPath, HashHeader or HashCookie) and, for the last two, the
+// name (see ParseHashKey). The kind is empty for a TCP backend.
+func (b *Backend) HashKeyParts() (kind, name string) { return b.hashKind, b.hashName }
 
 // BackendTimeouts are the timeouts a backend may override.
 type BackendTimeouts struct {
@@ -241,7 +252,14 @@ type Check struct {
 	ErrorLimit int `toml:"error_limit"`
 	// OnError is "mark-down" or "fast-interval".
 	OnError string `toml:"on_error"`
+
+	// expect is Expect parsed by Validate.
+	expect [][2]int
 }
+
+// ExpectRanges returns the expect list as Validate parsed it: inclusive
+// ranges of passing statuses (see ParseExpect).
+func (c *Check) ExpectRanges() [][2]int { return c.expect }
 
 // Check types and passive check actions.
 const (
@@ -275,7 +293,8 @@ const (
 const (
 	MaxWeight     = 256
 	DefaultWeight = 1
-	MaxRetries    = 10
+	// MaxRetries is the data path's bound on retries.
+	MaxRetries = proxy.MaxRetries
 )
 
 // Default returns the values a configuration starts from before any file is

@@ -2,6 +2,8 @@ package config
 
 // HTTP-mode settings: routes, header rules, limits and TLS.
 
+import "lb/rules"
+
 // HTTPOptions are the settings of an HTTP-mode frontend.
 type HTTPOptions struct {
 	// MaxHeaderBytes bounds a request's head (request line and header
@@ -54,7 +56,12 @@ type Route struct {
 	Header []string `toml:"header"`
 
 	Pos Pos `toml:"-"`
+	// rule is the route compiled by Validate.
+	rule *rules.Route
 }
+
+// Rule returns the route as Validate compiled it.
+func (r *Route) Rule() *rules.Route { return r.rule }
 
 // HeaderRule changes a header of requests or responses.
 type HeaderRule struct {
@@ -69,7 +76,12 @@ type HeaderRule struct {
 	Value string `toml:"value"`
 
 	Pos Pos `toml:"-"`
+	// rule is the header rule compiled by Validate.
+	rule *rules.HeaderRule
 }
+
+// Rule returns the header rule as Validate compiled it.
+func (h *HeaderRule) Rule() *rules.HeaderRule { return h.rule }
 
 // FrontendTLS terminates TLS on a frontend.
 type FrontendTLS struct {

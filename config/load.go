@@ -139,6 +139,7 @@ func Parse(srcs ...Source) (*Config, error) {
 	if len(errs) > 0 {
 		return nil, errs.orNil(o.files)
 	}
+	cfg.validated = true
 	return &cfg, nil
 }
 

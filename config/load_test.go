@@ -162,9 +162,11 @@ func TestParseValid(t *testing.T) {
 	}
 }
 
-// stripPos returns a copy of c without positions, to compare values only.
+// stripPos returns a copy of c without positions, nor what Validate
+// compiled, to compare the settings only.
 func stripPos(c Config) Config {
-	c.origin = nil
+	c.origin, c.validated = nil, false
+	c.Defaults.Check.expect = nil
 	c.Frontends = append([]Frontend(nil), c.Frontends...)
 	for i := range c.Frontends {
 		c.Frontends[i].Pos = Pos{}
@@ -172,10 +174,10 @@ func stripPos(c Config) Config {
 	c.Backends = append([]Backend(nil), c.Backends...)
 	for i := range c.Backends {
 		b := &c.Backends[i]
-		b.Pos = Pos{}
+		b.Pos, b.Check.expect, b.hashKind, b.hashName = Pos{}, nil, "", ""
 		b.Servers = append([]Server(nil), b.Servers...)
 		for j := range b.Servers {
-			b.Servers[j].Pos = Pos{}
+			b.Servers[j].Pos, b.Servers[j].Check.expect = Pos{}, nil
 		}
 	}
 	return c
@@ -268,7 +270,7 @@ func TestParseBad(t *testing.T) {
 		{"multiple.toml", []wantErr{
 			{"multiple.toml:2", `global: log_level "loud" is not valid`},
 			{"multiple.toml:3", `global: hard_stop_after: bad duration "soon"`},
-			{"multiple.toml:7", `defaults: maxconn -5 is negative: use 0 for no limit`},
+			{"multiple.toml:7", `defaults: maxconn -5 is negative: use 0 for a default derived from the file descriptor limit`},
 			{"multiple.toml:11", `frontend "web": bind: element 2: expected a string, found an integer`},
 			{"multiple.toml:12", `frontend "web": default_backend "api" is not defined (backends: app)`},
 			{"multiple.toml:13", `frontend "web": timeout.client -1s is negative`},

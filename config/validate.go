@@ -18,9 +18,19 @@ var logLevels = []string{"debug", "info", "warn", "error"}
 // problem, each at the line of the offending key (or of its object's table
 // header), or nil when c is valid. Parse calls it; a Config made in code can
 // be checked with it too, with positions left empty.
+//
+// Validate also compiles what the serving path needs in another form (the
+// routes, header rules, expect lists and hash keys), once: Route.Rule,
+// HeaderRule.Rule, Check.ExpectRanges and Backend.HashKeyParts return it.
 func (c *Config) Validate() error {
-	return c.validate().orNil(c.origin.fileList())
+	errs := c.validate()
+	c.validated = len(errs) == 0
+	return errs.orNil(c.origin.fileList())
 }
+
+// Validated reports whether the last Validate of c found nothing wrong,
+// so that what it compiled is there.
+func (c *Config) Validated() bool { return c.validated }
 
 // validator collects the problems of one Config.
 type validator struct {
@@ -70,8 +80,8 @@ func (v *validator) defaults() {
 	if !o.rejected("defaults.retries") && (d.Retries < 0 || d.Retries > MaxRetries) {
 		v.add(o.pos("defaults.retries"), obj, "%s", badRetries(d.Retries))
 	}
-	if !o.rejected("defaults.maxconn") && d.MaxConn < 0 {
-		v.add(o.pos("defaults.maxconn"), obj, "%s", negative("maxconn", d.MaxConn))
+	if !o.rejected("defaults.maxconn") && (d.MaxConn < 0 || d.MaxConn > MaxMaxConn) {
+		v.add(o.pos("defaults.maxconn"), obj, "%s", badMaxConn(d.MaxConn))
 	}
 	if !o.rejected("defaults.timeout.connect") && d.Timeout.Connect <= 0 {
 		v.add(o.pos("defaults.timeout.connect"), obj, "%s", notPositive("timeout.connect", d.Timeout.Connect))
@@ -172,8 +182,8 @@ func (v *validator) frontends() {
 			}
 		}
 
-		if !rejected(p.bad, "maxconn") && !inherited(p, "maxconn", f.MaxConn == c.Defaults.MaxConn) && f.MaxConn < 0 {
-			v.add(p.Key("maxconn"), obj, "%s", negative("maxconn", f.MaxConn))
+		if !rejected(p.bad, "maxconn") && !inherited(p, "maxconn", f.MaxConn == c.Defaults.MaxConn) && (f.MaxConn < 0 || f.MaxConn > MaxMaxConn) {
+			v.add(p.Key("maxconn"), obj, "%s", badMaxConn(f.MaxConn))
 		}
 		if !rejected(p.bad, "timeout.client") && !inherited(p, "timeout.client", f.Timeout.Client == c.Defaults.Timeout.Client) && f.Timeout.Client < 0 {
 			v.add(p.Key("timeout.client"), obj, "%s", negative("timeout.client", f.Timeout.Client))
@@ -401,6 +411,16 @@ func badRetries(n int) string {
 
 func negative(key string, v any) string {
 	return fmt.Sprintf("%s %v is negative: use 0 for no limit", key, v)
+}
+
+// badMaxConn is the problem of a frontend's maxconn out of range. Its 0 is
+// not "no limit" but a default derived from the file descriptor limit.
+func badMaxConn(n int) string {
+	if n < 0 {
+		return fmt.Sprintf("maxconn %d is negative: use 0 for a default derived from the file descriptor limit, or a number of connections", n)
+	}
+	return fmt.Sprintf("maxconn %d is more connections than one process can hold (at most %d: Linux gives a process at most 2^31 "+
+		"file descriptors, and a connection holds one or two); use 0 for a default derived from the file descriptor limit", n, MaxMaxConn)
 }
 
 func notPositive(key string, d Duration) string {

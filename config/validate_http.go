@@ -206,17 +206,18 @@ func (v *validator) route(r *Route, obj, mode string, modes map[string]string) {
 			return
 		}
 	}
-	_, err := rules.CompileRoute(RouteSpec(r))
+	var err error
+	r.rule, err = rules.CompileRoute(routeSpec(r))
 	v.specError(p, obj, err)
 }
 
-// RouteSpec returns the rules package's form of a route.
-func RouteSpec(r *Route) rules.RouteSpec {
+// routeSpec returns the rules package's form of a route.
+func routeSpec(r *Route) rules.RouteSpec {
 	return rules.RouteSpec{Host: r.Host, PathPrefix: r.PathPrefix, PathRegex: r.PathRegex, Method: r.Method, Header: r.Header}
 }
 
-// HeaderRuleSpec returns the rules package's form of a header rule.
-func HeaderRuleSpec(h *HeaderRule) rules.HeaderRuleSpec {
+// headerRuleSpec returns the rules package's form of a header rule.
+func headerRuleSpec(h *HeaderRule) rules.HeaderRuleSpec {
 	return rules.HeaderRuleSpec{Action: h.Action, On: h.On, Name: h.Name, Value: h.Value}
 }
 
@@ -232,7 +233,8 @@ func (v *validator) headerRules(hs []HeaderRule, owner string) {
 		if bad {
 			continue
 		}
-		_, err := rules.CompileHeaderRule(HeaderRuleSpec(h))
+		var err error
+		h.rule, err = rules.CompileHeaderRule(headerRuleSpec(h))
 		v.specError(p, obj, err)
 	}
 }
@@ -308,7 +310,8 @@ func (v *validator) httpBackend(b *Backend, obj string) {
 		return
 	}
 	if !rejected(p.bad, "hash_key") {
-		if _, _, err := ParseHashKey(b.HashKey); err != nil {
+		var err error
+		if b.hashKind, b.hashName, err = ParseHashKey(b.HashKey); err != nil {
 			v.add(p.Key("hash_key"), obj, "%v", err)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"lb/sock"
 	"net"
 	"sync"
 	"syscall"
@@ -19,16 +20,14 @@ import (
 	"lb/rules"
 )
 
-// Backend is an HTTP-mode backend: the TCP backend's pool, connect timeout
-// and passive checks, plus what HTTP adds.
+// Backend is an HTTP-mode backend: the TCP backend's pool, connect and
+// queue timeouts, retries and passive checks, plus what HTTP adds. Make it
+// with NewBackend.
 type Backend struct {
 	*proxy.Backend
 	// TunnelTimeout is how long an Upgrade tunnel may stay idle; 0 means
 	// no limit.
 	TunnelTimeout time.Duration
-	// QueueTimeout is how long a request waits for a slot when every
-	// server is full.
-	QueueTimeout time.Duration
 	// Hash says what balance = "hash" hashes.
 	Hash HashKey
 	// Cookie is the name of the persistence cookie; empty means none.
@@ -47,12 +46,24 @@ type upstream struct {
 
 // HashKey is what a hash backend hashes.
 type HashKey struct {
-	// Kind is "uri", "path", "header" or "cookie"; empty for other
-	// algorithms.
-	Kind string
+	// Kind is the part of the request hashed; HashClient for algorithms
+	// other than hash.
+	Kind HashKind
 	// Name is the header's or the cookie's name.
 	Name string
 }
+
+// HashKind is the part of a request that balance = "hash" hashes.
+type HashKind uint8
+
+// Parts of a request a hash backend hashes.
+const (
+	HashClient HashKind = iota // the client's address: not a hash backend
+	HashURI                    // the request target, query included
+	HashPath                   // the path, without the query
+	HashHeader                 // the value of the header HashKey.Name
+	HashCookie                 // the value of the cookie HashKey.Name
+)
 
 // NewBackend wraps a TCP backend for HTTP.
 func NewBackend(b *proxy.Backend) *Backend {
@@ -61,6 +72,15 @@ func NewBackend(b *proxy.Backend) *Backend {
 		hb.servers[s] = &upstream{}
 	}
 	return hb
+}
+
+// SetServerTLS makes the connections to s speak TLS with c; nil means
+// plain TCP, as for a server SetServerTLS was not called for. Call it
+// before the backend serves.
+func (b *Backend) SetServerTLS(s *balancer.Server, c *tls.Config) {
+	if up := b.servers[s]; up != nil {
+		up.tls = c
+	}
 }
 
 // Pooled connections to servers.
@@ -84,6 +104,11 @@ type serverConn struct {
 	bw   *bufio.Writer
 	idle time.Time // when it went back to the pool
 	used bool      // it served a request before
+	// rAt and wAt are when exchanges last set the read and write
+	// deadlines (see lazyDeadline): kept from one exchange to the next, so
+	// that a busy connection sets them every timeout.server/8, not per
+	// request.
+	rAt, wAt time.Time
 	// rc reaches raw's socket; probe, made with the connection, looks at
 	// it for alive and leaves its answer in open, so that a check
 	// allocates nothing.
@@ -296,14 +321,18 @@ func (b *Backend) connect(srv *balancer.Server, fresh bool) (*serverConn, error)
 		_ = raw.Close()
 		return nil, err
 	}
-	sc := &serverConn{srv: srv, raw: raw, c: raw, rc: rc}
+	sc := &serverConn{srv: srv, raw: raw, rc: rc}
+	if sc.c, err = sock.New(raw); err != nil {
+		_ = raw.Close()
+		return nil, err
+	}
 	probe := openPlain
 	if up.tls != nil {
 		probe = openTLS
 	}
 	sc.probe = func(fd uintptr) { sc.open = probe(fd) }
 	if up.tls != nil {
-		tc := tls.Client(raw, up.tls)
+		tc := tls.Client(sc.c, up.tls)
 		ctx, cancel := context.WithTimeout(context.Background(), b.ConnectTimeout)
 		err := tc.HandshakeContext(ctx)
 		cancel()

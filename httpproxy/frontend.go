@@ -12,10 +12,12 @@ package httpproxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"io"
+	"lb/sock"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -28,6 +30,7 @@ import (
 
 	"lb/h1"
 	"lb/h2"
+	"lb/proxy"
 	"lb/rules"
 )
 
@@ -71,8 +74,9 @@ type Frontend struct {
 	draining atomic.Bool
 	spread   time.Duration
 
-	mu    sync.Mutex
-	conns map[*clientConn]struct{}
+	mu     sync.Mutex
+	conns  map[*clientConn]struct{}
+	parked map[*idleConn]struct{}
 
 	h2once sync.Once
 	h2srv  *h2.Server
@@ -106,15 +110,21 @@ func (f *Frontend) SoftStop(spread time.Duration) {
 	for cc := range f.conns {
 		cc.drain(spread)
 	}
+	for ic := range f.parked {
+		ic.drain(spread)
+	}
 	f.mu.Unlock()
 	f.h2Server().Shutdown()
 }
 
 // clientConn is one HTTP/1.1 client connection.
 type clientConn struct {
-	f   *Frontend
-	raw *net.TCPConn
-	c   net.Conn // raw, or TLS over it
+	f    *Frontend
+	conn *proxy.Conn // as the frontend counts it
+	raw  *net.TCPConn
+	c    net.Conn // &sc, or TLS over the connection
+	// sc reads and writes a plain connection (see package sock).
+	sc sock.Conn
 	// local is the address the client connected to.
 	local netip.AddrPort
 	// in is what br reads: c, with the head budget's accounting.
@@ -128,14 +138,25 @@ type clientConn struct {
 	cw   h1.ChunkedWriter
 	cr   h1.ChunkedReader
 	body timedReader
+	lr   io.LimitedReader // a request body of known length, under body
 	tw   timedWriter
 	// chunked says the response being written is chunked by lb.
 	chunked bool
 
-	// mu guards idle, first and the read deadline while idle, against
-	// SoftStop.
+	// mu guards idle, first, due and the read deadline while idle,
+	// against SoftStop.
 	mu   sync.Mutex
 	idle bool
+	// due is when the connection closes if no request comes (see
+	// connState).
+	due time.Time
+	// readDue is the read deadline waitRequest set last, zero when
+	// something else set one since; wAt is when a response's writer last
+	// set the write deadline (see lazyDeadline). Kept from one request to
+	// the next, they spare a busy connection a deadline change per
+	// request.
+	readDue time.Time
+	wAt     time.Time
 	// first says the connection waits for its first request: a soft stop
 	// lets it come (bounded by http_request), since a client does not send
 	// a request again that failed on a new connection.
@@ -156,49 +177,106 @@ var (
 // back.
 const keepHeadBytes = 4 << 10
 
-// ServeConn serves one client connection until it ends, and closes it.
-func (f *Frontend) ServeConn(raw *net.TCPConn) {
-	var c net.Conn = raw
+// ServeConn serves one client connection (it implements
+// proxy.ConnHandler): it returns when the connection has ended, and been
+// closed and counted off (conn.Done), or when it is at rest and parked
+// (see idle.go): then it goes on when the client sends its next request.
+func (f *Frontend) ServeConn(conn *proxy.Conn) {
+	raw := conn.TCPConn
+	var c net.Conn // nil: plain, read and written through the clientConn's own sock.Conn
 	if f.TLS != nil {
-		tc := tls.Server(raw, f.TLS)
+		sc, err := sock.New(raw)
+		if err != nil {
+			_ = raw.Close()
+			conn.Done()
+			return
+		}
+		tc := tls.Server(sc, f.TLS)
 		ctx, cancel := context.WithTimeout(context.Background(), f.RequestTimeout)
-		err := tc.HandshakeContext(ctx)
+		err = tc.HandshakeContext(ctx)
 		cancel()
 		if err != nil {
 			f.Log.Debug().Str("frontend", f.Name).Str("client", raw.RemoteAddr().String()).Err(err).Msg("TLS handshake failed")
 			_ = raw.Close()
+			conn.Done()
 			return
 		}
 		if tc.ConnectionState().NegotiatedProtocol == "h2" {
-			f.serveH2(tc)
+			proxy.Busy(1)
+			f.serveH2(tc, raw)
+			proxy.Busy(-1)
+			conn.Done()
 			return
 		}
 		c = tc
 	}
-	cc := clientConns.Get().(*clientConn)
-	cc.f, cc.raw, cc.c = f, raw, c
-	cc.in = headReader{c: c, budget: f.heads}
-	cc.br = clientReaders.Get().(*bufio.Reader)
-	cc.br.Reset(&cc.in)
-	cc.x.f, cc.x.cl, cc.x.tls = f, cc, f.TLS != nil
+	st := connState{conn: conn, c: c, first: true, due: time.Now().Add(f.RequestTimeout)}
 	if a, ok := raw.RemoteAddr().(*net.TCPAddr); ok {
-		cc.x.peer = a.AddrPort()
+		st.peer = a.AddrPort()
 	}
 	if a, ok := raw.LocalAddr().(*net.TCPAddr); ok {
-		cc.local = netip.AddrPortFrom(a.AddrPort().Addr().Unmap(), a.AddrPort().Port())
+		st.local = netip.AddrPortFrom(a.AddrPort().Addr().Unmap(), a.AddrPort().Port())
 	}
+	f.serveState(&st)
+}
+
+// connState is what a client connection is between requests, all that a
+// parked one keeps.
+type connState struct {
+	conn  *proxy.Conn
+	c     net.Conn // TLS over conn; nil for plain TCP
+	peer  netip.AddrPort
+	local netip.AddrPort
+	// first says no request came yet; due is when the connection closes
+	// if none comes (http_request for the first, http_keep_alive after).
+	first bool
+	due   time.Time
+}
+
+// serveState serves a connection from st, its state between requests,
+// until it ends (then it closes it) or parks.
+func (f *Frontend) serveState(st *connState) {
+	proxy.Busy(1)
+	defer proxy.Busy(-1)
+	cc := clientConns.Get().(*clientConn)
+	cc.f, cc.conn, cc.raw, cc.c = f, st.conn, st.conn.TCPConn, st.c
+	if st.c == nil {
+		// Plain TCP: the pooled wrapper serves it while it is served; a
+		// parked connection keeps none.
+		if err := cc.sc.Reset(cc.raw); err != nil {
+			_ = cc.raw.Close()
+			cc.f, cc.conn, cc.raw = nil, nil, nil
+			clientConns.Put(cc)
+			st.conn.Done()
+			return
+		}
+		cc.c = &cc.sc
+	}
+	cc.local, cc.due = st.local, st.due
+	cc.readDue, cc.wAt = time.Time{}, time.Time{}
+	cc.in = headReader{c: cc.c, budget: f.heads}
+	cc.br = clientReaders.Get().(*bufio.Reader)
+	cc.br.Reset(&cc.in)
+	cc.x.f, cc.x.cl, cc.x.tls, cc.x.peer = f, cc, f.TLS != nil, st.peer
 	f.track(cc, true)
-	cc.serve()
+	parked := cc.serve(st.first)
 	f.track(cc, false)
 	_ = cc.releaseWriter()
 	cc.releaseReader()
-	_ = c.Close()
+	if !parked {
+		_ = cc.c.Close()
+	}
+	conn := cc.conn
 	cc.x.reset()
 	cc.trimHeads()
 	cc.x.f, cc.x.cl = nil, nil
-	cc.f, cc.raw, cc.c = nil, nil, nil
+	cc.f, cc.conn, cc.raw, cc.c = nil, nil, nil, nil
+	_ = cc.sc.Reset(nil)
 	cc.in = headReader{}
 	clientConns.Put(cc)
+	if !parked {
+		conn.Done()
+	}
 }
 
 // releaseReader gives the read buffer back to clientReaders: nothing more
@@ -268,7 +346,8 @@ func (f *Frontend) track(cc *clientConn, add bool) {
 func (cc *clientConn) drain(spread time.Duration) {
 	cc.mu.Lock()
 	if cc.idle && !cc.first {
-		_ = cc.c.SetReadDeadline(time.Now().Add(randDur(spread)))
+		cc.due = time.Now().Add(randDur(spread))
+		_ = cc.c.SetReadDeadline(cc.due)
 	}
 	cc.mu.Unlock()
 }
@@ -280,10 +359,18 @@ func randDur(d time.Duration) time.Duration {
 	return rand.N(d)
 }
 
-// waitRequest waits for the first byte of the next request. It reports
-// false when the connection is to end: the client closed it, it stayed
-// idle too long, or the frontend is stopping.
-func (cc *clientConn) waitRequest(first bool) bool {
+// Outcomes of waitRequest.
+const (
+	waitGo   = iota // a request is coming
+	waitEnd         // the connection ends: the client closed it, it stayed idle too long, or lb is stopping
+	waitPark        // nothing came within proxy.ParkAfter: park the connection
+)
+
+// waitRequest waits for the first byte of the next request, in this
+// goroutine for up to proxy.ParkAfter: a connection quiet for longer is
+// parked (unless park is false), so that one at rest holds nothing but its
+// socket.
+func (cc *clientConn) waitRequest(first, park bool) int {
 	f := cc.f
 	cc.in.beginHead()
 	if cc.br.Buffered() == 0 {
@@ -291,36 +378,70 @@ func (cc *clientConn) waitRequest(first bool) bool {
 		cc.trimHeads()
 		cc.mu.Lock()
 		cc.idle, cc.first = true, first
-		d := f.KeepAliveTimeout
-		if first {
-			d = f.RequestTimeout
+		now := time.Now()
+		if !first && (cc.due.IsZero() || cc.due.Before(now)) {
+			// A new idle period: http_keep_alive from now.
+			cc.due = now.Add(f.KeepAliveTimeout)
 		}
 		if f.draining.Load() && !first {
-			d = randDur(f.spread)
+			cc.due = now.Add(randDur(f.spread))
 		}
-		_ = cc.c.SetReadDeadline(time.Now().Add(d))
+		wait := cc.due
+		if park && now.Add(proxy.ParkAfter).Before(wait) {
+			wait = now.Add(proxy.ParkAfter)
+		}
+		// The deadline set for the last wait serves again while it
+		// still leaves half of ParkAfter: a busy connection changes it
+		// every ParkAfter/2, not per request.
+		if cc.readDue.IsZero() || cc.readDue.After(wait) || cc.readDue.Sub(now) < proxy.ParkAfter/2 {
+			_ = cc.c.SetReadDeadline(wait)
+			cc.readDue = wait
+		}
 		cc.mu.Unlock()
 		if err := cc.releaseWriter(); err != nil {
-			return false
+			return waitEnd
 		}
 		_, err := cc.br.Peek(1)
 		cc.mu.Lock()
 		cc.idle = false
+		due := cc.due
 		cc.mu.Unlock()
-		if err != nil {
-			return false
+		switch {
+		case err == nil:
+		case park && isTimeout(err) && time.Now().Before(due):
+			return waitPark
+		default:
+			return waitEnd
 		}
 	}
-	_ = cc.c.SetReadDeadline(time.Now().Add(f.RequestTimeout))
-	return true
+	cc.mu.Lock()
+	cc.due = time.Time{} // the next idle period starts after this request
+	cc.mu.Unlock()
+	if !headIn(cc.br) {
+		// The head is still coming: http_request bounds it. A head
+		// that is all in the buffer needs no read, nor a deadline.
+		_ = cc.c.SetReadDeadline(time.Now().Add(f.RequestTimeout))
+		cc.readDue = time.Time{}
+	}
+	return waitGo
 }
 
-// serve reads and serves requests until the connection ends.
-func (cc *clientConn) serve() {
+// serve reads and serves requests until the connection ends, or until it
+// is parked: then it reports true.
+func (cc *clientConn) serve(first bool) (parked bool) {
 	f, x := cc.f, &cc.x
-	for first := true; ; first = false {
-		if !cc.waitRequest(first) {
-			return
+	for ; ; first = false {
+		switch cc.waitRequest(first, true) {
+		case waitEnd:
+			return false
+		case waitPark:
+			if cc.park(first) {
+				return true
+			}
+			// Not parked: wait here, as long as it takes.
+			if cc.waitRequest(first, false) != waitGo {
+				return false
+			}
 		}
 		x.tStart = time.Now()
 		cc.in.start = x.tStart
@@ -345,12 +466,14 @@ func (cc *clientConn) serve() {
 			// without either, nothing reads until the next request's
 			// deadline is set.
 			_ = cc.c.SetReadDeadline(time.Time{})
+			cc.readDue = time.Time{}
 		}
 		cc.body = timedReader{lazyDeadline: lazyDeadline{c: cc.c, d: f.ClientTimeout}, stop: &x.up.stop}
 		x.reqIn = cc.br
 		switch x.req.Body.Kind {
 		case h1.BodyLength:
-			cc.body.r = io.LimitReader(cc.br, x.req.Body.Length)
+			cc.lr = io.LimitedReader{R: cc.br, N: x.req.Body.Length}
+			cc.body.r = &cc.lr
 			x.reqBody, x.reqLen = &cc.body, x.req.Body.Length
 		case h1.BodyChunked:
 			cc.cr.Reset(cc.br, f.Limits)
@@ -358,6 +481,7 @@ func (cc *clientConn) serve() {
 			x.reqBody, x.reqLen = &cc.body, -1
 		}
 		keep := x.run()
+		cc.wAt = cc.tw.at
 		if err := cc.flush(); err != nil {
 			keep = false
 		}
@@ -471,7 +595,7 @@ func (cc *clientConn) writeHead(resp *h1.Response, close bool) (io.Writer, *bufi
 		resp.Set("Connection", []byte("keep-alive"))
 	}
 	bw := cc.writer()
-	cc.tw = timedWriter{w: bw, lazyDeadline: lazyDeadline{c: cc.c, d: cc.f.ClientTimeout}}
+	cc.tw = timedWriter{w: bw, lazyDeadline: lazyDeadline{c: cc.c, d: cc.f.ClientTimeout, at: cc.wAt}}
 	cc.tw.arm()
 	if err := h1.WriteResponseHead(bw, resp); err != nil {
 		return nil, nil, err
@@ -484,7 +608,10 @@ func (cc *clientConn) writeHead(resp *h1.Response, close bool) (io.Writer, *bufi
 }
 
 // abortBody implements client.
-func (cc *clientConn) abortBody() { _ = cc.c.SetReadDeadline(time.Unix(1, 0)) }
+func (cc *clientConn) abortBody() {
+	_ = cc.c.SetReadDeadline(time.Unix(1, 0))
+	cc.readDue = time.Time{}
+}
 
 // endBody implements client: the trailer fields go in the chunked body;
 // a body delimited by the close (to an HTTP/1.0 client) has no place for
@@ -507,6 +634,7 @@ func (cc *clientConn) requestTrailer() *h1.Head { return cc.cr.Trailer() }
 func (cc *clientConn) writeDeadline() {
 	if d := cc.f.ClientTimeout; d > 0 {
 		_ = cc.c.SetWriteDeadline(time.Now().Add(d))
+		cc.wAt = time.Time{} // the response's writer sets its own afresh
 	}
 }
 
@@ -517,3 +645,15 @@ func (cc *clientConn) writeError(status int) {
 	_, _ = bw.Write(errorResponses[status])
 	_ = bw.Flush()
 }
+
+// headIn reports whether br holds a whole request head: its end, an empty
+// line, is in the buffer.
+func headIn(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	if len(b) == 0 || b[0] == '\r' || b[0] == '\n' {
+		return false // empty lines before the request line: no shortcut
+	}
+	return bytes.Contains(b, crlfcrlf) || bytes.Contains(b, lflf)
+}
+
+var crlfcrlf, lflf = []byte("\r\n\r\n"), []byte("\n\n")

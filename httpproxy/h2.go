@@ -33,8 +33,7 @@ func (f *Frontend) h2Server() *h2.Server {
 }
 
 // serveH2 serves one TLS connection that negotiated h2, until it ends.
-func (f *Frontend) serveH2(tc *tls.Conn) {
-	raw, _ := tc.NetConn().(*net.TCPConn)
+func (f *Frontend) serveH2(tc *tls.Conn, raw *net.TCPConn) {
 	f.h2Server().ServeConn(tc, raw)
 }
 

@@ -2,9 +2,8 @@ package httpproxy
 
 import (
 	"fmt"
+	"lb/reclaim"
 	"net"
-	"runtime"
-	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
@@ -22,24 +21,18 @@ import (
 // under the limit; a shed head's connection is answered 408 and closed. A
 // head whose own charge is over the limit could never fit: 431.
 //
-// A burst, the total over highMark, starts a goroutine (reclaim) that
-// waits for it to end, gives the memory it left back to the operating
-// system if the total fell back near zero, and ends.
+// A burst, the total over a fourth of the limit (at most 4 MiB), is
+// reclaimed after (package reclaim): once it has fallen back near zero,
+// the memory it left goes back to the operating system.
 type headBudget struct {
 	limit int64
-	// free collects garbage and gives memory back to the operating
-	// system; tests replace it.
-	free func()
+	// mem is the total's burst watch; its level follows held.
+	mem reclaim.Burst
 
 	mu      sync.Mutex
 	held    int64          // the charges of the pending heads
 	pending []*pendingHead // in no order
 	sorted  []*pendingHead // scratch of shed
-	// reclaiming says a reclaim goroutine runs, and peak is the highest
-	// total since it started; lastFree is when memory was last freed.
-	reclaiming bool
-	peak       int64
-	lastFree   time.Time
 }
 
 // pendingHead is a request head charged to a headBudget. Its fields are
@@ -68,18 +61,8 @@ func (e *budgetError) Error() string { return e.msg }
 // endHeadBudget is the end of a request whose head the budget refused.
 const endHeadBudget = "head_budget"
 
-// Reclaiming memory after a burst.
-const (
-	// reclaimHighMax caps highMark, the total that makes a burst.
-	reclaimHighMax = 4 << 20
-	// reclaimPoll is how often the reclaim goroutine looks at the total;
-	// reclaimSettle how long the total must stay under highMark for the
-	// burst to be over (and the connections that held it to end);
-	// reclaimGap the least time between two frees.
-	reclaimPoll   = 100 * time.Millisecond
-	reclaimSettle = 500 * time.Millisecond
-	reclaimGap    = 5 * time.Second
-)
+// reclaimHighMax caps the total that makes a burst.
+const reclaimHighMax = 4 << 20
 
 // newHeadBudget returns a budget of limit bytes; nil (no budget) when
 // limit is 0 or less.
@@ -87,19 +70,27 @@ func newHeadBudget(limit int64) *headBudget {
 	if limit <= 0 {
 		return nil
 	}
-	return &headBudget{limit: limit, free: freeMemory}
+	b := &headBudget{limit: limit}
+	b.mem.High = min(limit/4, reclaimHighMax)
+	return b
 }
 
-// freeMemory collects garbage twice, so that what sync.Pools held goes
-// too (a pool keeps its objects through one collection), and gives the
-// free memory back to the operating system.
-func freeMemory() {
-	runtime.GC()
-	debug.FreeOSMemory()
+// ShareHeadBudget gives the frontends fs one budget of limit bytes for the
+// request heads still arriving on their connections, together
+// (global.http_head_budget); limit <= 0 means no bound. Call it before
+// they serve.
+func ShareHeadBudget(limit int64, fs ...*Frontend) {
+	b := newHeadBudget(limit)
+	for _, f := range fs {
+		f.heads = b
+	}
 }
 
-// highMark is the total that makes a burst worth reclaiming after.
-func (b *headBudget) highMark() int64 { return min(b.limit/4, reclaimHighMax) }
+// charge changes the total by n; b.mu is held.
+func (b *headBudget) charge(n int64) {
+	b.held += n
+	b.mem.Add(n)
+}
 
 // open makes h pending: its head, whose first byte came at start, did not
 // arrive in its first read; got bytes came so far. It returns a
@@ -109,7 +100,7 @@ func (b *headBudget) open(h *pendingHead, c net.Conn, start time.Time, got int64
 	defer b.mu.Unlock()
 	*h = pendingHead{c: c, start: start, bytes: got, idx: len(b.pending)}
 	b.pending = append(b.pending, h)
-	b.held += h.charge()
+	b.charge(h.charge())
 	return b.fit(h)
 }
 
@@ -122,7 +113,7 @@ func (b *headBudget) add(h *pendingHead, n int64) error {
 		return h.err
 	}
 	h.bytes += n
-	b.held += n
+	b.charge(n)
 	return b.fit(h)
 }
 
@@ -145,20 +136,12 @@ func (b *headBudget) remove(h *pendingHead) {
 	b.pending[len(b.pending)-1] = nil
 	b.pending = b.pending[:len(b.pending)-1]
 	h.idx = -1
-	b.held -= h.charge()
+	b.charge(-h.charge())
 }
 
 // fit sheds heads until the total is within the limit, after h's charge
-// grew, and starts a reclaim goroutine when the total is high. It returns
-// h's error when h is shed.
+// grew. It returns h's error when h is shed.
 func (b *headBudget) fit(h *pendingHead) error {
-	if b.held > b.highMark() {
-		if !b.reclaiming {
-			b.reclaiming, b.peak = true, 0
-			go b.reclaim()
-		}
-		b.peak = max(b.peak, b.held)
-	}
 	if b.held <= b.limit {
 		return nil
 	}
@@ -209,48 +192,6 @@ func slower(x, y *pendingHead, now time.Time) int {
 		return 1
 	}
 	return x.start.Compare(y.start)
-}
-
-// reclaim gives back to the operating system the memory a burst of
-// pending heads left. The burst is over once the total has stayed under
-// highMark for reclaimSettle; if it is then near zero, an eighth of the
-// burst's peak or less, reclaim frees memory (at most once every
-// reclaimGap). Then it ends: fit starts it again at the next burst.
-func (b *headBudget) reclaim() {
-	t := time.NewTicker(reclaimPoll)
-	defer t.Stop()
-	var calm time.Time // since when the total is under highMark
-	for now := range t.C {
-		b.mu.Lock()
-		held, peak, last := b.held, b.peak, b.lastFree
-		b.mu.Unlock()
-		switch {
-		case held > b.highMark():
-			calm = time.Time{}
-			continue
-		case calm.IsZero():
-			calm = now
-			continue
-		case now.Sub(calm) < reclaimSettle:
-			continue
-		case held <= peak/8:
-			if now.Sub(last) < reclaimGap {
-				continue
-			}
-			b.free()
-			b.mu.Lock()
-			b.lastFree = time.Now()
-			b.mu.Unlock()
-		}
-		b.mu.Lock()
-		if b.held <= b.highMark() {
-			b.reclaiming = false
-			b.mu.Unlock()
-			return
-		}
-		b.mu.Unlock()
-		calm = time.Time{}
-	}
 }
 
 // headReader is what a client connection's bufio.Reader reads from: the

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"lb/proxy"
+	"lb/reclaim"
 	"net"
 	"strings"
 	"sync"
@@ -152,7 +154,7 @@ func budgetStatus(err error) int {
 func TestHeadBudgetShedsSlowestFirst(t *testing.T) {
 	const limit = 160 << 10 // shedding stops at 150 KiB
 	b := newHeadBudget(limit)
-	b.free = func() {}
+	b.mem.Free = func() {}
 	now := time.Now()
 	// Charges (bytes + the 8 KiB read buffer): about 48, 18 and 10 KiB,
 	// 76 KiB in all.
@@ -197,7 +199,7 @@ func TestHeadBudgetShedsSlowestFirst(t *testing.T) {
 func TestHeadBudgetTooLargeAlone(t *testing.T) {
 	const limit = 64 << 10
 	b := newHeadBudget(limit)
-	b.free = func() {}
+	b.mem.Free = func() {}
 	big := startSlowHead(t, b, time.Now(), hbHead(60<<10)) // + 8 KiB > 64 KiB
 	err := big.result(t)
 	if budgetStatus(err) != 431 || !strings.Contains(err.Error(), "http_head_budget") {
@@ -213,7 +215,7 @@ func TestHeadBudgetTooLargeAlone(t *testing.T) {
 func TestHeadBudgetWholeHeadFree(t *testing.T) {
 	const limit = 64 << 10
 	b := newHeadBudget(limit)
-	b.free = func() {}
+	b.mem.Free = func() {}
 	// One slow head fills the budget to the byte.
 	head := hbHead(limit - bufSize - 2000)
 	full := startSlowHead(t, b, time.Now().Add(-time.Minute), head)
@@ -255,20 +257,16 @@ func TestHeadBudgetWholeHeadFree(t *testing.T) {
 	}
 }
 
-// TestHeadBudgetReclaim: after a burst took the total over highMark, the
+// TestHeadBudgetReclaim: after a burst took the total over its high mark, the
 // memory is given back once the total is back near zero, and not before;
 // the reclaim goroutine then ends. A small burst starts none, and a burst
 // that ends well above zero frees nothing.
 func TestHeadBudgetReclaim(t *testing.T) {
-	const limit = 1 << 20 // highMark 256 KiB
+	const limit = 1 << 20 // high mark 256 KiB
 	b := newHeadBudget(limit)
 	freed := make(chan struct{}, 10)
-	b.free = func() { freed <- struct{}{} }
-	reclaiming := func() bool {
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		return b.reclaiming
-	}
+	b.mem.Free = func() { freed <- struct{}{} }
+	reclaiming := b.mem.Watching
 	waitEnded := func() {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
@@ -284,7 +282,7 @@ func TestHeadBudgetReclaim(t *testing.T) {
 		select {
 		case <-freed:
 			t.Fatalf("memory was freed %s", why)
-		case <-time.After(reclaimSettle + 3*reclaimPoll):
+		case <-time.After(reclaim.DefaultSettle + 3*reclaim.DefaultPoll):
 		}
 	}
 	// A burst of n heads of 24 KiB each.
@@ -298,12 +296,12 @@ func TestHeadBudgetReclaim(t *testing.T) {
 		return hs
 	}
 
-	hs := burst(4) // 96 KiB, under highMark
+	hs := burst(4) // 96 KiB, under the high mark
 	for i := range hs {
 		_ = b.close(&hs[i])
 	}
 	if reclaiming() {
-		t.Fatal("a burst under highMark started a reclaim")
+		t.Fatal("a burst under the high mark started a reclaim")
 	}
 
 	hs = burst(40) // 960 KiB
@@ -311,7 +309,7 @@ func TestHeadBudgetReclaim(t *testing.T) {
 	for i := range hs[:28] {
 		_ = b.close(&hs[i])
 	}
-	noFree("while the total (288 KiB) was still over highMark")
+	noFree("while the total (288 KiB) was still over the high mark")
 	for i := range hs[28:] {
 		_ = b.close(&hs[28+i])
 	}
@@ -369,13 +367,14 @@ func TestServeConnSheds(t *testing.T) {
 		Log:              zerolog.New(log),
 		heads:            newHeadBudget(limit),
 	}
-	f.heads.free = func() {}
+	f.heads.mem.Free = func() {}
 	ln, err := net.ListenTCP("tcp4", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	var pf proxy.Frontend // counts the connections until they end, parked or not
+	t.Cleanup(func() { ln.Close(); wg.Wait(); pf.Wait() })
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -384,8 +383,9 @@ func TestServeConnSheds(t *testing.T) {
 			if err != nil {
 				return
 			}
+			conn := pf.NewConn(c)
 			wg.Add(1)
-			go func() { defer wg.Done(); f.ServeConn(c) }()
+			go func() { defer wg.Done(); f.ServeConn(conn) }()
 		}
 	}()
 	dial := func(head []byte) net.Conn {

@@ -260,7 +260,7 @@ func newPoolExchange(t *testing.T, be *Backend, sc *serverConn, raw string, src 
 	if x.req.Body.Kind == h1.BodyLength {
 		x.reqBody, x.reqLen = io.LimitReader(br, x.req.Body.Length), x.req.Body.Length
 	}
-	if x.srv = be.Pool.Pick(&x.breq); x.srv == nil {
+	if x.srv = be.Pool.Pick(&balancer.Request{}); x.srv == nil {
 		t.Fatal("no server")
 	}
 	x.sc = sc

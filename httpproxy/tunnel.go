@@ -3,6 +3,7 @@ package httpproxy
 import (
 	"errors"
 	"io"
+	"lb/sock"
 	"net"
 	"os"
 	"sync"
@@ -48,7 +49,9 @@ func (x *exchange) tunnel() {
 		_, _ = sc.br.Discard(n)
 	}
 	t := &relay{idle: x.be.TunnelTimeout, start: time.Now()}
-	t.conns = [2]net.Conn{cc.c, sc.c}
+	// The bare TCP connections, not their sock wrappers, so that the
+	// tunnel splices (TLS ones copy).
+	t.conns = [2]net.Conn{sock.Bare(cc.c), sock.Bare(sc.c)}
 	t.wg.Add(1)
 	go t.pipe(0)
 	t.pipe(1)

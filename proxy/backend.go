@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"net"
 	"time"
 
@@ -33,6 +34,14 @@ type Backend struct {
 type Observer interface {
 	ObserveConn(s *balancer.Server, err error)
 }
+
+// Errors an Observer hears for failures after connecting: the server's
+// connection failed (a reset, a cut response), or the server side stayed
+// idle too long.
+var (
+	ErrServerReset   = errors.New("server connection failed")
+	ErrServerTimeout = errors.New("server timed out")
+)
 
 // Observe reports to the Observer, if any.
 func (b *Backend) Observe(s *balancer.Server, err error) {

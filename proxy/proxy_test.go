@@ -30,7 +30,7 @@ type backend struct {
 
 func (b *backend) addr() string { return b.ln.Addr().String() }
 
-func startBackend(t *testing.T, handle func(c *net.TCPConn)) *backend {
+func startBackend(t testing.TB, handle func(c *net.TCPConn)) *backend {
 	t.Helper()
 	ln, err := net.ListenTCP("tcp4", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -123,7 +123,7 @@ type setup struct {
 
 // start builds a frontend over s.servers, serves it on a loopback port and
 // stops it when the test ends.
-func (s *setup) start(t *testing.T) *setup {
+func (s *setup) start(t testing.TB) *setup {
 	t.Helper()
 	if s.algo == "" {
 		s.algo = "roundrobin"
@@ -133,12 +133,12 @@ func (s *setup) start(t *testing.T) *setup {
 		t.Fatal(err)
 	}
 	s.logs = &logBuffer{}
+	be := &Backend{Pool: pool, Retries: s.retries, ConnectTimeout: time.Second, ServerTimeout: s.server}
 	s.frontend = &Frontend{
-		Name:          "web",
-		Backend:       &Backend{Pool: pool, Retries: s.retries, ConnectTimeout: time.Second, ServerTimeout: s.server},
-		MaxConn:       s.maxconn,
-		ClientTimeout: s.client,
-		Log:           zerolog.New(s.logs),
+		Name:    "web",
+		Backend: be,
+		MaxConn: s.maxconn,
+		Handler: &TCP{Name: "web", Backend: be, ClientTimeout: s.client, Log: zerolog.New(s.logs)},
 	}
 	ln, err := net.ListenTCP("tcp4", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -173,7 +173,7 @@ func (s *setup) dial(t *testing.T) *net.TCPConn {
 }
 
 // waitFor polls cond for up to 10 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
@@ -212,7 +212,7 @@ func TestLargeTransferBothWaysIntact(t *testing.T) {
 		t.Fatalf("read back: %v", err)
 	}
 	if err := <-errc; err != nil {
-		t.Fatalf("write: %v", err)
+		t.Fatalf("write: %v; logs %v", err, s.logs.lines(t, "connection"))
 	}
 	if n != int64(len(payload)) || !bytes.Equal(h.Sum(nil), want[:]) {
 		t.Fatalf("echoed %d bytes, digest mismatch=%v; want %d identical bytes", n, !bytes.Equal(h.Sum(nil), want[:]), len(payload))
@@ -392,6 +392,55 @@ func TestActiveTransferIsNotIdle(t *testing.T) {
 	}
 }
 
+// A client that keeps sending while it reads nothing is not idle: the
+// download that waits for it to read is not cut by timeout.client, since
+// bytes still move the other way. A client that stops sending too is.
+func TestUploadWhileNotReadingIsNotIdle(t *testing.T) {
+	const download = 16 << 20 // more than every socket buffer on the way holds
+	b := startBackend(t, func(c *net.TCPConn) {
+		read := make(chan struct{})
+		go func() { _, _ = io.Copy(io.Discard, c); close(read) }()
+		if _, err := c.Write(make([]byte, download)); err == nil {
+			_ = c.CloseWrite()
+		}
+		<-read // closing before the upload ends would reset it
+	})
+	const timeout = 300 * time.Millisecond
+	s := (&setup{servers: []*balancer.Server{srv("s1", b.addr(), 1)}, client: timeout, server: 10 * time.Second}).start(t)
+
+	c := s.dial(t)
+	for range 50 { // 1 s of upload, several timeouts long, nothing read
+		if _, err := c.Write(make([]byte, 1024)); err != nil {
+			t.Fatalf("upload: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	n, err := io.Copy(io.Discard, c)
+	if err != nil || n != download {
+		t.Fatalf("downloaded %d bytes (%v), want %d: the download was cut while the client sent", n, err, download)
+	}
+	c.Close()
+	waitFor(t, "the connection log line", func() bool { return len(s.logs.lines(t, "connection")) == 1 })
+	if l := s.logs.lines(t, "connection")[0]; l["end"] != "server_closed" {
+		t.Fatalf("end=%v, want server_closed", l["end"])
+	}
+
+	// Neither reading nor sending: the client times out.
+	start := time.Now() // lb's idle clock cannot start earlier
+	c = s.dial(t)
+	if _, err := c.Write([]byte("go")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the second connection's log line", func() bool { return len(s.logs.lines(t, "connection")) == 2 })
+	if l := s.logs.lines(t, "connection")[1]; l["end"] != "client_timeout" {
+		t.Fatalf("end=%v, want client_timeout", l["end"])
+	}
+	if d := time.Since(start); d < timeout {
+		t.Fatalf("timed out after %v, before timeout.client %v", d, timeout)
+	}
+}
+
 func TestFrontendMaxConnLeavesExtraInKernelQueue(t *testing.T) {
 	b := startBackend(t, echo)
 	s := (&setup{servers: []*balancer.Server{srv("s1", b.addr(), 1)}, maxconn: 2, client: 10 * time.Second, server: 10 * time.Second}).start(t)
@@ -429,18 +478,21 @@ func TestServerMaxConnSkipsFullServer(t *testing.T) {
 	}
 }
 
-func TestIdleTick(t *testing.T) {
+func TestIdleDeadline(t *testing.T) {
+	start := time.Unix(1000, 0)
 	for _, tc := range []struct {
-		client, server, want time.Duration
+		client, server time.Duration
+		want           time.Time
 	}{
-		{0, 0, 0},
-		{time.Minute, 0, 15 * time.Second},
-		{0, 2 * time.Second, 500 * time.Millisecond},
-		{time.Minute, 2 * time.Second, 500 * time.Millisecond},
-		{time.Millisecond, time.Minute, minTick},
+		{0, 0, time.Time{}},
+		{time.Minute, 0, start.Add(time.Second + time.Minute)},
+		{0, 2 * time.Second, start.Add(3 * time.Second)},
+		{time.Minute, 2 * time.Second, start.Add(3 * time.Second)},
 	} {
-		if got := idleTick([2]time.Duration{tc.client, tc.server}); got != tc.want {
-			t.Errorf("idleTick(%v, %v) = %v, want %v", tc.client, tc.server, got, tc.want)
+		s := &session{start: start, timeouts: [2]time.Duration{tc.client, tc.server}}
+		s.last.Store(int64(time.Second))
+		if got := s.idleDeadline(); !got.Equal(tc.want) {
+			t.Errorf("idleDeadline(%v, %v) = %v, want %v", tc.client, tc.server, got, tc.want)
 		}
 	}
 }

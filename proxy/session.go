@@ -1,19 +1,14 @@
 package proxy
 
 import (
-	"errors"
-	"io"
-	"math"
 	"net"
 	"net/netip"
-	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"lb/balancer"
-	"lb/config"
+	"lb/park"
 )
 
 // End says why a proxied connection ended.
@@ -69,82 +64,98 @@ func (sd side) closed() End  { return [...]End{EndClientClosed, EndServerClosed}
 func (sd side) timeout() End { return [...]End{EndClientTimeout, EndServerTimeout}[sd] }
 func (sd side) failed() End  { return [...]End{EndClientError, EndServerError}[sd] }
 
-// chunk bounds one splice round when timeouts are on, so that activity is
-// recorded at least that often during a long transfer.
-const chunk = 1 << 20
-
-// minTick is the finest granularity of idle-timeout checks.
-const minTick = 10 * time.Millisecond
-
-// session is one proxied connection. Sessions are pooled.
+// session is one proxied connection: its two flows (flow.go) move the
+// bytes, and the last one to end logs the connection and gives it back.
+// Sessions are pooled.
 type session struct {
-	f      *Frontend
+	f      *TCP
 	be     *Backend
+	conn   *Conn // the client's, as the frontend counts it
 	client *net.TCPConn
 	server *net.TCPConn
 	srv    *balancer.Server
 	start  time.Time
 	peer   netip.AddrPort
 
-	req      balancer.Request // kept here: a pick's Request escapes to the heap
-	tried    [2 * (config.MaxRetries + 1)]*balancer.Server
-	attempts int
-	connErr  error
+	// dial is the way to the server: the servers tried, and why the last
+	// one failed.
+	dial Connecting
 
-	// timeouts and the idle-check tick derived from them.
+	// timeouts are each side's idle timeout.
 	timeouts [2]time.Duration
-	tick     time.Duration
-	// seen holds, per side, when bytes last moved, in ns since start.
-	seen [2]atomic.Int64
+	// last is when bytes last moved either way, in ns since start.
+	last  atomic.Int64
+	flows [2]flow // indexed by the side bytes come from
+	// live counts the flows still running or parked.
+	live atomic.Int32
+
+	// mu guards parked: a flow parks or wakes, the session aborts.
+	mu     sync.Mutex
+	parked [2]*park.Parked
 
 	end     atomic.Uint32
 	aborted atomic.Bool
-	bytes   [2]int64 // bytes read from each side
-	done    sync.WaitGroup
+	bytes   [2]int64 // bytes read from each side, each counted by its flow
 }
 
 var sessions = sync.Pool{New: func() any { return new(session) }}
 
-func newSession(f *Frontend, c *net.TCPConn) *session {
+func newSession(f *TCP, c *Conn) *session {
 	s := sessions.Get().(*session)
-	s.f, s.be, s.client, s.start = f, f.Backend, c, time.Now()
+	s.f, s.be, s.conn, s.client, s.start = f, f.Backend, c, c.TCPConn, time.Now()
 	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		s.peer = a.AddrPort()
 	}
 	s.timeouts = [2]time.Duration{f.ClientTimeout, f.Backend.ServerTimeout}
-	s.tick = idleTick(s.timeouts)
 	return s
 }
 
+// freeSession puts s back in the pool. Its flows keep their callbacks,
+// which are bound to them.
 func freeSession(s *session) {
-	*s = session{}
+	flows := s.flows
+	for i := range flows {
+		flows[i].reset()
+	}
+	*s = session{flows: flows}
 	sessions.Put(s)
 }
 
-// idleTick is how often a blocked copy wakes to check the idle timeouts: a
-// quarter of the shortest one, so a timeout fires at most 25% late.
-func idleTick(t [2]time.Duration) time.Duration {
-	m := time.Duration(0)
-	for _, d := range t {
-		if d > 0 && (m == 0 || d < m) {
-			m = d
-		}
-	}
-	if m == 0 {
-		return 0
-	}
-	return max(m/4, minTick)
-}
-
-// run proxies the connection to its end and logs it.
+// run connects the client to a server and starts the flows; the last flow
+// to end calls finish. It returns when the connection ended (no server) or
+// when the flow it runs parks.
 func (s *session) run() {
-	defer s.client.Close()
 	if !s.connect() {
 		s.logEnd()
+		_ = s.client.Close()
+		s.conn.Done()
+		freeSession(s)
 		return
 	}
-	s.pipe()
-	s.server.Close()
+	s.last.Store(s.since())
+	if s.flows[clientSide].bind(s, clientSide, s.client, s.server) != nil ||
+		s.flows[serverSide].bind(s, serverSide, s.server, s.client) != nil {
+		s.abort(EndClientError) // a connection closed under lb: no flow to run
+		s.finish()
+		return
+	}
+	s.live.Store(2)
+	go s.flows[clientSide].run()
+	s.flows[serverSide].run()
+}
+
+// flowDone ends a flow; the last one finishes the session.
+func (s *session) flowDone() {
+	if s.live.Add(-1) == 0 {
+		s.finish()
+	}
+}
+
+// finish ends the session once both flows have: the connections close,
+// the server's counters and passive check hear how it went, the log line
+// goes out, and the frontend stops counting the connection.
+func (s *session) finish() {
+	_ = s.server.Close()
 	s.srv.CountBytes(s.bytes[clientSide], s.bytes[serverSide])
 	switch End(s.end.Load()) {
 	case EndServerError, EndServerTimeout:
@@ -153,156 +164,95 @@ func (s *session) run() {
 	}
 	s.srv.Release()
 	s.logEnd()
+	_ = s.client.Close()
+	conn := s.conn
+	freeSession(s)
+	conn.Done()
 }
 
-// Errors the passive health check hears for failures after connecting.
-var (
-	errServerReset   = errors.New("server connection failed")
-	errServerTimeout = errors.New("server timed out")
-)
-
+// serverFailure is what the passive health check hears of a connection
+// that ended for e on the server's side.
 func serverFailure(e End) error {
 	if e == EndServerTimeout {
-		return errServerTimeout
+		return ErrServerTimeout
 	}
-	return errServerReset
+	return ErrServerReset
 }
 
 // connect dials a server, trying up to Retries more servers after a
 // failure. It reports whether a server is connected.
 func (s *session) connect() bool {
-	req := &s.req
-	req.Hash, req.Tried = balancer.HashAddr(s.peer.Addr()), s.tried[:0]
-	for s.attempts <= s.be.Retries {
-		srv := s.be.Pool.Pick(req)
-		if srv == nil && s.attempts == 0 && s.be.QueueTimeout > 0 && s.be.Pool.Available() {
-			// Every server that could take it is full: wait in the queue.
-			if srv = s.be.Pool.Wait(req, time.Now().Add(s.be.QueueTimeout), nil); srv == nil {
-				s.end.Store(uint32(EndQueueTimeout))
-				return false
-			}
-		}
-		if srv == nil {
-			break
-		}
-		s.attempts++
-		c, err := s.be.Dial(srv)
-		s.be.Observe(srv, err)
-		if err == nil {
-			s.server, s.srv = c, srv
-			return true
-		}
-		srv.CountError()
-		srv.Release()
-		s.connErr = err
-		req.Tried = append(req.Tried, srv)
-		s.f.Log.Warn().Str("frontend", s.f.Name).Str("backend", s.be.Name()).Str("server", srv.Name).
-			Str("address", srv.Addr).Err(err).Int("attempt", s.attempts).Msg("connect failed")
+	s.dial.Hash = balancer.HashAddr(s.peer.Addr())
+	if end := s.be.Connect(&s.dial, s, s.f.Name, &s.f.Log); end != EndNone {
+		s.end.Store(uint32(end))
+		return false
 	}
-	if s.attempts == 0 {
-		s.end.Store(uint32(EndNoServer))
-	} else {
-		s.end.Store(uint32(EndConnectFailed))
+	s.srv = s.dial.Server
+	return true
+}
+
+// DialServer implements Dialer: a bare connection, which the passive
+// check hears of at once.
+func (s *session) DialServer(srv *balancer.Server) error {
+	c, err := s.be.Dial(srv)
+	if err != nil {
+		return err
 	}
-	return false
+	s.be.Observe(srv, nil)
+	s.server = c
+	return nil
 }
 
-// pipe copies both ways until both directions are done or one fails.
-func (s *session) pipe() {
-	now := s.since()
-	s.seen[clientSide].Store(now)
-	s.seen[serverSide].Store(now)
-	s.done.Add(1)
-	go s.upload()
-	s.download()
-	s.done.Wait()
+// moved records n bytes moved from side from: they count for the log and
+// the server's counters, and the connection is not idle.
+func (s *session) moved(from side, n int) {
+	s.bytes[from] += int64(n)
+	s.last.Store(s.since())
 }
 
-// upload copies the client's bytes to the server.
-func (s *session) upload() {
-	defer s.done.Done()
-	s.copy(s.server, s.client, clientSide)
-}
-
-// download copies the server's bytes to the client.
-func (s *session) download() {
-	s.copy(s.client, s.server, serverSide)
-}
-
-// copy moves bytes from src (the from side) to dst until src is done. It
-// calls dst.ReadFrom on the bare connections so that Linux splices; with
-// idle timeouts on, each round is bounded by a read deadline of one tick,
-// after which it checks whether either side has been idle too long.
-func (s *session) copy(dst, src *net.TCPConn, from side) {
-	to := from.other()
-	lr := io.LimitedReader{R: src, N: math.MaxInt64}
-	for {
-		var writeBy time.Time
-		if s.tick > 0 {
-			now := time.Now()
-			_ = src.SetReadDeadline(now.Add(s.tick))
-			if t := s.timeouts[to]; t > 0 {
-				writeBy = now.Add(t)
-				_ = dst.SetWriteDeadline(writeBy)
-			}
-			lr.N = chunk
-		}
-		n, err := dst.ReadFrom(&lr)
-		s.bytes[from] += n
-		if n > 0 {
-			now := s.since()
-			s.seen[from].Store(now)
-			s.seen[to].Store(now)
-		}
-		switch {
-		case err == nil && lr.N > 0: // src sent FIN
-			s.end.CompareAndSwap(uint32(EndNone), uint32(from.closed()))
-			_ = dst.CloseWrite()
-			return
-		case err == nil: // chunk done
-			continue
-		case s.aborted.Load():
-			return
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			if !writeBy.IsZero() && !time.Now().Before(writeBy) {
-				s.abort(to.timeout())
-				return
-			}
-			if n > 0 {
-				continue
-			}
-			if idle, ok := s.idleSide(); ok {
-				s.abort(idle.timeout())
-				return
-			}
-		case errors.Is(err, syscall.EPIPE):
-			s.abort(to.failed())
-			return
-		default:
-			s.abort(from.failed())
-			return
-		}
-	}
-}
-
-// idleSide returns a side that has been idle for longer than its timeout.
+// idleSide returns a side that has been idle for longer than its timeout:
+// no byte moved either way for that long.
 func (s *session) idleSide() (side, bool) {
-	now := s.since()
+	idle := s.since() - s.last.Load()
 	for _, sd := range [...]side{clientSide, serverSide} {
-		if t := s.timeouts[sd]; t > 0 && now-s.seen[sd].Load() >= int64(t) {
+		if t := s.timeouts[sd]; t > 0 && idle >= int64(t) {
 			return sd, true
 		}
 	}
 	return 0, false
 }
 
+// idleDeadline is when the connection times out if no byte moves: the
+// shortest idle timeout after the last move; zero without timeouts.
+func (s *session) idleDeadline() time.Time {
+	var m time.Duration
+	for _, t := range s.timeouts {
+		if t > 0 && (m == 0 || t < m) {
+			m = t
+		}
+	}
+	if m == 0 {
+		return time.Time{}
+	}
+	return s.start.Add(time.Duration(s.last.Load()) + m)
+}
+
 // abort ends the connection for reason: the first abort wins over any clean
-// close, and closing both connections wakes the other direction.
+// close. A parked flow is taken out of the poller before the connections
+// close (its descriptor must not be reused while it is in the set) and
+// wakes to end; a running one fails on the closed connections.
 func (s *session) abort(reason End) {
 	if !s.aborted.CompareAndSwap(false, true) {
 		return
 	}
 	s.end.Store(uint32(reason))
+	s.mu.Lock()
+	for _, pk := range s.parked {
+		if pk != nil {
+			pk.Cancel()
+		}
+	}
+	s.mu.Unlock()
 	_ = s.client.Close()
 	_ = s.server.Close()
 }
@@ -326,11 +276,11 @@ func (s *session) logEnd() {
 	if s.srv != nil {
 		e = e.Str("server", s.srv.Name)
 	}
-	if s.attempts > 1 {
-		e = e.Int("retries", s.attempts-1)
+	if s.dial.Attempts > 1 {
+		e = e.Int("retries", s.dial.Attempts-1)
 	}
-	if s.connErr != nil && s.srv == nil {
-		e = e.Err(s.connErr)
+	if s.dial.Err != nil && s.srv == nil {
+		e = e.Err(s.dial.Err)
 	}
 	e.Int64("bytes_in", s.bytes[clientSide]).Int64("bytes_out", s.bytes[serverSide]).
 		Dur("duration", time.Since(s.start)).Str("end", end.String()).Msg("connection")

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -28,6 +29,20 @@ func FirstLine(bin string, args ...string) string {
 		return "unknown"
 	}
 	return line
+}
+
+// LoadAverage is the machine's load average over the last minute, from
+// /proc/loadavg: what else was running.
+func LoadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "unknown"
+	}
+	return f[0]
 }
 
 // Kernel returns the kernel's release.

@@ -35,7 +35,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
@@ -115,9 +114,9 @@ func main() {
 // target is one way to the backends.
 type target struct {
 	name    string
-	command string   // as printed
-	addrs   []string // the clients spread over these
-	proc    *proc    // nil for direct
+	command string          // as printed
+	addrs   []string        // the clients spread over these
+	proc    *benchutil.Proc // nil for direct
 	// skip is why the target is not (or no longer) measured.
 	skip string
 	// failed marks a target that should have been measured and was not
@@ -147,24 +146,24 @@ func run(o options) int {
 	defer cancel()
 	life, end := context.WithCancel(context.Background())
 	defer end()
-	reg := &registry{}
+	reg := &benchutil.Registry{}
 
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
-	go handleSignals(life, sigs, cancel, reg)
+	go reg.HandleSignals(life, sigs, cancel, logf)
 
 	// Every step is bounded; this bounds them all.
 	perTarget := o.warmup + o.duration + dialTimeout + ioTimeout + 10*time.Second
-	bound := time.Duration(o.rounds)*3*perTarget + 3*readyWait + 2*time.Minute
+	bound := time.Duration(o.rounds)*3*perTarget + 3*benchutil.ReadyWait + 2*time.Minute
 	watchdog := time.AfterFunc(bound, func() {
 		logf("watchdog: the run took over %v; stopping every process started", bound)
-		reg.stopAll()
+		reg.StopAll()
 		os.Exit(3)
 	})
 	defer watchdog.Stop()
 
-	loadStart := loadAverage()
+	loadStart := benchutil.LoadAverage()
 	dir, err := os.MkdirTemp("", "lb-bench-http-")
 	if err != nil {
 		logf("%v", err)
@@ -181,26 +180,26 @@ func run(o options) int {
 
 	bctx, stopBackends := context.WithCancel(context.Background())
 	defer stopBackends()
-	var backends []*backend
+	var backends []*benchutil.HTTPBackend
 	for i := range o.servers {
-		b, err := startBackend(bctx, fmt.Sprintf("s%d", i+1), o.body)
+		b, err := benchutil.StartHTTPBackend(bctx, "127.0.0.1:0", fmt.Sprintf("s%d", i+1), o.body)
 		if err != nil {
 			logf("%v", err)
 			return 1
 		}
-		defer b.close()
+		defer b.Close()
 		backends = append(backends, b)
 	}
 	var direct []string
 	for _, b := range backends {
-		direct = append(direct, b.addr())
+		direct = append(direct, b.Addr())
 	}
 
 	lbVersion, haVersion := "", ""
 	targets := []*target{{name: "direct", command: fmt.Sprintf("%d in-process HTTP/1.1 servers", o.servers), addrs: direct}}
 	lbT := &target{name: "lb", command: "lb -f CFG -q"}
 	targets = append(targets, lbT)
-	if bin, err := lookBinary(o.lb, false); err != nil {
+	if bin, err := benchutil.LookBinary(o.lb, false); err != nil {
 		lbT.skip, lbT.failed = fmt.Sprintf("lb binary %s: %v (run `make build` first)", o.lb, err), true
 	} else {
 		lbVersion = benchutil.FirstLine(bin, "-v")
@@ -213,7 +212,7 @@ func run(o options) int {
 	targets = append(targets, haT)
 	if o.haproxy == "" {
 		haT.skip = "left out (-haproxy \"\")"
-	} else if bin, err := lookBinary(o.haproxy, true); err != nil {
+	} else if bin, err := benchutil.LookBinary(o.haproxy, true); err != nil {
 		haT.skip = fmt.Sprintf("not installed (%v): `apt-get install -y haproxy` adds it; lb and direct measured alone", err)
 	} else {
 		haVersion = benchutil.FirstLine(bin, "-v")
@@ -238,7 +237,7 @@ func run(o options) int {
 	}
 
 	code := 0
-	for _, err := range reg.stopAll() {
+	for _, err := range reg.StopAll() {
 		logf("%v", err)
 		code = 1
 	}
@@ -257,56 +256,16 @@ func run(o options) int {
 	return code
 }
 
-// handleSignals cancels the measurements on the first SIGINT or SIGTERM,
-// so that the run stops, cleans up and reports what it measured; on a
-// second one it stops every process at once and exits. It returns when
-// life is done: the run is over.
-func handleSignals(life context.Context, sigs <-chan os.Signal, cancel context.CancelFunc, reg *registry) {
-	select {
-	case s := <-sigs:
-		logf("%v: stopping; a second signal stops at once", s)
-		cancel()
-	case <-life.Done():
-		return
-	}
-	select {
-	case s := <-sigs:
-		logf("%v: stopping every process started, at once", s)
-		reg.stopAll()
-		os.Exit(130)
-	case <-life.Done():
-	}
-}
-
-// lookBinary finds bin: a path, or with inPath a name looked up in PATH.
-func lookBinary(bin string, inPath bool) (string, error) {
-	if inPath && !strings.Contains(bin, "/") {
-		return exec.LookPath(bin)
-	}
-	abs, err := filepath.Abs(bin)
-	if err != nil {
-		return "", err
-	}
-	st, err := os.Stat(abs)
-	if err != nil {
-		return "", err
-	}
-	if st.IsDir() || st.Mode()&0o111 == 0 {
-		return "", fmt.Errorf("%s is not an executable file", abs)
-	}
-	return abs, nil
-}
-
 // startProxy starts a proxy target: writes its configuration for a free
 // port (setup does, and returns the proxy's arguments), starts it, waits
 // until it accepts and answers one request. On failure it marks the target
 // not measured, with the reason.
 func startProxy(ctx context.Context, t *target, bin string, setup func(port int) (args []string, err error),
-	dir string, reg *registry, bodySize int) {
+	dir string, reg *benchutil.Registry, bodySize int) {
 	fail := func(err error) {
 		t.skip, t.failed = err.Error(), true
 		if t.proc != nil {
-			if err := t.proc.stop(); err != nil {
+			if err := t.proc.Stop(); err != nil {
 				logf("%v", err)
 			}
 		}
@@ -323,23 +282,23 @@ func startProxy(ctx context.Context, t *target, bin string, setup func(port int)
 		return
 	}
 	logf("%s: starting on %s: %s %s", t.name, addr, bin, strings.Join(args, " "))
-	p, err := startProc(t.name, bin, args, dir)
+	p, err := benchutil.StartProc(benchutil.Spec{Name: t.name, Bin: bin, Args: args, Dir: dir})
 	if err != nil {
 		fail(err)
 		return
 	}
-	reg.add(p)
+	reg.Add(p)
 	t.proc, t.addrs = p, []string{addr}
-	if err := p.waitReady(ctx, addr); err != nil {
+	if err := p.WaitReady(ctx, addr); err != nil {
 		fail(err)
 		return
 	}
-	if err := probe(ctx, addr, bodySize); err != nil {
-		if gone, how := p.exited(); gone {
-			fail(p.exitError(how, " after its first request"))
+	if err := benchutil.Probe(ctx, addr, bodySize); err != nil {
+		if gone, how := p.Exited(); gone {
+			fail(p.ExitError(how, " after its first request"))
 			return
 		}
-		fail(fmt.Errorf("it accepts on %s but a first request failed: %w; its output (%s):\n%s", addr, err, p.logPath, indent(p.logTail(4096))))
+		fail(fmt.Errorf("it accepts on %s but a first request failed: %w; its output (%s):\n%s", addr, err, p.LogPath, benchutil.Indent(p.LogTail(4096))))
 	}
 }
 
@@ -351,9 +310,9 @@ func measure(ctx context.Context, t *target, o options, round int) {
 	cpuOK := false
 	if t.proc != nil {
 		benchutil.SleepCtx(ctx, time.Until(l.start))
-		cpu0, ok0 := t.proc.cpu()
+		cpu0, ok0 := t.proc.CPU()
 		benchutil.SleepCtx(ctx, time.Until(l.end))
-		cpu1, ok1 := t.proc.cpu()
+		cpu1, ok1 := t.proc.CPU()
 		cpu, cpuOK = cpu1-cpu0, ok0 && ok1
 	}
 	res, err := l.wait()
@@ -371,8 +330,8 @@ func measure(ctx context.Context, t *target, o options, round int) {
 	t.rounds = append(t.rounds, roundResult{reqPerSec: float64(res.ok) / secs, p99: res.hist.quantile(0.99)})
 	logf("round %d/%d: %s: %.0f req/s, %d errors, p99 %v", round, o.rounds, t.name, float64(res.ok)/secs, res.errors, fmtDur(res.hist.quantile(0.99)))
 	if t.proc != nil {
-		if gone, how := t.proc.exited(); gone {
-			t.skip, t.failed = t.proc.exitError(how, " during the measurement").Error(), true
+		if gone, how := t.proc.Exited(); gone {
+			t.skip, t.failed = t.proc.ExitError(how, " during the measurement").Error(), true
 			logf("%s", t.skip)
 		}
 	}
@@ -405,7 +364,7 @@ func (t *target) reqPerSec(o options) float64 {
 func printReport(w io.Writer, o options, targets []*target, lbVersion, haVersion, loadStart string, interrupted bool) {
 	fmt.Fprintf(w, "\nHTTP keep-alive: %d clients, each on one keep-alive connection sending GET /bench and reading a %d-byte body; %d backend(s); %v measured per target per round after %v warm-up; %d round(s), in the order direct, lb, haproxy.\n",
 		o.clients, o.body, o.servers, o.duration, o.warmup, o.rounds)
-	fmt.Fprintf(w, "Machine: Linux %s, %d CPUs, load average %s before the run and %s after.", benchutil.Kernel(), runtime.NumCPU(), loadStart, loadAverage())
+	fmt.Fprintf(w, "Machine: Linux %s, %d CPUs, load average %s before the run and %s after.", benchutil.Kernel(), runtime.NumCPU(), loadStart, benchutil.LoadAverage())
 	if lbVersion != "" {
 		fmt.Fprintf(w, " lb: %s.", lbVersion)
 	}
@@ -517,18 +476,4 @@ func ratioLine(o options, lb, other *target) string {
 		line += fmt.Sprintf("; req/s ratio per round %.2fx..%.2fx", lo, hi)
 	}
 	return line + "."
-}
-
-// loadAverage is the machine's load average over the last minute, from
-// /proc/loadavg: what else was running.
-func loadAverage() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return "unknown"
-	}
-	return f[0]
 }

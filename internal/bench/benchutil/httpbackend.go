@@ -1,4 +1,4 @@
-package main
+package benchutil
 
 import (
 	"bufio"
@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"sync"
 	"time"
-
-	"lb/internal/bench/benchutil"
 )
 
 // Bounds of the backends' connections.
@@ -26,13 +24,13 @@ const (
 	maxHeadLines = 200
 )
 
-// backend is a small, fast HTTP/1.1 server on loopback: it answers every
-// request with 200 and the same body, keeps connections alive unless the
-// client asks otherwise, and reads request bodies that have a
+// HTTPBackend is a small, fast HTTP/1.1 server on loopback: it answers
+// every request with 200 and the same body, keeps connections alive unless
+// the client asks otherwise, and reads request bodies that have a
 // Content-Length (and refuses chunked ones). It needs little CPU, so the
 // machine's CPU goes to the proxies measured.
-type backend struct {
-	name      string
+type HTTPBackend struct {
+	Name      string
 	ln        net.Listener
 	resp      []byte // the response, kept alive
 	respClose []byte // the response, with Connection: close
@@ -41,17 +39,17 @@ type backend struct {
 	conns     map[net.Conn]bool
 }
 
-// startBackend listens on 127.0.0.1 and serves until ctx is done or close
-// is called.
-func startBackend(ctx context.Context, name string, bodySize int) (*backend, error) {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+// StartHTTPBackend listens on addr ("127.0.0.1:0" for any port) and serves
+// until ctx is done or Close is called.
+func StartHTTPBackend(ctx context.Context, addr, name string, bodySize int) (*HTTPBackend, error) {
+	ln, err := net.Listen("tcp4", addr)
 	if err != nil {
 		return nil, fmt.Errorf("backend %s: %w", name, err)
 	}
 	body := bytes.Repeat([]byte("x"), bodySize)
 	head := "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: " + strconv.Itoa(bodySize) + "\r\n"
-	b := &backend{
-		name:      name,
+	b := &HTTPBackend{
+		Name:      name,
 		ln:        ln,
 		resp:      append([]byte(head+"\r\n"), body...),
 		respClose: append([]byte(head+"Connection: close\r\n\r\n"), body...),
@@ -62,11 +60,11 @@ func startBackend(ctx context.Context, name string, bodySize int) (*backend, err
 	return b, nil
 }
 
-// addr is the backend's address.
-func (b *backend) addr() string { return b.ln.Addr().String() }
+// Addr is the backend's address.
+func (b *HTTPBackend) Addr() string { return b.ln.Addr().String() }
 
 // serve accepts connections until ctx is done or the listener is closed.
-func (b *backend) serve(ctx context.Context) {
+func (b *HTTPBackend) serve(ctx context.Context) {
 	defer b.wg.Done()
 	stop := context.AfterFunc(ctx, func() { b.ln.Close() })
 	defer stop()
@@ -77,7 +75,7 @@ func (b *backend) serve(ctx context.Context) {
 				return
 			}
 			// EMFILE and the like: back off rather than spin.
-			benchutil.SleepCtx(ctx, 10*time.Millisecond)
+			SleepCtx(ctx, 10*time.Millisecond)
 			continue
 		}
 		b.mu.Lock()
@@ -91,7 +89,7 @@ func (b *backend) serve(ctx context.Context) {
 // handle serves one connection's requests until the client closes it,
 // asks to close it, sends something this server does not take, stays idle
 // longer than backendIdle, or ctx is done.
-func (b *backend) handle(ctx context.Context, c net.Conn) {
+func (b *HTTPBackend) handle(ctx context.Context, c net.Conn) {
 	defer b.wg.Done()
 	defer func() {
 		b.mu.Lock()
@@ -113,7 +111,7 @@ func (b *backend) handle(ctx context.Context, c net.Conn) {
 			_ = c.SetDeadline(now.Add(backendIdle))
 			deadlineSet = now
 		}
-		keep, err := readRequest(r)
+		keep, err := ReadRequest(r)
 		if err != nil {
 			if errors.Is(err, errUnsupported) {
 				_, _ = c.Write([]byte("HTTP/1.1 501 Not Implemented\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"))
@@ -133,9 +131,9 @@ func (b *backend) handle(ctx context.Context, c net.Conn) {
 // errUnsupported is a request this backend does not take: a chunked body.
 var errUnsupported = errors.New("unsupported request")
 
-// readRequest reads one request, head and body, and reports whether the
+// ReadRequest reads one request, head and body, and reports whether the
 // connection stays open after the response.
-func readRequest(r *bufio.Reader) (keepAlive bool, err error) {
+func ReadRequest(r *bufio.Reader) (keepAlive bool, err error) {
 	line, err := r.ReadSlice('\n')
 	if err != nil {
 		return false, err
@@ -180,33 +178,13 @@ func readRequest(r *bufio.Reader) (keepAlive bool, err error) {
 	return false, errors.New("too many header fields")
 }
 
-// close stops the backend and its connections, waiting at most 5 s.
-func (b *backend) close() {
+// Close stops the backend and its connections, waiting at most 5 s.
+func (b *HTTPBackend) Close() {
 	b.ln.Close()
 	b.mu.Lock()
 	for c := range b.conns {
 		c.Close()
 	}
 	b.mu.Unlock()
-	waitBounded(&b.wg, 5*time.Second)
-}
-
-// waitBounded waits for wg, at most bound, and reports whether it is done.
-func waitBounded(wg *sync.WaitGroup, bound time.Duration) bool {
-	done := make(chan struct{})
-	go waitGroupDone(wg, done)
-	t := time.NewTimer(bound)
-	defer t.Stop()
-	select {
-	case <-done:
-		return true
-	case <-t.C:
-		return false
-	}
-}
-
-// waitGroupDone closes done once wg is done.
-func waitGroupDone(wg *sync.WaitGroup, done chan<- struct{}) {
-	wg.Wait()
-	close(done)
+	WaitBounded(&b.wg, 5*time.Second)
 }

@@ -1,0 +1,124 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// straceCall matches a completed call in strace's output: its name and
+// what it returned.
+var straceCall = regexp.MustCompile(`^\d+\s+(splice|read|write)\(.*\)\s+=\s+(-?\d+)`)
+
+// TestTCPBulkTransferSplices: strace attached to a running lb sees a bulk
+// transfer in TCP mode go through splice(2): the bytes do not cross lb's
+// memory, but for the first read of each burst.
+func TestTCPBulkTransferSplices(t *testing.T) {
+	strace := lookTool(t, "strace", "apt-get install strace")
+	s := startServer(t, "s") // greets, then echoes
+	port := freePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	p := startLB(t, "-f", writeConfig(t, config(port, "", serverLine(s.name, s.addr(), ""))))
+	p.waitOutput(t, `"message":"lb started"`)
+
+	c, err := net.DialTimeout("tcp4", addr, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
+	br := bufio.NewReader(c)
+	if line, err := br.ReadString('\n'); err != nil || line != "s\n" {
+		t.Fatalf("greeting %q, %v", line, err)
+	}
+
+	out := filepath.Join(t.TempDir(), "strace.out")
+	cmd := exec.Command(strace, "-f", "-qq", "-e", "trace=splice,read,write", "-e", "signal=none", "-s", "16",
+		"-o", out, "-p", strconv.Itoa(p.cmd.Process.Pid))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			_ = cmd.Process.Signal(syscall.SIGINT)
+			_ = cmd.Wait()
+		}
+	}
+	defer stop()
+
+	// strace is attached once it sees lb relay a probe.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := io.WriteString(c, "probe\n"); err != nil {
+			t.Fatal(err)
+		}
+		if line, err := br.ReadString('\n'); err != nil || line != "probe\n" {
+			t.Fatalf("probe echoed %q, %v", line, err)
+		}
+		if b, _ := os.ReadFile(out); bytes.Contains(b, []byte(`"probe\n"`)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("strace did not attach to lb within 30s: %s", stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	const size = 32 << 20
+	payload := bytes.Repeat([]byte("0123456789abcdef"), size/16)
+	sent := make(chan error, 1)
+	go func() {
+		_, err := c.Write(payload)
+		sent <- err
+	}()
+	got := make([]byte, size)
+	if _, err := io.ReadFull(br, got); err != nil {
+		t.Fatalf("reading the echo: %v", err)
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, payload) {
+		t.Fatal("the echo differs from what was sent")
+	}
+	stop()
+
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := map[string]int64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		m := straceCall.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		if n, _ := strconv.ParseInt(m[2], 10, 64); n > 0 {
+			moved[m[1]] += n
+		}
+	}
+	// Both directions carry size bytes; through a pipe each byte is
+	// spliced twice (in, then out), so 4 x size in all.
+	t.Logf("bytes moved by lb: splice %d, read %d, write %d (the transfer: 2 x %d)", moved["splice"], moved["read"], moved["write"], size)
+	if moved["splice"] < 3*size {
+		t.Errorf("lb spliced %d bytes of a %d-byte echo, want most of 4 x %d", moved["splice"], size, size)
+	}
+	if rw := moved["read"] + moved["write"]; rw > size/4 {
+		t.Errorf("lb read and wrote %d bytes itself, want the bulk spliced", rw)
+	}
+}

@@ -1,0 +1,163 @@
+package httpproxy
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"lb/balancer"
+	"lb/proxy"
+)
+
+// parkFrontend serves f on a loopback listener, with a server that
+// answers every request, and returns the address to dial and what counts
+// the connections until they end.
+func parkFrontend(t *testing.T, f *Frontend) (string, *proxy.Frontend) {
+	t.Helper()
+	resp := []byte("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+	srv := balancer.NewServer("s1", rawHTTPServer(t, resp), 1, 0, false)
+	pool, err := balancer.NewPool("app", "roundrobin", []*balancer.Server{srv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Default = NewBackend(&proxy.Backend{Pool: pool, ConnectTimeout: time.Second, ServerTimeout: time.Minute})
+	f.Name, f.Log = "web", zerolog.Nop()
+	ln, err := net.ListenTCP("tcp4", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pf := &proxy.Frontend{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.AcceptTCP()
+			if err != nil {
+				return
+			}
+			go f.ServeConn(pf.NewConn(c))
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	return ln.Addr().String(), pf
+}
+
+// waitParked waits until n connections of f are parked.
+func waitParked(t *testing.T, f *Frontend, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for f.parkedConns() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections parked, want %d", f.parkedConns(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// get sends a request on c and reads its response.
+func get(t *testing.T, c net.Conn, br *bufio.Reader) {
+	t.Helper()
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: lb.test\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || string(body) != "hello" {
+		t.Fatalf("body %q, %v", body, err)
+	}
+}
+
+// TestKeepAliveConnectionsPark: keep-alive clients that wait between
+// requests are parked: their goroutines end, and each is served again
+// when its next request comes.
+func TestKeepAliveConnectionsPark(t *testing.T) {
+	f := &Frontend{RequestTimeout: 10 * time.Second, KeepAliveTimeout: time.Minute, ClientTimeout: time.Minute}
+	addr, pf := parkFrontend(t, f)
+	const n = 50
+	before := runtime.NumGoroutine()
+	conns := make([]net.Conn, n)
+	readers := make([]*bufio.Reader, n)
+	for i := range conns {
+		c, err := net.Dial("tcp4", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		conns[i], readers[i] = c, bufio.NewReader(c)
+		get(t, c, readers[i])
+	}
+	waitParked(t, f, n)
+	// A connection served in a goroutine holds it while it waits; parked,
+	// it holds none. The requests went one after another, so lb and the
+	// test's server reuse one server connection.
+	if g := runtime.NumGoroutine() - before; g >= n/2 {
+		t.Errorf("%d goroutines more than before %d parked connections, want fewer than %d", g, n, n/2)
+	}
+	for round := 0; round < 2; round++ {
+		for i, c := range conns {
+			get(t, c, readers[i])
+		}
+		waitParked(t, f, n)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	waitParked(t, f, 0)
+	pf.Wait()
+}
+
+// TestParkedKeepAliveTimesOut: a parked client that sends nothing more is
+// closed when http_keep_alive runs out, not before; a generation that
+// stops closes its parked clients within the close spread.
+func TestParkedKeepAliveTimesOut(t *testing.T) {
+	const keepAlive = 400 * time.Millisecond
+	f := &Frontend{RequestTimeout: 10 * time.Second, KeepAliveTimeout: keepAlive, ClientTimeout: time.Minute}
+	addr, pf := parkFrontend(t, f)
+	c, err := net.Dial("tcp4", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	start := time.Now() // before lb's response ends: the timeout runs from after it
+	get(t, c, br)
+	waitParked(t, f, 1)
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := br.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Fatalf("read %d bytes, %v; want the connection closed", n, err)
+	}
+	if e := time.Since(start); e < keepAlive {
+		t.Errorf("closed after %v, before the keep-alive timeout %v", e, keepAlive)
+	}
+	waitParked(t, f, 0)
+	pf.Wait()
+
+	// A soft stop: parked clients are closed within the spread, long
+	// before their keep-alive timeout.
+	f = &Frontend{RequestTimeout: 10 * time.Second, KeepAliveTimeout: time.Hour, ClientTimeout: time.Minute}
+	addr, pf = parkFrontend(t, f)
+	c2, err := net.Dial("tcp4", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	br2 := bufio.NewReader(c2)
+	get(t, c2, br2)
+	waitParked(t, f, 1)
+	f.SoftStop(200 * time.Millisecond)
+	_ = c2.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := br2.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Fatalf("after SoftStop: read %d bytes, %v; want the connection closed", n, err)
+	}
+	pf.Wait()
+}

@@ -1,0 +1,234 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"lb/internal/bench/benchutil"
+)
+
+// proxy is one of the two proxies compared.
+type proxy struct {
+	name    string // "lb" or "haproxy"
+	label   string // as printed: "lb", "HAProxy"
+	bin     string
+	version string
+	// missing is why it is not measured at all.
+	missing string
+}
+
+// frontends are the addresses of a started proxy: HTTP mode and TCP mode
+// in front of the HTTP backend, and TCP mode in front of the sink.
+type frontends struct {
+	http, tcp, bulk string
+}
+
+// instance is a started proxy.
+type instance struct {
+	p    *proxy
+	proc *benchutil.Proc
+	fe   frontends
+}
+
+// lbConfig is lb's configuration: a minimal lb.toml, lb's defaults for
+// everything (timeouts, balancing, buffers), and no health checks, as
+// HAProxy has none unless a server says `check`.
+func lbConfig(fe frontends, backend, sink string) string {
+	return fmt.Sprintf(`# bench-core: lb's defaults, no health checks (HAProxy's default).
+[defaults.check]
+type = "none"
+
+[[frontend]]
+name = "http"
+mode = "http"
+bind = [%q]
+default_backend = "http"
+
+[[frontend]]
+name = "tcp"
+bind = [%q]
+default_backend = "tcp"
+
+[[frontend]]
+name = "bulk"
+bind = [%q]
+default_backend = "sink"
+
+[[backend]]
+name = "http"
+mode = "http"
+
+[[backend.server]]
+name = "s1"
+address = %q
+
+[[backend]]
+name = "tcp"
+
+[[backend.server]]
+name = "s1"
+address = %q
+
+[[backend]]
+name = "sink"
+
+[[backend.server]]
+name = "s1"
+address = %q
+`, fe.http, fe.tcp, fe.bulk, backend, backend, sink)
+}
+
+// haproxyConfig is HAProxy's equivalent: one thread, the timeouts lb has
+// by default, nothing tuned (no maxconn: HAProxy derives it from the file
+// limit), no logs, no checks.
+func haproxyConfig(fe frontends, backend, sink string) string {
+	return fmt.Sprintf(`# bench-core: one thread, lb's default timeouts, nothing tuned.
+global
+    nbthread 1
+
+defaults
+    timeout connect 5s
+    timeout client 1m
+    timeout server 1m
+    timeout http-request 10s
+    timeout http-keep-alive 15s
+
+frontend http
+    mode http
+    bind %s
+    default_backend http
+
+backend http
+    mode http
+    server s1 %s
+
+frontend tcp
+    mode tcp
+    bind %s
+    default_backend tcp
+
+backend tcp
+    mode tcp
+    server s1 %s
+
+frontend bulk
+    mode tcp
+    bind %s
+    default_backend sink
+
+backend sink
+    mode tcp
+    server s1 %s
+`, fe.http, backend, fe.tcp, backend, fe.bulk, sink)
+}
+
+// spec is how p is started, pinned to cpus, with its configuration in
+// cfg: lb with GOMAXPROCS=1 and -q (errors only: HAProxy logs nothing
+// without a log line), HAProxy in the foreground (-db).
+func (p *proxy) spec(name, cfg, cpus, dir string) benchutil.Spec {
+	if p.name == "lb" {
+		return benchutil.Spec{Name: name, Bin: p.bin, Args: []string{"-f", cfg, "-q"}, Env: []string{"GOMAXPROCS=1"}, CPUs: cpus, Dir: dir}
+	}
+	return benchutil.Spec{Name: name, Bin: p.bin, Args: []string{"-f", cfg, "-db"}, CPUs: cpus, Dir: dir}
+}
+
+// command is p's command line as the report shows it.
+func (p *proxy) command(cpus string) string {
+	return p.spec(p.name, "CFG", cpus, "").Command()
+}
+
+// startProxy starts a fresh p on free ports, and waits until it accepts
+// on every frontend and has served one request through each of the two
+// in front of the HTTP backend. The caller stops it.
+func (r *runner) startProxy(ctx context.Context, p *proxy) (*instance, error) {
+	var ports [3]int
+	for i := range ports {
+		port, err := benchutil.FreePort()
+		if err != nil {
+			return nil, err
+		}
+		ports[i] = port
+	}
+	fe := frontends{
+		http: fmt.Sprintf("127.0.0.1:%d", ports[0]),
+		tcp:  fmt.Sprintf("127.0.0.1:%d", ports[1]),
+		bulk: fmt.Sprintf("127.0.0.1:%d", ports[2]),
+	}
+	r.seq++
+	name := fmt.Sprintf("%s-%02d", p.name, r.seq)
+	cfg := filepath.Join(r.dir, name+".cfg")
+	text := haproxyConfig(fe, r.backendAddr, r.sinkAddr)
+	if p.name == "lb" {
+		cfg = filepath.Join(r.dir, name+".toml")
+		text = lbConfig(fe, r.backendAddr, r.sinkAddr)
+	}
+	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
+		return nil, fmt.Errorf("%s: write its configuration: %w", p.label, err)
+	}
+	proc, err := benchutil.StartProc(p.spec(name, cfg, r.o.proxyCPU, r.dir))
+	if err != nil {
+		return nil, err
+	}
+	r.reg.Add(proc)
+	in := &instance{p: p, proc: proc, fe: fe}
+	for _, addr := range []string{fe.http, fe.tcp, fe.bulk} {
+		if err := proc.WaitReady(ctx, addr); err != nil {
+			r.stopProxy(in)
+			return nil, err
+		}
+	}
+	for _, addr := range []string{fe.http, fe.tcp} {
+		if err := benchutil.Probe(ctx, addr, r.o.body); err != nil {
+			r.stopProxy(in)
+			return nil, fmt.Errorf("%s accepts on %s but a first request failed: %w; its output (%s):\n%s",
+				p.label, addr, err, proc.LogPath, benchutil.Indent(proc.LogTail(2048)))
+		}
+	}
+	return in, nil
+}
+
+// stopProxy stops in, and notes it if it would not stop.
+func (r *runner) stopProxy(in *instance) {
+	if err := in.proc.Stop(); err != nil {
+		r.res.note("%s: %v", in.p.label, err)
+	}
+}
+
+// alive fails if in's process has exited.
+func (in *instance) alive(when string) error {
+	if gone, how := in.proc.Exited(); gone {
+		return in.proc.ExitError(how, when)
+	}
+	return nil
+}
+
+// errorLines returns the first n lines of in's log (of its first 64 KiB)
+// that mention an error, for the report: why connections were refused, say.
+func (in *instance) errorLines(n int) []string {
+	f, err := os.Open(in.proc.LogPath)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	defer f.Close()
+	b, _ := io.ReadAll(io.LimitReader(f, 64<<10))
+	var out []string
+	for line := range strings.Lines(string(b)) {
+		l := strings.ToLower(line)
+		if strings.Contains(l, "error") || strings.Contains(l, "too many") || strings.Contains(l, "alert") {
+			out = append(out, strings.TrimSpace(line))
+			if len(out) == n {
+				break
+			}
+		}
+	}
+	return out
+}
+
+// settleTime is the pause after a proxy's start before its resident memory
+// and descriptors are read.
+const settleTime = 300 * time.Millisecond

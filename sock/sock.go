@@ -1,0 +1,186 @@
+// Package sock reads and writes lb's non-blocking sockets with raw
+// syscalls, which the Go runtime does not track.
+//
+// A syscall the runtime tracks (syscall.Syscall, as net.Conn's Read and
+// Write make) marks the goroutine's P as in a syscall, and the runtime's
+// monitor hands the P to another thread when the call lasts over about
+// 20µs. On a non-blocking socket a read or write never waits, but a write
+// on loopback or a fast network runs the receiver's TCP stack inline and
+// often lasts that long: on one core, that costs a context switch or two
+// per request, a fifth of lb's CPU per request in TCP mode. A raw syscall
+// keeps the P: the call returns as fast, and nothing else needed the P
+// meanwhile. Waiting is still Go's poller's (syscall.RawConn), so no
+// thread ever blocks.
+package sock
+
+import (
+	"io"
+	"net"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Read reads from fd, a non-blocking descriptor, with a raw syscall,
+// retrying on EINTR.
+func Read(fd int, p []byte) (int, error) { return rw(unix.SYS_READ, fd, p) }
+
+// Write writes to fd, a non-blocking descriptor, with a raw syscall,
+// retrying on EINTR. It may write less than p (then the descriptor is
+// full).
+func Write(fd int, p []byte) (int, error) { return rw(unix.SYS_WRITE, fd, p) }
+
+// rw is read(2) or write(2), as trap says.
+func rw(trap uintptr, fd int, p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		n, _, e := unix.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		switch e {
+		case 0:
+			return int(n), nil
+		case unix.EINTR:
+			continue
+		}
+		return 0, e
+	}
+}
+
+// Splice moves up to n bytes from in to out with splice(2), one of them a
+// pipe, without blocking on the pipe (SPLICE_F_NONBLOCK) and moving pages
+// where it can (SPLICE_F_MOVE), with a raw syscall, retrying on EINTR.
+func Splice(in, out, n int) (int, error) {
+	for {
+		r, _, e := unix.RawSyscall6(unix.SYS_SPLICE, uintptr(in), 0, uintptr(out), 0, uintptr(n), unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
+		switch e {
+		case 0:
+			return int(r), nil
+		case unix.EINTR:
+			continue
+		}
+		return 0, e
+	}
+}
+
+// Conn is a TCP connection whose Read and Write make raw syscalls (see
+// the package documentation); everything else is its *net.TCPConn's:
+// deadlines, Close, CloseWrite, addresses. Its methods allocate nothing.
+// Use Conn only where a byte stream is read or written through a buffer;
+// where bytes go from socket to socket, pass the *net.TCPConn itself, so
+// that they can be spliced.
+type Conn struct {
+	*net.TCPConn
+	rc              syscall.RawConn
+	onRead, onWrite func(fd uintptr) bool
+	// A read and a write may run at once (a request body goes up while
+	// the response comes down): each has its own state.
+	rp, wp     []byte // what Read fills, what Write writes
+	rn, wn     int    // bytes read, written of wp
+	rerr, werr error  // the syscalls' errors
+}
+
+// New returns a Conn over c.
+func New(c *net.TCPConn) (*Conn, error) {
+	s := &Conn{}
+	if err := s.Reset(c); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Reset makes s a Conn over c (nil: over nothing), so that a Conn kept in
+// a pool serves connection after connection.
+func (s *Conn) Reset(c *net.TCPConn) error {
+	if s.onRead == nil {
+		s.onRead, s.onWrite = s.readSys, s.writeSys
+	}
+	s.TCPConn, s.rc = c, nil
+	if c == nil {
+		return nil
+	}
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	s.rc = rc
+	return nil
+}
+
+// Read reads as net.Conn's Read does: io.EOF at the peer's end, the
+// RawConn's error (a deadline that passed, a closed connection) as it is,
+// and a syscall's error wrapped in a *net.OpError.
+func (s *Conn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	s.rp, s.rn, s.rerr = p, 0, nil
+	err := s.rc.Read(s.onRead)
+	s.rp = nil
+	switch {
+	case err != nil:
+		return 0, err
+	case s.rerr != nil:
+		return 0, s.opError("read", s.rerr)
+	case s.rn == 0:
+		return 0, io.EOF
+	}
+	return s.rn, nil
+}
+
+func (s *Conn) readSys(fd uintptr) bool {
+	n, err := Read(int(fd), s.rp)
+	if err == unix.EAGAIN {
+		return false
+	}
+	s.rn, s.rerr = n, err
+	return true
+}
+
+// Write writes all of p, waiting as long as the peer takes nothing (up to
+// the write deadline).
+func (s *Conn) Write(p []byte) (int, error) {
+	s.wp, s.wn, s.werr = p, 0, nil
+	var err error
+	for s.wn < len(p) && s.werr == nil && err == nil {
+		err = s.rc.Write(s.onWrite)
+	}
+	n := s.wn
+	s.wp = nil
+	switch {
+	case err != nil:
+		return n, err
+	case s.werr != nil:
+		return n, s.opError("write", s.werr)
+	}
+	return n, nil
+}
+
+func (s *Conn) writeSys(fd uintptr) bool {
+	n, err := Write(int(fd), s.wp[s.wn:])
+	switch {
+	case err == unix.EAGAIN:
+		return false
+	case err != nil:
+		s.werr = err
+		return true
+	}
+	s.wn += n
+	return s.wn == len(s.wp)
+}
+
+// opError wraps a syscall's error as net.Conn's do, so that callers that
+// look for a *net.OpError, or for the errno with errors.Is, find it.
+func (s *Conn) opError(op string, err error) error {
+	return &net.OpError{Op: op, Net: "tcp", Source: s.LocalAddr(), Addr: s.RemoteAddr(), Err: err}
+}
+
+// Bare returns the *net.TCPConn under c when c is a Conn, else c: what to
+// copy from socket to socket, so that the bytes can be spliced.
+func Bare(c net.Conn) net.Conn {
+	if s, ok := c.(*Conn); ok {
+		return s.TCPConn
+	}
+	return c
+}
