@@ -87,19 +87,24 @@ func (b *Backend) SetServerTLS(s *balancer.Server, c *tls.Config) {
 const (
 	// maxIdlePerServer bounds the idle connections kept per server.
 	maxIdlePerServer = 256
-	// idleMaxAge is how long an idle server connection is kept: less than
-	// the keep-alive timeout of common servers (5s for Node, 60s for
-	// nginx), so that lb rarely reuses one the server is closing.
-	idleMaxAge = 4 * time.Second
 	// bufSize is the size of the read and write buffers of a connection.
 	bufSize = 8 << 10
 )
 
+// idleMaxAge is how long an idle server connection is kept: less than
+// the keep-alive timeout of common servers (5s for Node, 60s for nginx),
+// so that lb rarely reuses one the server is closing. A variable for
+// tests.
+var idleMaxAge = 4 * time.Second
+
 // serverConn is one connection to a server, pooled between requests.
 type serverConn struct {
-	srv  *balancer.Server
-	raw  *net.TCPConn
-	c    net.Conn // raw, or a TLS connection over it
+	srv *balancer.Server
+	raw *net.TCPConn
+	c   net.Conn // raw, or a TLS connection over it
+	// br and bw are taken from readBufs and writeBufs for an exchange,
+	// and go back when the connection goes back to the pool idle: an idle
+	// connection holds no buffer.
 	br   *bufio.Reader
 	bw   *bufio.Writer
 	idle time.Time // when it went back to the pool
@@ -119,10 +124,41 @@ type serverConn struct {
 
 func (sc *serverConn) close() { _ = sc.c.Close() }
 
-// idlePool holds a server's idle connections, newest last.
+// takeBuffers gives sc its read and write buffers for an exchange.
+func (sc *serverConn) takeBuffers() {
+	sc.br = readBufs.Get().(*bufio.Reader)
+	sc.br.Reset(sc.c)
+	sc.bw = writeBufs.Get().(*bufio.Writer)
+	sc.bw.Reset(sc.c)
+}
+
+// dropBuffers gives sc's buffers back, when they hold nothing: it
+// reports false, keeping them, when they do (bytes the server sent beyond
+// its response, or a request not flushed): the connection cannot carry
+// another request then.
+func (sc *serverConn) dropBuffers() bool {
+	if sc.br.Buffered() > 0 || sc.bw.Buffered() > 0 {
+		return false
+	}
+	sc.br.Reset(nil)
+	readBufs.Put(sc.br)
+	sc.bw.Reset(nil)
+	writeBufs.Put(sc.bw)
+	sc.br, sc.bw = nil, nil
+	return true
+}
+
+// idlePool holds a server's idle connections, newest last. Its zero value
+// is an empty pool.
 type idlePool struct {
 	mu    sync.Mutex
 	conns []*serverConn
+	// purge closes the connections idle for idleMaxAge, so that a pool
+	// left alone after a burst does not keep them (and their descriptors)
+	// until the next request; armed says it is set to fire, which it is
+	// while the pool holds connections.
+	purge *time.Timer
+	armed bool
 }
 
 // get returns the newest live idle connection, or nil.
@@ -146,24 +182,60 @@ func (p *idlePool) get() *serverConn {
 	}
 }
 
-// put keeps sc for a next request, or closes it when the pool is full.
+// put keeps sc for a next request, or closes it when the pool is full or
+// sc still holds bytes.
 func (p *idlePool) put(sc *serverConn) {
+	if !sc.dropBuffers() {
+		sc.close()
+		return
+	}
 	sc.idle = time.Now()
 	sc.used = true
 	p.mu.Lock()
 	if len(p.conns) < maxIdlePerServer {
-		// Drop the oldest ones first: they are the likeliest to be
-		// closed by the server.
-		for len(p.conns) > 0 && sc.idle.Sub(p.conns[0].idle) >= idleMaxAge {
-			p.conns[0].close()
-			p.conns = p.conns[1:]
-		}
+		p.dropOld(sc.idle)
 		p.conns = append(p.conns, sc)
+		if !p.armed {
+			p.armed = true
+			if p.purge == nil {
+				p.purge = time.AfterFunc(idleMaxAge, p.expire)
+			} else {
+				p.purge.Reset(idleMaxAge)
+			}
+		}
 		p.mu.Unlock()
 		return
 	}
 	p.mu.Unlock()
 	sc.close()
+}
+
+// dropOld closes the connections idle for idleMaxAge at now, oldest
+// first: they are the likeliest to be closed by the server. p.mu is held.
+func (p *idlePool) dropOld(now time.Time) {
+	n := 0
+	for n < len(p.conns) && now.Sub(p.conns[n].idle) >= idleMaxAge {
+		p.conns[n].close()
+		p.conns[n] = nil
+		n++
+	}
+	if n > 0 {
+		p.conns = append(p.conns[:0], p.conns[n:]...)
+	}
+}
+
+// expire is the purge timer: it closes the connections idle for
+// idleMaxAge, and fires again when the oldest left will be, if any is.
+func (p *idlePool) expire() {
+	now := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.dropOld(now)
+	if len(p.conns) == 0 {
+		p.armed = false
+		return
+	}
+	p.purge.Reset(idleMaxAge - now.Sub(p.conns[0].idle))
 }
 
 // alive reports whether an idle connection may carry a request: the
@@ -308,6 +380,7 @@ func (b *Backend) connect(srv *balancer.Server, fresh bool) (*serverConn, error)
 	up := b.servers[srv]
 	if !fresh {
 		if sc := up.idle.get(); sc != nil {
+			sc.takeBuffers()
 			return sc, nil
 		}
 	}
@@ -342,8 +415,7 @@ func (b *Backend) connect(srv *balancer.Server, fresh bool) (*serverConn, error)
 		}
 		sc.c = tc
 	}
-	sc.br = bufio.NewReaderSize(sc.c, bufSize)
-	sc.bw = bufio.NewWriterSize(sc.c, bufSize)
+	sc.takeBuffers()
 	return sc, nil
 }
 

@@ -129,7 +129,7 @@ type clientConn struct {
 	local netip.AddrPort
 	// in is what br reads: c, with the head budget's accounting.
 	in headReader
-	// br and bw are taken from clientReaders and clientWriters: br for
+	// br and bw are taken from readBufs and writeBufs: br for
 	// the life of the connection, bw while responses are written (see
 	// writer); both go back before a failed request is logged.
 	br   *bufio.Reader
@@ -165,10 +165,12 @@ type clientConn struct {
 
 var clientConns = sync.Pool{New: func() any { return new(clientConn) }}
 
-// clientReaders and clientWriters are the buffers of client connections.
+// readBufs and writeBufs are the buffers of client and server
+// connections, which hold them only while bytes move (see clientConn and
+// serverConn).
 var (
-	clientReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, bufSize) }}
-	clientWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, bufSize) }}
+	readBufs  = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, bufSize) }}
+	writeBufs = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, bufSize) }}
 )
 
 // keepHeadBytes bounds the storage of a request (and response) head that
@@ -255,7 +257,7 @@ func (f *Frontend) serveState(st *connState) {
 	cc.local, cc.due = st.local, st.due
 	cc.readDue, cc.wAt = time.Time{}, time.Time{}
 	cc.in = headReader{c: cc.c, budget: f.heads}
-	cc.br = clientReaders.Get().(*bufio.Reader)
+	cc.br = readBufs.Get().(*bufio.Reader)
 	cc.br.Reset(&cc.in)
 	cc.x.f, cc.x.cl, cc.x.tls, cc.x.peer = f, cc, f.TLS != nil, st.peer
 	f.track(cc, true)
@@ -279,21 +281,21 @@ func (f *Frontend) serveState(st *connState) {
 	}
 }
 
-// releaseReader gives the read buffer back to clientReaders: nothing more
+// releaseReader gives the read buffer back to readBufs: nothing more
 // is read from the connection.
 func (cc *clientConn) releaseReader() {
 	if cc.br != nil {
 		cc.br.Reset(nil)
-		clientReaders.Put(cc.br)
+		readBufs.Put(cc.br)
 		cc.br = nil
 	}
 }
 
-// writer returns the connection's write buffer, taken from clientWriters
+// writer returns the connection's write buffer, taken from writeBufs
 // when it has none.
 func (cc *clientConn) writer() *bufio.Writer {
 	if cc.bw == nil {
-		cc.bw = clientWriters.Get().(*bufio.Writer)
+		cc.bw = writeBufs.Get().(*bufio.Writer)
 		cc.bw.Reset(cc.c)
 	}
 	return cc.bw
@@ -308,14 +310,14 @@ func (cc *clientConn) flush() error {
 }
 
 // releaseWriter flushes the write buffer and gives it back to
-// clientWriters: the connection is idle or ends.
+// writeBufs: the connection is idle or ends.
 func (cc *clientConn) releaseWriter() error {
 	if cc.bw == nil {
 		return nil
 	}
 	err := cc.bw.Flush()
 	cc.bw.Reset(nil)
-	clientWriters.Put(cc.bw)
+	writeBufs.Put(cc.bw)
 	cc.bw = nil
 	return err
 }

@@ -612,3 +612,72 @@ func BenchmarkAlive(b *testing.B) {
 		})
 	}
 }
+
+// TestPoolIdleHoldsNoBuffer: a connection back in the pool holds no
+// buffer, one with bytes the server sent beyond its response is closed
+// rather than kept, and a pool left alone closes its connections once they
+// have been idle for idleMaxAge, without a request coming.
+func TestPoolIdleHoldsNoBuffer(t *testing.T) {
+	old := idleMaxAge
+	idleMaxAge = 300 * time.Millisecond
+	t.Cleanup(func() { idleMaxAge = old })
+	s := newPoolServer(t, answer)
+	be, srv, _ := newPoolBackend(t, s.ln.Addr().String())
+	up := be.servers[srv]
+
+	first, _ := pooled(t, be, srv, s)
+	second, server2 := pooled(t, be, srv, s)
+	up.idle.put(first)
+	if first.br != nil || first.bw != nil {
+		t.Errorf("an idle connection holds its buffers")
+	}
+	// Stray bytes after a response: the connection is not kept.
+	if _, err := server2.Write([]byte("HTTP/1.1 200 OK\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := second.br.Peek(1); err != nil {
+		t.Fatal(err)
+	}
+	up.idle.put(second)
+	if _, err := second.c.Write([]byte("x")); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("a connection with unread bytes went back to the pool: write error %v", err)
+	}
+
+	// Taken again, it has buffers, and carries on.
+	sc := up.idle.get()
+	if sc != first {
+		t.Fatalf("get returned %p, want %p", sc, first)
+	}
+	sc.takeBuffers()
+	if sc.br == nil || sc.bw == nil || sc.br.Buffered() != 0 {
+		t.Fatal("a connection taken from the pool has no clean buffers")
+	}
+	up.idle.put(sc)
+
+	// Left alone, the pool closes it after idleMaxAge (generously waited
+	// for: timers can be late on a busy machine).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		up.idle.mu.Lock()
+		n, armed := len(up.idle.conns), up.idle.armed
+		up.idle.mu.Unlock()
+		if n == 0 && !armed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d idle connections still pooled 10 s after idleMaxAge %v", n, idleMaxAge)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := first.c.Write([]byte("x")); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("the expired connection was not closed: write error %v", err)
+	}
+	// The pool works on after its purge: a connection put now is kept.
+	third, _ := pooled(t, be, srv, s)
+	up.idle.put(third)
+	if got := up.idle.get(); got != third {
+		t.Errorf("get returned %p after a purge, want %p", got, third)
+	} else {
+		third.close()
+	}
+}
