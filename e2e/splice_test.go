@@ -18,8 +18,10 @@ import (
 )
 
 // straceCall matches a completed call in strace's output: its name and
-// what it returned.
-var straceCall = regexp.MustCompile(`^\d+\s+(splice|read|write)\(.*\)\s+=\s+(-?\d+)`)
+// what it returned. A call that another thread's output interrupted ends
+// on a line of its own ("<... splice resumed>...) = 65536"), the one
+// counted; its "<unfinished ...>" start has no result.
+var straceCall = regexp.MustCompile(`^\d+\s+(?:<\.\.\. )?(splice|read|write)(?:\(| resumed>).*\)\s+=\s+(-?\d+)`)
 
 // TestTCPBulkTransferSplices: strace attached to a running lb sees a bulk
 // transfer in TCP mode go through splice(2): the bytes do not cross lb's

@@ -101,7 +101,9 @@ var idleMaxAge = 4 * time.Second
 type serverConn struct {
 	srv *balancer.Server
 	raw *net.TCPConn
-	c   net.Conn // raw, or a TLS connection over it
+	c   net.Conn // plain, or a TLS connection over raw
+	// plain reads and writes raw; nil over TLS.
+	plain *sock.Conn
 	// br and bw are taken from readBufs and writeBufs for an exchange,
 	// and go back when the connection goes back to the pool idle: an idle
 	// connection holds no buffer.
@@ -185,7 +187,7 @@ func (p *idlePool) get() *serverConn {
 // put keeps sc for a next request, or closes it when the pool is full or
 // sc still holds bytes.
 func (p *idlePool) put(sc *serverConn) {
-	if !sc.dropBuffers() {
+	if (sc.plain != nil && sc.plain.Pending()) || !sc.dropBuffers() {
 		sc.close()
 		return
 	}
@@ -395,10 +397,11 @@ func (b *Backend) connect(srv *balancer.Server, fresh bool) (*serverConn, error)
 		return nil, err
 	}
 	sc := &serverConn{srv: srv, raw: raw, rc: rc}
-	if sc.c, err = sock.New(raw); err != nil {
+	if sc.plain, err = sock.New(raw); err != nil {
 		_ = raw.Close()
 		return nil, err
 	}
+	sc.c = sc.plain
 	probe := openPlain
 	if up.tls != nil {
 		probe = openTLS
@@ -413,7 +416,7 @@ func (b *Backend) connect(srv *balancer.Server, fresh bool) (*serverConn, error)
 			_ = raw.Close()
 			return nil, &tlsError{err}
 		}
-		sc.c = tc
+		sc.c, sc.plain = tc, nil
 	}
 	sc.takeBuffers()
 	return sc, nil

@@ -1,6 +1,7 @@
 package httpproxy
 
 import (
+	"bufio"
 	"errors"
 	"io"
 	"net"
@@ -29,7 +30,14 @@ func (l *lazyDeadline) due() (time.Time, bool) {
 	if l.d <= 0 || l.c == nil {
 		return time.Time{}, false
 	}
-	now := time.Now()
+	return l.dueAt(time.Now())
+}
+
+// dueAt is due at now.
+func (l *lazyDeadline) dueAt(now time.Time) (time.Time, bool) {
+	if l.d <= 0 || l.c == nil {
+		return time.Time{}, false
+	}
 	if now.Sub(l.at) < l.d/slack {
 		return time.Time{}, false
 	}
@@ -46,17 +54,31 @@ type timedReader struct {
 	r io.Reader
 	lazyDeadline
 	stop *atomic.Bool
+	// in, when set, is the buffer r reads through, and r reads nothing
+	// more than in holds while it holds something (bufio.Reader.Read, or
+	// an io.LimitedReader over it): such a read needs no deadline, nor
+	// the clock read that deciding it takes.
+	in *bufio.Reader
+	// fresh says the deadline was just set, or leaves at least d: the
+	// next arm has nothing to do.
+	fresh bool
 }
 
 // arm sets the read deadline, unless the one set is recent enough.
 func (t *timedReader) arm() {
+	if t.fresh {
+		t.fresh = false
+		return
+	}
 	if at, ok := t.due(); ok {
 		_ = t.c.SetReadDeadline(at)
 	}
 }
 
 func (t *timedReader) Read(p []byte) (int, error) {
-	t.arm()
+	if t.in == nil || t.in.Buffered() == 0 {
+		t.arm()
+	}
 	if t.stop != nil && t.stop.Load() {
 		return 0, errStopped
 	}

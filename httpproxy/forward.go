@@ -231,10 +231,13 @@ func (x *exchange) send(held bool) (err error, fromClient bool) {
 	sc := x.sc
 	x.sw = timedWriter{w: sc.bw, lazyDeadline: lazyDeadline{c: sc.c, d: x.be.ServerTimeout, at: sc.wAt}, stop: &x.up.stop}
 	x.sr = timedReader{lazyDeadline: lazyDeadline{c: sc.c, d: x.be.ServerTimeout, at: sc.rAt}, stop: &x.up.failed}
-	if at, ok := x.sw.due(); ok {
+	now := time.Now()
+	if at, ok := x.sw.dueAt(now); ok {
 		// One deadline for the request going out and its response coming.
 		_ = sc.c.SetDeadline(at)
 		x.sr.at = x.sw.at
+	} else if at, ok := x.sr.dueAt(now); ok {
+		_ = sc.c.SetReadDeadline(at)
 	}
 	if err := h1.WriteRequestHead(sc.bw, &x.req); err != nil {
 		// Nothing was written. The request was checked against the
@@ -244,7 +247,18 @@ func (x *exchange) send(held bool) (err error, fromClient bool) {
 		return &h1.Error{Status: 400, Reason: "the request cannot be forwarded: " + err.Error()}, true
 	}
 	if x.reqLen == 0 || x.reqBody == nil {
-		return sc.bw.Flush(), false
+		// The response is read next: its deadline, just seen to, leaves
+		// at least timeout.server.
+		x.sr.fresh = true
+		if sc.plain == nil {
+			return sc.bw.Flush(), false
+		}
+		// Nothing more goes before the response: the head goes out
+		// with the response's read (sock.Conn.DeferWrite).
+		sc.plain.DeferWrite(true)
+		err := sc.bw.Flush()
+		sc.plain.DeferWrite(false)
+		return err, false
 	}
 	if held {
 		// The whole body is in lb already: one write sends it all. It
@@ -289,8 +303,12 @@ func (x *exchange) send(held bool) (err error, fromClient bool) {
 // responses other than 101 on to the client.
 func (x *exchange) readResponseHead() error {
 	sc := x.sc
-	for {
-		x.sr.arm()
+	for first := true; ; first = false {
+		if !first {
+			// readHead armed the deadline for the first head; a final
+			// one after an interim one gets its own.
+			x.sr.arm()
+		}
 		if x.up.failed.Load() {
 			return errUploadFailed
 		}

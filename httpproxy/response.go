@@ -112,20 +112,21 @@ func (x *exchange) observeResponse() {
 func (x *exchange) copyResponse(w io.Writer, out *bufio.Writer) (err error, fromServer bool) {
 	resp, sc := &x.resp, x.sc
 	var src io.Reader
+	var in *bufio.Reader // what src reads through, where it reads no more than that holds
 	switch resp.Body.Kind {
 	case h1.BodyLength:
 		x.lr = io.LimitedReader{R: sc.br, N: resp.Body.Length}
-		src = &x.lr
+		src, in = &x.lr, sc.br
 	case h1.BodyChunked:
-		x.scr.Reset(sc.br, x.f.Limits)
+		x.scr.Reset(sc.br, x.f.Limits) // may read past what the buffer holds
 		src = &x.scr
 	case h1.BodyUntilClose:
-		src = sc.br
+		src, in = sc.br, sc.br
 	}
 	if src == nil {
 		return nil, false
 	}
-	x.sr.r = src
+	x.sr.r, x.sr.in = src, in
 	n, err, fromServer := copyBody(w, out, &x.sr, sc.br, 0)
 	x.bytesOut = n
 	if err == nil && resp.Body.Kind == h1.BodyLength && n < resp.Body.Length {

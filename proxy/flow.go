@@ -62,14 +62,15 @@ type flow struct {
 	// The callbacks of rsrc.Read and rdst.Write, made once and kept with
 	// the pooled session (they are bound to the flow), so that moving
 	// bytes allocates nothing; their results go in the fields below.
-	onRead, onWrite, onFill, onDrain func(fd uintptr) bool
-	allWritten, allDrained           func() bool
+	onRead, onWrite, onWriteOnce, onFill, onDrain func(fd uintptr) bool
+	allWritten, allDrained                        func() bool
 
 	buf      *[]byte // the buffer a payload is in, from flowBufs
 	n, off   int     // bytes in buf, and written of them
 	pipe     *pipe   // the pipe of a bulk transfer, from pipes
 	dry, eof bool    // a fill found src empty, at its end
 	waited   bool    // a write found dst full
+	relayed  bool    // the payload in buf was counted, and written up to off, within the read (relay)
 	err      error   // the syscall error of the last callback
 
 	readDue   time.Time // the read deadline set last
@@ -88,7 +89,7 @@ func (f *flow) bind(s *session, from side, src, dst *net.TCPConn) error {
 		return err
 	}
 	if f.onRead == nil {
-		f.onRead, f.onWrite, f.onFill, f.onDrain = f.readSys, f.writeSys, f.fillSys, f.drainSys
+		f.onRead, f.onWrite, f.onWriteOnce, f.onFill, f.onDrain = f.readSys, f.writeSys, f.writeOnceSys, f.fillSys, f.drainSys
 		f.allWritten, f.allDrained = f.written, f.drained
 	}
 	f.writeWait = s.timeouts[from.other()]
@@ -97,7 +98,7 @@ func (f *flow) bind(s *session, from side, src, dst *net.TCPConn) error {
 
 // reset empties f for the next session, keeping its callbacks.
 func (f *flow) reset() {
-	*f = flow{onRead: f.onRead, onWrite: f.onWrite, onFill: f.onFill, onDrain: f.onDrain,
+	*f = flow{onRead: f.onRead, onWrite: f.onWrite, onWriteOnce: f.onWriteOnce, onFill: f.onFill, onDrain: f.onDrain,
 		allWritten: f.allWritten, allDrained: f.allDrained}
 }
 
@@ -151,7 +152,10 @@ func isDeadline(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) 
 
 // pass waits up to parkAfter for the source, and moves what it has. It
 // returns errIdle when nothing came, io.EOF at the source's end, a
-// writeError for the destination's errors.
+// writeError for the destination's errors. Small payloads that the
+// destination takes at once are relayed within the read (see relay): pass
+// returns for what relay could not finish, the end, a bulk transfer or an
+// error.
 func (f *flow) pass() error {
 	f.armRead()
 	f.err = nil
@@ -171,8 +175,13 @@ func (f *flow) pass() error {
 		return io.EOF
 	}
 	n := f.n
-	f.s.moved(f.from, n)
-	err := f.write()
+	if f.relayed {
+		f.relayed = false // counted, and written up to f.off
+	} else {
+		f.s.moved(f.from, n)
+		f.off = 0
+	}
+	err := f.drain(f.onWrite, f.allWritten)
 	f.putBuf()
 	if err == nil && n == flowBufSize {
 		// The buffer filled: more is likely waiting. The rest of the
@@ -209,7 +218,33 @@ func (f *flow) readSys(fd uintptr) bool {
 		f.n = n
 	default:
 		f.n, f.err = 0, err
+		return true
 	}
+	if n == 0 || n == flowBufSize {
+		return true // the end, or a bulk transfer: pass goes on
+	}
+	return !f.relay()
+}
+
+// relay writes the small payload just read to the destination from within
+// the source's read, without waiting for the destination, and reports
+// whether it took everything: then the flow goes on waiting for the source
+// in the same read. A read that returned less than the buffer emptied the
+// socket, and Go's poller records every arrival since the read began, so
+// the flow needs no read that finds nothing before it waits: a request and
+// its response cost a read and a write each way, as in HAProxy. When the
+// destination takes less (or fails), the read ends and pass writes the
+// rest (or meets the error again), with the write deadline.
+func (f *flow) relay() bool {
+	f.s.moved(f.from, f.n)
+	f.off, f.relayed = 0, true
+	if err := f.rdst.Write(f.onWriteOnce); err != nil || f.err != nil || f.off < f.n {
+		f.err = nil // the destination's: drain meets it again, as a writeError
+		return false
+	}
+	f.relayed, f.n = false, 0
+	f.putBuf()
+	f.armRead()
 	return true
 }
 
@@ -287,12 +322,6 @@ func (f *flow) wrote(n int, all bool) {
 	}
 }
 
-// write writes the buffer's n bytes to the destination.
-func (f *flow) write() error {
-	f.off = 0
-	return f.drain(f.onWrite, f.allWritten)
-}
-
 func (f *flow) written() bool { return f.off == f.n }
 func (f *flow) drained() bool { return f.pipe.held == 0 }
 
@@ -310,6 +339,13 @@ func (f *flow) writeSys(fd uintptr) bool {
 		return f.off == f.n
 	}
 	f.err = err
+	return true
+}
+
+// writeOnceSys writes what the destination takes of the buffer now, and
+// never waits.
+func (f *flow) writeOnceSys(fd uintptr) bool {
+	f.writeSys(fd)
 	return true
 }
 

@@ -72,13 +72,18 @@ func Splice(in, out, n int) (int, error) {
 // that they can be spliced.
 type Conn struct {
 	*net.TCPConn
-	rc              syscall.RawConn
-	onRead, onWrite func(fd uintptr) bool
+	rc                          syscall.RawConn
+	onRead, onWrite, onSendRead func(fd uintptr) bool
 	// A read and a write may run at once (a request body goes up while
 	// the response comes down): each has its own state.
 	rp, wp     []byte // what Read fills, what Write writes
 	rn, wn     int    // bytes read, written of wp
 	rerr, werr error  // the syscalls' errors
+	// deferNext makes the next Write keep its bytes in pend, for the
+	// next Read to send (DeferWrite); perr is the error of sending them.
+	deferNext bool
+	pend      []byte
+	perr      error
 }
 
 // New returns a Conn over c.
@@ -94,9 +99,10 @@ func New(c *net.TCPConn) (*Conn, error) {
 // a pool serves connection after connection.
 func (s *Conn) Reset(c *net.TCPConn) error {
 	if s.onRead == nil {
-		s.onRead, s.onWrite = s.readSys, s.writeSys
+		s.onRead, s.onWrite, s.onSendRead = s.readSys, s.writeSys, s.sendReadSys
 	}
 	s.TCPConn, s.rc = c, nil
+	s.deferNext, s.pend, s.perr = false, nil, nil
 	if c == nil {
 		return nil
 	}
@@ -116,10 +122,18 @@ func (s *Conn) Read(p []byte) (int, error) {
 		return 0, nil
 	}
 	s.rp, s.rn, s.rerr = p, 0, nil
-	err := s.rc.Read(s.onRead)
+	var err error
+	if s.pend != nil {
+		err = s.sendRead()
+	} else {
+		err = s.rc.Read(s.onRead)
+	}
 	s.rp = nil
 	switch {
 	case err != nil:
+		return 0, err
+	case s.perr != nil:
+		err, s.perr = s.opError("write", s.perr), nil
 		return 0, err
 	case s.rerr != nil:
 		return 0, s.opError("read", s.rerr)
@@ -138,9 +152,75 @@ func (s *Conn) readSys(fd uintptr) bool {
 	return true
 }
 
+// DeferWrite(true) makes the next Write (the last of a request, whose
+// answer the next Read waits for) return at once, keeping its bytes, which
+// must not change until then, for that Read to send: the Read writes them
+// and waits for the answer in one go, so Go's poller needs no read that
+// finds nothing yet between the two. DeferWrite(false) ends a deferral no
+// Write took. Only one goroutine may write while a deferral is on, and
+// none while the bytes wait.
+func (s *Conn) DeferWrite(on bool) { s.deferNext = on }
+
+// Pending reports whether a deferred Write's bytes wait for a Read.
+func (s *Conn) Pending() bool { return s.pend != nil }
+
+// sendRead is a Read after a deferred Write: it sends the bytes in the
+// Read's own wait (sendReadSys). When the peer takes part of them only,
+// the rest goes with an ordinary Write, and the read follows.
+func (s *Conn) sendRead() error {
+	err := s.rc.Read(s.onSendRead)
+	if err != nil || s.pend == nil || s.perr != nil {
+		s.pend = nil
+		return err
+	}
+	rest := s.pend
+	s.pend = nil
+	if _, err := s.Write(rest); err != nil {
+		return err
+	}
+	return s.rc.Read(s.onRead)
+}
+
+// sendReadSys writes the deferred bytes, then waits (false) for the
+// answer without reading first: the Read began before the bytes went, so
+// the poller records the answer's arrival. Later calls read.
+func (s *Conn) sendReadSys(fd uintptr) bool {
+	if s.pend == nil {
+		return s.readSys(fd)
+	}
+	for len(s.pend) > 0 {
+		n, err := Write(int(fd), s.pend)
+		switch {
+		case err == unix.EAGAIN:
+			return true // sendRead writes the rest
+		case err != nil:
+			s.perr = err
+			return true
+		}
+		s.pend = s.pend[n:]
+	}
+	s.pend = nil
+	return false
+}
+
 // Write writes all of p, waiting as long as the peer takes nothing (up to
-// the write deadline).
+// the write deadline), or keeps p for the next Read after DeferWrite.
 func (s *Conn) Write(p []byte) (int, error) {
+	if s.deferNext {
+		s.deferNext = false
+		if len(p) > 0 && s.pend == nil {
+			s.pend = p
+			return len(p), nil
+		}
+	}
+	if s.pend != nil {
+		// Bytes kept for a Read go first.
+		rest := s.pend
+		s.pend = nil
+		if _, err := s.Write(rest); err != nil {
+			return 0, err
+		}
+	}
 	s.wp, s.wn, s.werr = p, 0, nil
 	var err error
 	for s.wn < len(p) && s.werr == nil && err == nil {

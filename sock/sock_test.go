@@ -101,3 +101,116 @@ func TestConnAllocs(t *testing.T) {
 		t.Errorf("%v allocations per round trip, want 0", n)
 	}
 }
+
+// answerAfter reads n bytes from peer, then writes answer; it reports what
+// it read, or its error.
+func answerAfter(peer net.Conn, n int, answer []byte) <-chan []byte {
+	got := make(chan []byte, 1)
+	go func() {
+		b := make([]byte, n)
+		_ = peer.SetDeadline(time.Now().Add(30 * time.Second))
+		if _, err := io.ReadFull(peer, b); err != nil {
+			got <- []byte(err.Error())
+			return
+		}
+		_, _ = peer.Write(answer)
+		got <- b
+	}()
+	return got
+}
+
+// TestDeferWrite: a deferred Write sends nothing until the next Read, which
+// sends the bytes and returns the answer; a Write with no deferral on, or
+// after DeferWrite(false), goes at once.
+func TestDeferWrite(t *testing.T) {
+	s, peer := pair(t)
+	s.DeferWrite(true)
+	if n, err := s.Write([]byte("request")); n != 7 || err != nil {
+		t.Fatalf("deferred Write: %d, %v", n, err)
+	}
+	if !s.Pending() {
+		t.Fatal("a deferred Write's bytes are not pending")
+	}
+	// Nothing reached the peer yet.
+	_ = peer.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if n, err := peer.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the peer read %d bytes (%v) before the Read that sends them", n, err)
+	}
+	got := answerAfter(peer, 7, []byte("answer"))
+	buf := make([]byte, 64)
+	n, err := s.Read(buf)
+	if err != nil || string(buf[:n]) != "answer" {
+		t.Fatalf("Read after a deferred Write: %q, %v", buf[:n], err)
+	}
+	if b := <-got; string(b) != "request" {
+		t.Fatalf("the peer got %q", b)
+	}
+	if s.Pending() {
+		t.Error("bytes still pending after the Read")
+	}
+
+	// The deferral is one Write's: the next goes at once.
+	got = answerAfter(peer, 4, []byte("ok"))
+	if _, err := s.Write([]byte("next")); err != nil {
+		t.Fatal(err)
+	}
+	if b := <-got; string(b) != "next" {
+		t.Fatalf("the peer got %q", b)
+	}
+	if _, err := io.ReadFull(s, buf[:2]); err != nil {
+		t.Fatal(err)
+	}
+	// A deferral no Write took ends with DeferWrite(false).
+	s.DeferWrite(true)
+	s.DeferWrite(false)
+	got = answerAfter(peer, 4, nil)
+	if _, err := s.Write([]byte("more")); err != nil || s.Pending() {
+		t.Fatalf("Write after DeferWrite(false): %v, pending %v", err, s.Pending())
+	}
+	if b := <-got; string(b) != "more" {
+		t.Fatalf("the peer got %q", b)
+	}
+}
+
+// TestDeferWriteLarge: deferred bytes the peer cannot take at once go in
+// part with the Read, the rest as an ordinary Write, then the Read goes on.
+func TestDeferWriteLarge(t *testing.T) {
+	s, peer := pair(t)
+	req := bytes.Repeat([]byte("0123456789abcdef"), 1<<19) // 8 MiB: more than the socket buffers hold
+	got := answerAfter(peer, len(req), []byte("done"))
+	s.DeferWrite(true)
+	if n, err := s.Write(req); n != len(req) || err != nil {
+		t.Fatalf("deferred Write: %d, %v", n, err)
+	}
+	buf := make([]byte, 16)
+	n, err := s.Read(buf)
+	if err != nil || string(buf[:n]) != "done" {
+		t.Fatalf("Read: %q, %v", buf[:n], err)
+	}
+	if b := <-got; !bytes.Equal(b, req) {
+		t.Fatalf("the peer got %d bytes, not the %d sent", len(b), len(req))
+	}
+}
+
+// TestDeferWriteError: a deferred Write that fails (the peer reset the
+// connection) fails the Read with the write's error, as net.Conn reports
+// one.
+func TestDeferWriteError(t *testing.T) {
+	s, peer := pair(t)
+	_ = peer.SetLinger(0)
+	peer.Close() // a reset
+	time.Sleep(50 * time.Millisecond)
+	s.DeferWrite(true)
+	if _, err := s.Write([]byte("request")); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err := s.Read(make([]byte, 16))
+	var op *net.OpError
+	if !errors.As(err, &op) || !(errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)) {
+		t.Fatalf("Read after a deferred Write to a reset connection: %v, want a *net.OpError of ECONNRESET or EPIPE", err)
+	}
+	if s.Pending() {
+		t.Error("bytes still pending after the failed Read")
+	}
+}
