@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strings"
 
 	"github.com/rs/zerolog"
@@ -47,6 +48,10 @@ func usageError(format string, args ...any) error {
 }
 
 func main() {
+	// lb offers no heap profile: sampling allocations for one would cost
+	// every allocation a check, and memory (the profile's buckets, up to
+	// some megabytes) for nothing.
+	runtime.MemProfileRate = 0
 	os.Exit(run(os.Args, os.Stdout, os.Stderr))
 }
 

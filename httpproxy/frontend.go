@@ -213,26 +213,31 @@ func (f *Frontend) ServeConn(conn *proxy.Conn) {
 		c = tc
 	}
 	st := connState{conn: conn, c: c, first: true, due: time.Now().Add(f.RequestTimeout)}
-	if a, ok := raw.RemoteAddr().(*net.TCPAddr); ok {
-		st.peer = a.AddrPort()
-	}
-	if a, ok := raw.LocalAddr().(*net.TCPAddr); ok {
-		st.local = netip.AddrPortFrom(a.AddrPort().Addr().Unmap(), a.AddrPort().Port())
-	}
 	f.serveState(&st)
 }
 
 // connState is what a client connection is between requests, all that a
-// parked one keeps.
+// parked one keeps: as little as can be, since thousands may be parked.
+// Its addresses are the socket's, read again when it is served.
 type connState struct {
-	conn  *proxy.Conn
-	c     net.Conn // TLS over conn; nil for plain TCP
-	peer  netip.AddrPort
-	local netip.AddrPort
+	conn *proxy.Conn
+	c    net.Conn // TLS over conn; nil for plain TCP
 	// first says no request came yet; due is when the connection closes
 	// if none comes (http_request for the first, http_keep_alive after).
 	first bool
 	due   time.Time
+}
+
+// addrs returns the client's address and the one it connected to, as
+// the connection's socket has them (net.TCPConn keeps both: no syscall).
+func (st *connState) addrs() (peer, local netip.AddrPort) {
+	if a, ok := st.conn.RemoteAddr().(*net.TCPAddr); ok {
+		peer = a.AddrPort()
+	}
+	if a, ok := st.conn.LocalAddr().(*net.TCPAddr); ok {
+		local = netip.AddrPortFrom(a.AddrPort().Addr().Unmap(), a.AddrPort().Port())
+	}
+	return peer, local
 }
 
 // serveState serves a connection from st, its state between requests,
@@ -254,12 +259,13 @@ func (f *Frontend) serveState(st *connState) {
 		}
 		cc.c = &cc.sc
 	}
-	cc.local, cc.due = st.local, st.due
+	peer, local := st.addrs()
+	cc.local, cc.due = local, st.due
 	cc.readDue, cc.wAt = time.Time{}, time.Time{}
 	cc.in = headReader{c: cc.c, budget: f.heads}
 	cc.br = readBufs.Get().(*bufio.Reader)
 	cc.br.Reset(&cc.in)
-	cc.x.f, cc.x.cl, cc.x.tls, cc.x.peer = f, cc, f.TLS != nil, st.peer
+	cc.x.f, cc.x.cl, cc.x.tls, cc.x.peer = f, cc, f.TLS != nil, peer
 	f.track(cc, true)
 	parked := cc.serve(st.first)
 	f.track(cc, false)

@@ -32,7 +32,7 @@ func (cc *clientConn) park(first bool) bool {
 	if c == net.Conn(&cc.sc) {
 		c = nil // plain: the next clientConn brings its own wrapper
 	}
-	ic := &idleConn{f: f, st: connState{conn: cc.conn, c: c, peer: cc.x.peer, local: cc.local, first: first, due: cc.due}}
+	ic := &idleConn{f: f, st: connState{conn: cc.conn, c: c, first: first, due: cc.due}}
 	cc.mu.Unlock()
 	// The socket's deadline is the poller's business now.
 	_ = cc.c.SetReadDeadline(time.Time{})

@@ -10,10 +10,13 @@
 // Waker may read, write, park again or close the connection at will. The
 // epoll descriptor is itself watched by the runtime's poller (it becomes
 // readable when a parked connection is ready), so waiting costs no thread
-// of its own.
+// of its own. The deadlines of all parked connections share one timer,
+// set for the earliest of them (a heap), so a parked connection costs no
+// timer of its own either.
 package park
 
 import (
+	"container/heap"
 	"errors"
 	"fmt"
 	"math"
@@ -76,19 +79,62 @@ type Poller struct {
 	closed  bool
 	waiting atomic.Int64 // connections parked now
 	done    chan struct{}
+	// due holds the parked connections that have a deadline, earliest
+	// first; timer fires at the earliest, timerAt (0: not set).
+	due     dueHeap
+	timer   *time.Timer
+	timerAt int64
 }
 
 // Parked is one parked connection.
 type Parked struct {
-	p     *Poller
-	fd    int
-	slot  uint32
-	gen   uint32
-	w     Waker
-	timer *time.Timer
-	// state is parked until one wake-up takes it: the event, the timer
-	// or the Poller's close, whichever comes first.
+	p    *Poller
+	fd   int
+	slot uint32
+	gen  uint32
+	w    Waker
+	// at is its deadline in nanoseconds (see clock), 0 for none; hi its
+	// index in the Poller's heap, -1 when not in it. Both are p.mu's.
+	at int64
+	hi int
+	// state is parked until one wake-up takes it: the event, the
+	// deadline or the Poller's close, whichever comes first.
 	state atomic.Uint32
+}
+
+// clock is the time deadlines are kept in: nanoseconds since the process
+// began, monotonic.
+var epoch = time.Now()
+
+func clock(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return max(int64(t.Sub(epoch)), 1)
+}
+
+// dueHeap orders parked connections by deadline (container/heap).
+type dueHeap []*Parked
+
+func (h dueHeap) Len() int           { return len(h) }
+func (h dueHeap) Less(i, j int) bool { return h[i].at < h[j].at }
+func (h dueHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].hi, h[j].hi = i, j
+}
+func (h *dueHeap) Push(x any) {
+	pk := x.(*Parked)
+	pk.hi = len(*h)
+	*h = append(*h, pk)
+}
+func (h *dueHeap) Pop() any {
+	old := *h
+	n := len(old) - 1
+	pk := old[n]
+	old[n] = nil
+	*h = old[:n]
+	pk.hi = -1
+	return pk
 }
 
 const (
@@ -118,6 +164,7 @@ func (p *Poller) init() error {
 		p.epfd = fd
 		p.file = os.NewFile(uintptr(fd), "park-epoll") // non-blocking: the runtime's poller watches it
 		p.done = make(chan struct{})
+		p.timer = time.AfterFunc(time.Duration(math.MaxInt64), p.expire)
 		go p.wait()
 	})
 	return p.err
@@ -134,19 +181,13 @@ func (p *Poller) Park(c syscall.Conn, deadline time.Time, w Waker) (*Parked, err
 	if err != nil {
 		return nil, fmt.Errorf("park: %w", err)
 	}
-	pk := &Parked{p: p, w: w, fd: -1}
-	// Every Parked has a timer, so that Reschedule can always Reset it.
-	// It is armed once the descriptor is in the set: a timer that fired
-	// first would take it out of the set before it was in.
-	pk.timer = time.AfterFunc(time.Duration(math.MaxInt64), pk.expire)
+	pk := &Parked{p: p, w: w, fd: -1, hi: -1}
 	if cerr := rc.Control(func(fd uintptr) { pk.fd = int(fd) }); cerr != nil {
-		pk.timer.Stop()
 		return nil, fmt.Errorf("park: %w", cerr)
 	}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		pk.timer.Stop()
 		return nil, errClosed
 	}
 	if n := len(p.free); n > 0 {
@@ -162,10 +203,11 @@ func (p *Poller) Park(c syscall.Conn, deadline time.Time, w Waker) (*Parked, err
 	p.waiting.Add(1)
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(pk.slot), Pad: int32(pk.gen)}
 	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, pk.fd, &ev); err != nil {
-		pk.timer.Stop()
 		p.release(pk)
 		return nil, fmt.Errorf("park: epoll_ctl: %w", err)
 	}
+	// The deadline counts once the descriptor is in the set: one that
+	// passed first would take it out of the set before it was in.
 	if !deadline.IsZero() {
 		pk.Reschedule(deadline)
 	}
@@ -179,11 +221,54 @@ var nextGen atomic.Uint32
 // Waiting returns how many connections are parked now.
 func (p *Poller) Waiting() int64 { return p.waiting.Load() }
 
-// Reschedule moves pk's deadline to t, if pk is still parked.
+// Reschedule moves pk's deadline to t (the zero t: none), if pk is still
+// parked.
 func (pk *Parked) Reschedule(t time.Time) {
-	if pk.state.Load() == stateParked {
-		// A timer that fires after pk woke finds it woken: no harm.
-		pk.timer.Reset(time.Until(t))
+	p := pk.p
+	at := clock(t)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if pk.state.Load() != stateParked {
+		return
+	}
+	pk.at = at
+	switch {
+	case pk.hi >= 0 && at == 0:
+		heap.Remove(&p.due, pk.hi)
+	case pk.hi >= 0:
+		heap.Fix(&p.due, pk.hi)
+	case at != 0:
+		heap.Push(&p.due, pk)
+	}
+	p.setTimer()
+}
+
+// setTimer sets the Poller's timer for the earliest deadline, unless it
+// is set for that already; p.mu is held.
+func (p *Poller) setTimer() {
+	if len(p.due) == 0 {
+		return // a timer that fires finds nothing due: no harm
+	}
+	if at := p.due[0].at; at != p.timerAt {
+		p.timerAt = at
+		p.timer.Reset(time.Duration(at - clock(time.Now())))
+	}
+}
+
+// expire is the Poller's timer: it wakes the connections whose deadline
+// passed, and sets the timer for the next.
+func (p *Poller) expire() {
+	now := clock(time.Now())
+	var due []*Parked
+	p.mu.Lock()
+	p.timerAt = 0
+	for len(p.due) > 0 && p.due[0].at <= now {
+		due = append(due, heap.Pop(&p.due).(*Parked))
+	}
+	p.setTimer()
+	p.mu.Unlock()
+	for _, pk := range due {
+		pk.wake(Expired, true)
 	}
 }
 
@@ -192,16 +277,12 @@ func (pk *Parked) Reschedule(t time.Time) {
 // close it; the Waker runs as for any wake-up.
 func (pk *Parked) Cancel() { pk.wake(Canceled, true) }
 
-// expire is the deadline's timer.
-func (pk *Parked) expire() { pk.wake(Expired, true) }
-
 // wake takes pk out of the set, once, and runs its Waker. unwatch says the
 // epoll registration may still be live (a wake-up other than its event).
 func (pk *Parked) wake(r Reason, unwatch bool) {
 	if !pk.state.CompareAndSwap(stateParked, stateWoken) {
 		return
 	}
-	pk.timer.Stop()
 	// The registration goes before the Waker may close the descriptor
 	// (and the number be reused).
 	_ = unix.EpollCtl(pk.p.epfd, unix.EPOLL_CTL_DEL, pk.fd, nil)
@@ -209,12 +290,15 @@ func (pk *Parked) wake(r Reason, unwatch bool) {
 	go pk.w.Wake(r)
 }
 
-// release frees pk's slot.
+// release frees pk's slot, and takes it out of the deadlines.
 func (p *Poller) release(pk *Parked) {
 	p.mu.Lock()
 	if int(pk.slot) < len(p.slots) && p.slots[pk.slot] == pk {
 		p.slots[pk.slot] = nil
 		p.free = append(p.free, pk.slot)
+	}
+	if pk.hi >= 0 {
+		heap.Remove(&p.due, pk.hi)
 	}
 	p.mu.Unlock()
 	p.waiting.Add(-1)
@@ -282,6 +366,7 @@ func (p *Poller) Close() error {
 		return nil
 	}
 	p.closed = true
+	p.timer.Stop()
 	parked := make([]*Parked, 0, len(p.slots))
 	for _, pk := range p.slots {
 		if pk != nil {

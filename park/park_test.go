@@ -291,3 +291,66 @@ func BenchmarkBlockingRead(b *testing.B) {
 		<-done
 	}
 }
+
+// tagged is a Waker that reports which connection woke, and why.
+type tagged struct {
+	i  int
+	ch chan<- [2]int
+}
+
+func (w tagged) Wake(r Reason) { w.ch <- [2]int{w.i, int(r)} }
+
+// TestParkDeadlinesShareATimer: connections parked with deadlines in any
+// order each expire at their own deadline, not before; one moved from an
+// hour away to now expires too, and one whose deadline is taken away never
+// does.
+func TestParkDeadlinesShareATimer(t *testing.T) {
+	p := newPoller(t)
+	ln := listen(t)
+	const n = 12
+	ch := make(chan [2]int, n)
+	start := time.Now()
+	deadlines := make([]time.Time, n)
+	parked := make([]*Parked, n)
+	for k := range n {
+		i := (k * 5) % n // parked out of deadline order
+		deadlines[i] = start.Add(200*time.Millisecond + time.Duration(i)*40*time.Millisecond)
+		if i == n-1 {
+			deadlines[i] = start.Add(time.Hour)
+		}
+		_, s := pair(t, ln)
+		pk, err := p.Park(s, deadlines[i], tagged{i, ch})
+		if err != nil {
+			t.Fatal(err)
+		}
+		parked[i] = pk
+	}
+	deadlines[n-1] = start.Add(50 * time.Millisecond)
+	parked[n-1].Reschedule(deadlines[n-1])
+	parked[3].Reschedule(time.Time{}) // none
+	for range n - 1 {
+		var got [2]int
+		select {
+		case got = <-ch:
+		case <-time.After(10 * time.Second):
+			t.Fatal("a parked connection did not expire within 10s")
+		}
+		i, r := got[0], Reason(got[1])
+		if r != Expired {
+			t.Fatalf("connection %d woke with %v, want expired", i, r)
+		}
+		if i == 3 {
+			t.Fatal("the connection whose deadline was taken away expired")
+		}
+		if now := time.Now(); now.Before(deadlines[i]) {
+			t.Errorf("connection %d expired %v before its deadline", i, deadlines[i].Sub(now))
+		}
+	}
+	if w := p.Waiting(); w != 1 {
+		t.Errorf("Waiting = %d, want 1 (the one without a deadline)", w)
+	}
+	parked[3].Cancel()
+	if got := <-ch; got[0] != 3 || Reason(got[1]) != Canceled {
+		t.Errorf("Cancel woke %v", got)
+	}
+}
