@@ -89,8 +89,9 @@ func TestTCPBulkTransferSplices(t *testing.T) {
 		sent <- err
 	}()
 	got := make([]byte, size)
-	if _, err := io.ReadFull(br, got); err != nil {
-		t.Fatalf("reading the echo: %v", err)
+	if n, err := io.ReadFull(br, got); err != nil {
+		stop()
+		t.Fatalf("reading the echo: %v after %d bytes; lb's log:\n%s", err, n, p.stderr.String())
 	}
 	if err := <-sent; err != nil {
 		t.Fatal(err)

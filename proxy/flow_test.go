@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"os"
 	"runtime"
+	"strconv"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"lb/balancer"
 )
@@ -180,5 +184,65 @@ func TestBusyBurstReclaims(t *testing.T) {
 	case <-freed:
 	case <-time.After(10 * time.Second):
 		t.Fatalf("no memory given back after 40 busy connections parked (level %d, high %d)", busy.Level(), busy.High)
+	}
+}
+
+// signalStorm sends SIGURG (which Go's runtime takes for a preemption
+// request and otherwise ignores) to every thread of the process, every
+// 50µs, until stop is closed or limit signals went. A splice to a socket
+// under way when one comes returns early, with part of its bytes.
+func signalStorm(stop <-chan struct{}, limit int) {
+	pid := os.Getpid()
+	for sent := 0; sent < limit; {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		tasks, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			return
+		}
+		for _, task := range tasks {
+			if tid, err := strconv.Atoi(task.Name()); err == nil {
+				_ = unix.Tgkill(pid, tid, unix.SIGURG)
+				sent++
+			}
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
+}
+
+// TestShortWritesDoNotStall: a bulk echo goes through while signals keep
+// interrupting lb's splices. A short splice is not a full socket: a flow
+// that waited for room after one would wait for the poller's word that
+// never comes, until the write deadline (it did, 5 runs in 5, before
+// drainSys splices on until EAGAIN).
+func TestShortWritesDoNotStall(t *testing.T) {
+	b := startBackend(t, echo)
+	s := (&setup{servers: []*balancer.Server{srv("s1", b.addr(), 1)}, client: time.Minute, server: time.Minute}).start(t)
+	c := s.dial(t)
+	stop, stormed := make(chan struct{}), make(chan struct{})
+	go func() { defer close(stormed); signalStorm(stop, 2_000_000) }()
+	defer func() { close(stop); <-stormed }()
+
+	payload := bytes.Repeat([]byte("0123456789abcdef"), 4<<20) // 64 MiB
+	sent := make(chan error, 1)
+	go func() {
+		_, err := c.Write(payload)
+		sent <- err
+	}()
+	// The echo takes well under a second; 20 s is far below the
+	// one-minute write deadline that a stalled flow would wait for.
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	got := make([]byte, len(payload))
+	if n, err := io.ReadFull(c, got); err != nil {
+		t.Fatalf("the echo stalled after %d of %d bytes: %v", n, len(payload), err)
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, payload) {
+		t.Fatal("the echo differs from what was sent")
 	}
 }

@@ -196,6 +196,9 @@ func (s *Conn) sendReadSys(fd uintptr) bool {
 		case err != nil:
 			s.perr = err
 			return true
+		case n == 0:
+			s.perr = io.ErrShortWrite
+			return true
 		}
 		s.pend = s.pend[n:]
 	}
@@ -237,17 +240,27 @@ func (s *Conn) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// writeSys writes what is left of wp; false waits until the peer takes
+// more. Only EAGAIN waits: a short write does not mean the socket is
+// full, and the poller says nothing of a socket that never was.
 func (s *Conn) writeSys(fd uintptr) bool {
-	n, err := Write(int(fd), s.wp[s.wn:])
-	switch {
-	case err == unix.EAGAIN:
-		return false
-	case err != nil:
-		s.werr = err
-		return true
+	for {
+		n, err := Write(int(fd), s.wp[s.wn:])
+		switch {
+		case err == unix.EAGAIN:
+			return false
+		case err != nil:
+			s.werr = err
+			return true
+		case n == 0:
+			s.werr = io.ErrShortWrite
+			return true
+		}
+		s.wn += n
+		if s.wn == len(s.wp) {
+			return true
+		}
 	}
-	s.wn += n
-	return s.wn == len(s.wp)
 }
 
 // opError wraps a syscall's error as net.Conn's do, so that callers that
