@@ -268,18 +268,17 @@ func (p *Poller) expire() {
 	p.setTimer()
 	p.mu.Unlock()
 	for _, pk := range due {
-		pk.wake(Expired, true)
+		pk.wake(Expired)
 	}
 }
 
 // Cancel wakes pk at once with Canceled, if it is still parked: its
 // descriptor is out of the set when Cancel returns, so the caller may
 // close it; the Waker runs as for any wake-up.
-func (pk *Parked) Cancel() { pk.wake(Canceled, true) }
+func (pk *Parked) Cancel() { pk.wake(Canceled) }
 
-// wake takes pk out of the set, once, and runs its Waker. unwatch says the
-// epoll registration may still be live (a wake-up other than its event).
-func (pk *Parked) wake(r Reason, unwatch bool) {
+// wake takes pk out of the set, once, and runs its Waker.
+func (pk *Parked) wake(r Reason) {
 	if !pk.state.CompareAndSwap(stateParked, stateWoken) {
 		return
 	}
@@ -349,7 +348,7 @@ func (p *Poller) dispatch(events []unix.EpollEvent) {
 		}
 		p.mu.Unlock()
 		if pk != nil {
-			pk.wake(Ready, false)
+			pk.wake(Ready)
 		}
 	}
 }
@@ -375,7 +374,7 @@ func (p *Poller) Close() error {
 	}
 	p.mu.Unlock()
 	for _, pk := range parked {
-		pk.wake(Closed, true)
+		pk.wake(Closed)
 	}
 	err := p.file.Close()
 	<-p.done

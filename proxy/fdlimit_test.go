@@ -1,16 +1,13 @@
 package proxy
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,38 +16,6 @@ import (
 
 	"lb/fdlimit"
 )
-
-// fdLog collects JSON log lines across goroutines.
-type fdLog struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (l *fdLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-// lines returns the lines whose message starts with prefix.
-func (l *fdLog) lines(t *testing.T, prefix string) []map[string]any {
-	t.Helper()
-	l.mu.Lock()
-	text := l.buf.String()
-	l.mu.Unlock()
-	var out []map[string]any
-	sc := bufio.NewScanner(strings.NewReader(text))
-	for sc.Scan() {
-		var m map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			t.Fatalf("log line is not JSON: %q", sc.Text())
-		}
-		if msg, _ := m["message"].(string); strings.HasPrefix(msg, prefix) {
-			out = append(out, m)
-		}
-	}
-	return out
-}
 
 // greeter is a ConnHandler that writes "hi\n", then echoes.
 type greeter struct{}
@@ -128,7 +93,7 @@ func echoes(c net.Conn, msg string) error {
 // established one goes on; the log says so at most once a second, and once
 // that accepts resumed.
 func TestDescriptorBudgetHoldsNewConnectionsInTheQueue(t *testing.T) {
-	logs := &fdLog{}
+	logs := &logBuffer{}
 	f := &Frontend{Name: "web", Handler: greeter{}, Log: zerolog.New(logs),
 		Descriptors: fdlimit.NewBudget(5), DescriptorsPerConn: 2}
 	addr := serveFrontend(t, f)
@@ -151,7 +116,7 @@ func TestDescriptorBudgetHoldsNewConnectionsInTheQueue(t *testing.T) {
 		}
 	}
 	time.Sleep(time.Until(start.Add(2500 * time.Millisecond)))
-	stalled := logs.lines(t, "out of file descriptors")
+	stalled := logs.linesPrefixed(t, "out of file descriptors")
 	elapsed := time.Since(start)
 	if len(stalled) == 0 || float64(len(stalled)) > elapsed.Seconds()+1 {
 		t.Fatalf("%d \"out of file descriptors\" lines in %v, want 1 to %d", len(stalled), elapsed, int(elapsed.Seconds())+1)
@@ -167,15 +132,15 @@ func TestDescriptorBudgetHoldsNewConnectionsInTheQueue(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitForLines(t, logs, "accepting again", 1)
-	if got := logs.lines(t, "accepting again"); len(got) != 1 {
+	if got := logs.linesPrefixed(t, "accepting again"); len(got) != 1 {
 		t.Fatalf("%d \"accepting again\" lines, want 1", len(got))
 	}
 }
 
-func waitForLines(t *testing.T, logs *fdLog, prefix string, n int) {
+func waitForLines(t *testing.T, logs *logBuffer, prefix string, n int) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for len(logs.lines(t, prefix)) < n {
+	for len(logs.linesPrefixed(t, prefix)) < n {
 		if time.Now().After(deadline) {
 			t.Fatalf("no %q line after 5s", prefix)
 		}
@@ -186,7 +151,7 @@ func waitForLines(t *testing.T, logs *fdLog, prefix string, n int) {
 // A thousand failed accepts make one line, then one a second with the
 // count of failures since the last.
 func TestAcceptFailedLogsOnceASecondWithACount(t *testing.T) {
-	logs := &fdLog{}
+	logs := &logBuffer{}
 	f := &Frontend{Name: "web", Log: zerolog.New(logs)}
 	ln, err := net.ListenTCP("tcp4", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -198,7 +163,7 @@ func TestAcceptFailedLogsOnceASecondWithACount(t *testing.T) {
 	for range 1000 {
 		f.acceptFailed(ln, emfile, maxAcceptBackoff)
 	}
-	lines := logs.lines(t, "accept failed")
+	lines := logs.linesPrefixed(t, "accept failed")
 	if time.Since(start) < stallEvery && len(lines) != 1 {
 		t.Fatalf("%d lines for 1000 failed accepts within a second, want 1", len(lines))
 	}
@@ -210,12 +175,12 @@ func TestAcceptFailedLogsOnceASecondWithACount(t *testing.T) {
 	}
 	time.Sleep(time.Until(start.Add(stallEvery + 50*time.Millisecond)))
 	f.acceptFailed(ln, emfile, maxAcceptBackoff)
-	lines = logs.lines(t, "accept failed")
+	lines = logs.linesPrefixed(t, "accept failed")
 	if len(lines) != 2 || lines[1]["failed"] != 1000.0 {
 		t.Fatalf("after a second, one more failure: %d lines, last %v; want 2, failed 1000", len(lines), lines[len(lines)-1])
 	}
 	f.acceptResumed(ln)
-	if got := logs.lines(t, "accepting again"); len(got) != 1 || got[0]["failed"] != 0.0 {
+	if got := logs.linesPrefixed(t, "accepting again"); len(got) != 1 || got[0]["failed"] != 0.0 {
 		t.Fatalf("accepting again: %v", got)
 	}
 }

@@ -326,29 +326,12 @@ func (f *flow) written() bool { return f.off == f.n }
 func (f *flow) drained() bool { return f.pipe.held == 0 }
 
 // writeSys writes what is left of the buffer; false waits until the
-// destination takes more. Only EAGAIN waits: a short write does not mean
-// the socket is full (a signal can end a write or a splice early), and
-// the poller says nothing of a socket that never was.
+// destination takes more.
 func (f *flow) writeSys(fd uintptr) bool {
-	for {
-		n, err := sock.Write(int(fd), (*f.buf)[f.off:f.n])
-		switch {
-		case err == unix.EAGAIN:
-			f.waited = true
-			return false
-		case err != nil:
-			f.err = err
-			return true
-		case n == 0:
-			f.err = io.ErrShortWrite
-			return true
-		}
-		f.off += n
-		f.wrote(n, f.off == f.n)
-		if f.off == f.n {
-			return true
-		}
-	}
+	n, err := sock.WriteAll(int(fd), (*f.buf)[f.off:f.n])
+	f.off += n
+	f.wrote(n, f.off == f.n)
+	return f.settle(err)
 }
 
 // writeOnceSys writes what the destination takes of the buffer now, and
@@ -418,30 +401,24 @@ func (f *flow) fillSys(fd uintptr) bool {
 }
 
 // drainSys splices the pipe's bytes to the destination; false waits until
-// the destination takes more. As in writeSys, only EAGAIN waits: a splice
-// to a socket returns early, with part of the bytes, when a signal is
-// pending (Go preempts goroutines with SIGURG), and waiting for room then
-// would wait until the write deadline.
+// the destination takes more.
 func (f *flow) drainSys(fd uintptr) bool {
-	for {
-		n, err := sock.Splice(f.pipe.r, int(fd), f.pipe.held)
-		switch {
-		case err == unix.EAGAIN:
-			f.waited = true
-			return false
-		case err != nil:
-			f.err = err
-			return true
-		case n == 0:
-			f.err = io.ErrShortWrite
-			return true
-		}
-		f.pipe.held -= n
-		f.wrote(n, f.pipe.held == 0)
-		if f.pipe.held == 0 {
-			return true
-		}
+	n, err := sock.SpliceAll(f.pipe.r, int(fd), f.pipe.held)
+	f.pipe.held -= n
+	f.wrote(n, f.pipe.held == 0)
+	return f.settle(err)
+}
+
+// settle is what a write callback reports after err, the end of its
+// writes: nil (all written) or an error end the wait; EAGAIN (the
+// destination is full) waits until it takes more.
+func (f *flow) settle(err error) bool {
+	if err == unix.EAGAIN {
+		f.waited = true
+		return false
 	}
+	f.err = err
+	return true
 }
 
 // park parks the source until it has bytes or the session's idle

@@ -91,6 +91,19 @@ func (l *logBuffer) Write(p []byte) (int, error) {
 // lines returns the JSON log lines whose message is msg.
 func (l *logBuffer) lines(t *testing.T, msg string) []map[string]any {
 	t.Helper()
+	return l.where(t, func(m string) bool { return m == msg })
+}
+
+// linesPrefixed returns the JSON log lines whose message starts with
+// prefix.
+func (l *logBuffer) linesPrefixed(t *testing.T, prefix string) []map[string]any {
+	t.Helper()
+	return l.where(t, func(m string) bool { return strings.HasPrefix(m, prefix) })
+}
+
+// where returns the JSON log lines whose message keep accepts.
+func (l *logBuffer) where(t *testing.T, keep func(msg string) bool) []map[string]any {
+	t.Helper()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var out []map[string]any
@@ -102,7 +115,7 @@ func (l *logBuffer) lines(t *testing.T, msg string) []map[string]any {
 		if err := json.Unmarshal([]byte(line), &m); err != nil {
 			t.Fatalf("log line is not JSON: %q", line)
 		}
-		if m["message"] == msg {
+		if msg, _ := m["message"].(string); keep(msg) {
 			out = append(out, m)
 		}
 	}

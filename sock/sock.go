@@ -48,6 +48,44 @@ func rw(trap uintptr, fd int, p []byte) (int, error) {
 	}
 }
 
+// WriteAll writes p to fd, a non-blocking descriptor, until all of it is
+// written, fd is full (unix.EAGAIN, returned as it is) or a write fails;
+// n says what was written. A short write alone is not a full socket: a
+// signal can end a write early, and Go's poller never reports room in a
+// socket that was never full, so a caller that waited for room then would
+// wait for nothing.
+func WriteAll(fd int, p []byte) (n int, err error) {
+	for n < len(p) {
+		m, err := Write(fd, p[n:])
+		n += m
+		switch {
+		case err != nil:
+			return n, err
+		case m == 0:
+			return n, io.ErrShortWrite
+		}
+	}
+	return n, nil
+}
+
+// SpliceAll splices n bytes from in to out as WriteAll writes them: until
+// all went, out is full (unix.EAGAIN) or a splice fails. A splice to a
+// socket returns early, with part of the bytes, when a signal is pending
+// (Go preempts goroutines with SIGURG).
+func SpliceAll(in, out, n int) (done int, err error) {
+	for done < n {
+		m, err := Splice(in, out, n-done)
+		done += m
+		switch {
+		case err != nil:
+			return done, err
+		case m == 0:
+			return done, io.ErrShortWrite
+		}
+	}
+	return done, nil
+}
+
 // Splice moves up to n bytes from in to out with splice(2), one of them a
 // pipe, without blocking on the pipe (SPLICE_F_NONBLOCK) and moving pages
 // where it can (SPLICE_F_MOVE), with a raw syscall, retrying on EINTR.
@@ -188,19 +226,14 @@ func (s *Conn) sendReadSys(fd uintptr) bool {
 	if s.pend == nil {
 		return s.readSys(fd)
 	}
-	for len(s.pend) > 0 {
-		n, err := Write(int(fd), s.pend)
-		switch {
-		case err == unix.EAGAIN:
-			return true // sendRead writes the rest
-		case err != nil:
-			s.perr = err
-			return true
-		case n == 0:
-			s.perr = io.ErrShortWrite
-			return true
-		}
-		s.pend = s.pend[n:]
+	n, err := WriteAll(int(fd), s.pend)
+	s.pend = s.pend[n:]
+	switch {
+	case err == unix.EAGAIN:
+		return true // sendRead writes the rest
+	case err != nil:
+		s.perr = err
+		return true
 	}
 	s.pend = nil
 	return false
@@ -241,26 +274,15 @@ func (s *Conn) Write(p []byte) (int, error) {
 }
 
 // writeSys writes what is left of wp; false waits until the peer takes
-// more. Only EAGAIN waits: a short write does not mean the socket is
-// full, and the poller says nothing of a socket that never was.
+// more.
 func (s *Conn) writeSys(fd uintptr) bool {
-	for {
-		n, err := Write(int(fd), s.wp[s.wn:])
-		switch {
-		case err == unix.EAGAIN:
-			return false
-		case err != nil:
-			s.werr = err
-			return true
-		case n == 0:
-			s.werr = io.ErrShortWrite
-			return true
-		}
-		s.wn += n
-		if s.wn == len(s.wp) {
-			return true
-		}
+	n, err := WriteAll(int(fd), s.wp[s.wn:])
+	s.wn += n
+	if err == unix.EAGAIN {
+		return false
 	}
+	s.werr = err
+	return true
 }
 
 // opError wraps a syscall's error as net.Conn's do, so that callers that

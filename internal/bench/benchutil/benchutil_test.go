@@ -11,21 +11,6 @@ import (
 	"time"
 )
 
-// startTestBackend starts a backend that stops with the test.
-func startTestBackend(t *testing.T, name string, body int) *HTTPBackend {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	b, err := StartHTTPBackend(ctx, "127.0.0.1:0", name, body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		b.Close()
-	})
-	return b
-}
-
 func TestReadResponse(t *testing.T) {
 	for _, tt := range []struct {
 		name, resp string
@@ -59,7 +44,7 @@ func TestReadResponse(t *testing.T) {
 }
 
 func TestBackendProtocol(t *testing.T) {
-	b := startTestBackend(t, "s1", 3)
+	b := StartTestHTTPBackend(t, "s1", 3)
 	c, err := net.DialTimeout("tcp4", b.Addr(), 5*time.Second)
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -319,11 +320,35 @@ func waitGroupDone(wg *sync.WaitGroup, done chan<- struct{}) {
 	close(done)
 }
 
-// HandleSignals cancels the measurements on the first signal of sigs
-// (SIGINT, SIGTERM), so that the run stops, cleans up and reports what it
-// measured; on a second one it stops every process of r at once and exits.
-// It returns when life is done: the run is over. logf says what it does.
-func (r *Registry) HandleSignals(life context.Context, sigs <-chan os.Signal, cancel context.CancelFunc, logf func(format string, args ...any)) {
+// Supervise watches the run of a benchmark program whose processes r
+// holds. The first SIGINT or SIGTERM cancels ctx, the measurements', so
+// that the run stops, cleans up and reports what it measured; a second one
+// stops every process of r at once and exits 130. A run that lasts over
+// bound stops every process and exits 3. stop ends the watch: call it once
+// the run is over. logf says what it does.
+func (r *Registry) Supervise(bound time.Duration, logf func(format string, args ...any)) (ctx context.Context, stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	life, end := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go r.handleSignals(life, sigs, cancel, logf)
+	watchdog := time.AfterFunc(bound, func() {
+		logf("watchdog: the run took over %v; stopping every process started", bound)
+		r.StopAll()
+		os.Exit(3)
+	})
+	return ctx, func() {
+		watchdog.Stop()
+		signal.Stop(sigs)
+		end()
+		cancel()
+	}
+}
+
+// handleSignals cancels the measurements on the first signal of sigs, and
+// on a second one stops every process of r and exits (see Supervise). It
+// returns when life is done: the run is over.
+func (r *Registry) handleSignals(life context.Context, sigs <-chan os.Signal, cancel context.CancelFunc, logf func(format string, args ...any)) {
 	select {
 	case s := <-sigs:
 		logf("%v: stopping; a second signal stops at once", s)

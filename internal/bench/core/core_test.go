@@ -7,9 +7,6 @@ import (
 	"encoding/json"
 	"io"
 	"math"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -145,21 +142,7 @@ func TestConfigs(t *testing.T) {
 	}
 
 	// HAProxy's own check, where it is installed.
-	bin, err := exec.LookPath("haproxy")
-	if err != nil {
-		t.Log("haproxy not installed: its check of the configuration skipped")
-		return
-	}
-	cfg := filepath.Join(t.TempDir(), "haproxy.cfg")
-	if err := os.WriteFile(cfg, []byte(ha), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, "-c", "-f", cfg).CombinedOutput()
-	if err != nil || strings.Contains(string(out), "WARNING") {
-		t.Errorf("haproxy -c: %v\n%s", err, out)
-	}
+	benchutil.CheckHAProxyConfig(t, ha, true)
 }
 
 // startTestBackend starts an HTTP backend that stops with the test.

@@ -43,11 +43,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"lb/internal/bench/benchutil"
@@ -192,24 +190,9 @@ type runner struct {
 
 // run runs the benchmark and returns the exit status.
 func run(o options) int {
-	// ctx is the measurements', cancelled by a signal; life is run's own,
-	// which ends when run returns.
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	life, end := context.WithCancel(context.Background())
-	defer end()
 	reg := &benchutil.Registry{}
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	go reg.HandleSignals(life, sigs, cancel, logf)
-	bound := o.bound()
-	watchdog := time.AfterFunc(bound, func() {
-		logf("watchdog: the run took over %v; stopping every process started", bound)
-		reg.StopAll()
-		os.Exit(3)
-	})
-	defer watchdog.Stop()
+	ctx, stop := reg.Supervise(o.bound(), logf)
+	defer stop()
 
 	r := &runner{o: o, reg: reg, res: newResults(o.rounds)}
 	code := r.run(ctx)

@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -83,24 +80,9 @@ func TestHistQuantiles(t *testing.T) {
 	}
 }
 
-// startTestBackend starts a backend that stops with the test.
-func startTestBackend(t *testing.T, name string, body int) *benchutil.HTTPBackend {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	b, err := benchutil.StartHTTPBackend(ctx, "127.0.0.1:0", name, body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		b.Close()
-	})
-	return b
-}
-
 func TestLoadAgainstBackends(t *testing.T) {
-	b1 := startTestBackend(t, "s1", 100)
-	b2 := startTestBackend(t, "s2", 100)
+	b1 := benchutil.StartTestHTTPBackend(t, "s1", 100)
+	b2 := benchutil.StartTestHTTPBackend(t, "s2", 100)
 	l := startLoad(context.Background(), []string{b1.Addr(), b2.Addr()}, 4, 100, 100*time.Millisecond, 300*time.Millisecond)
 	res, err := l.wait()
 	if err != nil {
@@ -126,7 +108,7 @@ func TestLoadAgainstBackends(t *testing.T) {
 }
 
 func TestLoadStopsOnCancel(t *testing.T) {
-	b := startTestBackend(t, "s1", 10)
+	b := benchutil.StartTestHTTPBackend(t, "s1", 10)
 	ctx, cancel := context.WithCancel(context.Background())
 	l := startLoad(ctx, []string{b.Addr()}, 8, 10, 0, time.Hour)
 	time.Sleep(50 * time.Millisecond)
@@ -155,8 +137,8 @@ func TestConnectErrorsCounted(t *testing.T) {
 }
 
 func TestConfigs(t *testing.T) {
-	b1 := startTestBackend(t, "s1", 1)
-	b2 := startTestBackend(t, "s2", 1)
+	b1 := benchutil.StartTestHTTPBackend(t, "s1", 1)
+	b2 := benchutil.StartTestHTTPBackend(t, "s2", 1)
 	bs := []*benchutil.HTTPBackend{b1, b2}
 	lb := lbConfig(8080, bs)
 	for _, want := range []string{
@@ -184,18 +166,5 @@ func TestConfigs(t *testing.T) {
 		t.Error("nbthread set with threads 0")
 	}
 	// HAProxy's own check, where it is installed.
-	bin, err := exec.LookPath("haproxy")
-	if err != nil {
-		t.Log("haproxy not installed: its check of the configuration skipped")
-		return
-	}
-	cfg := filepath.Join(t.TempDir(), "haproxy.cfg")
-	if err := os.WriteFile(cfg, []byte(ha), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if out, err := exec.CommandContext(ctx, bin, "-c", "-f", cfg).CombinedOutput(); err != nil {
-		t.Errorf("haproxy -c: %v\n%s", err, out)
-	}
+	benchutil.CheckHAProxyConfig(t, ha, false)
 }

@@ -35,11 +35,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -140,28 +138,12 @@ const note = "These figures come from one run on a shared, noisy machine: compar
 
 // run runs the benchmark and returns the exit status.
 func run(o options) int {
-	// ctx is the measurements', cancelled by a signal; life is run's own,
-	// which ends when run returns.
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	life, end := context.WithCancel(context.Background())
-	defer end()
-	reg := &benchutil.Registry{}
-
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	go reg.HandleSignals(life, sigs, cancel, logf)
-
 	// Every step is bounded; this bounds them all.
 	perTarget := o.warmup + o.duration + dialTimeout + ioTimeout + 10*time.Second
 	bound := time.Duration(o.rounds)*3*perTarget + 3*benchutil.ReadyWait + 2*time.Minute
-	watchdog := time.AfterFunc(bound, func() {
-		logf("watchdog: the run took over %v; stopping every process started", bound)
-		reg.StopAll()
-		os.Exit(3)
-	})
-	defer watchdog.Stop()
+	reg := &benchutil.Registry{}
+	ctx, stop := reg.Supervise(bound, logf)
+	defer stop()
 
 	loadStart := benchutil.LoadAverage()
 	dir, err := os.MkdirTemp("", "lb-bench-http-")
