@@ -27,7 +27,6 @@ var straceCall = regexp.MustCompile(`^\d+\s+(?:<\.\.\. )?(splice|read|write)(?:\
 // transfer in TCP mode go through splice(2): the bytes do not cross lb's
 // memory, but for the first read of each burst.
 func TestTCPBulkTransferSplices(t *testing.T) {
-	strace := lookTool(t, "strace", "apt-get install strace")
 	s := startServer(t, "s") // greets, then echoes
 	port := freePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
@@ -45,41 +44,15 @@ func TestTCPBulkTransferSplices(t *testing.T) {
 		t.Fatalf("greeting %q, %v", line, err)
 	}
 
-	out := filepath.Join(t.TempDir(), "strace.out")
-	cmd := exec.Command(strace, "-f", "-qq", "-e", "trace=splice,read,write", "-e", "signal=none", "-s", "16",
-		"-o", out, "-p", strconv.Itoa(p.cmd.Process.Pid))
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			_ = cmd.Process.Signal(syscall.SIGINT)
-			_ = cmd.Wait()
-		}
-	}
-	defer stop()
-
 	// strace is attached once it sees lb relay a probe.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	tr := attachStrace(t, p.cmd.Process.Pid, func() {
 		if _, err := io.WriteString(c, "probe\n"); err != nil {
 			t.Fatal(err)
 		}
 		if line, err := br.ReadString('\n'); err != nil || line != "probe\n" {
 			t.Fatalf("probe echoed %q, %v", line, err)
 		}
-		if b, _ := os.ReadFile(out); bytes.Contains(b, []byte(`"probe\n"`)) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("strace did not attach to lb within 30s: %s", stderr.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	}, "\"probe\\n\"")
 
 	const size = 32 << 20
 	payload := bytes.Repeat([]byte("0123456789abcdef"), size/16)
@@ -90,7 +63,7 @@ func TestTCPBulkTransferSplices(t *testing.T) {
 	}()
 	got := make([]byte, size)
 	if n, err := io.ReadFull(br, got); err != nil {
-		stop()
+		tr.stop()
 		t.Fatalf("reading the echo: %v after %d bytes; lb's log:\n%s", err, n, p.stderr.String())
 	}
 	if err := <-sent; err != nil {
@@ -99,20 +72,10 @@ func TestTCPBulkTransferSplices(t *testing.T) {
 	if !bytes.Equal(got, payload) {
 		t.Fatal("the echo differs from what was sent")
 	}
-	stop()
-
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
 	moved := map[string]int64{}
-	for _, line := range strings.Split(string(b), "\n") {
-		m := straceCall.FindStringSubmatch(line)
-		if m == nil {
-			continue
-		}
-		if n, _ := strconv.ParseInt(m[2], 10, 64); n > 0 {
-			moved[m[1]] += n
+	for _, c := range tr.stop() {
+		if c.ret > 0 {
+			moved[c.name] += c.ret
 		}
 	}
 	// Both directions carry size bytes; through a pipe each byte is
@@ -124,4 +87,71 @@ func TestTCPBulkTransferSplices(t *testing.T) {
 	if rw := moved["read"] + moved["write"]; rw > size/4 {
 		t.Errorf("lb read and wrote %d bytes itself, want the bulk spliced", rw)
 	}
+}
+
+// tracer is strace attached to a process, tracing reads, writes and
+// splices.
+type tracer struct {
+	t       *testing.T
+	cmd     *exec.Cmd
+	out     string
+	stopped bool
+}
+
+// tracedCall is a completed call that strace saw.
+type tracedCall struct {
+	name string // read, write or splice
+	ret  int64  // what it returned: -1 for an error
+	line string
+}
+
+// attachStrace attaches strace to pid, and calls probe until strace's
+// output holds mark (something probe makes the process read or write, as
+// strace prints it), so that what follows is traced. The test ends
+// tracing with stop, or its cleanup does.
+func attachStrace(t *testing.T, pid int, probe func(), mark string) *tracer {
+	t.Helper()
+	strace := lookTool(t, "strace", "apt-get install strace")
+	tr := &tracer{t: t, out: filepath.Join(t.TempDir(), "strace.out")}
+	tr.cmd = exec.Command(strace, "-f", "-qq", "-e", "trace=splice,read,write", "-e", "signal=none", "-s", "16",
+		"-o", tr.out, "-p", strconv.Itoa(pid))
+	var stderr bytes.Buffer
+	tr.cmd.Stderr = &stderr
+	if err := tr.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.stop() })
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		probe()
+		if b, _ := os.ReadFile(tr.out); bytes.Contains(b, []byte(mark)) {
+			return tr
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("strace did not attach to lb within 30s: %s", stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// stop ends tracing and returns the completed calls strace saw.
+func (tr *tracer) stop() []tracedCall {
+	if tr.stopped {
+		return nil
+	}
+	tr.stopped = true
+	_ = tr.cmd.Process.Signal(syscall.SIGINT)
+	_ = tr.cmd.Wait()
+	b, err := os.ReadFile(tr.out)
+	if err != nil {
+		tr.t.Fatal(err)
+	}
+	var calls []tracedCall
+	for _, line := range strings.Split(string(b), "\n") {
+		if m := straceCall.FindStringSubmatch(line); m != nil {
+			n, _ := strconv.ParseInt(m[2], 10, 64)
+			calls = append(calls, tracedCall{name: m[1], ret: n, line: line})
+		}
+	}
+	return calls
 }

@@ -165,7 +165,6 @@ type idlePool struct {
 
 // get returns the newest live idle connection, or nil.
 func (p *idlePool) get() *serverConn {
-	now := time.Now()
 	for {
 		p.mu.Lock()
 		n := len(p.conns)
@@ -177,7 +176,7 @@ func (p *idlePool) get() *serverConn {
 		p.conns[n-1] = nil
 		p.conns = p.conns[:n-1]
 		p.mu.Unlock()
-		if now.Sub(sc.idle) < idleMaxAge && sc.alive() {
+		if time.Since(sc.idle) < idleMaxAge && sc.alive() {
 			return sc
 		}
 		sc.close()

@@ -30,6 +30,11 @@ func (l *lazyDeadline) due() (time.Time, bool) {
 	if l.d <= 0 || l.c == nil {
 		return time.Time{}, false
 	}
+	if !l.at.IsZero() && time.Since(l.at) < l.d/slack {
+		// time.Since reads the monotonic clock alone: half of
+		// time.Now's cost, on every read and write that sets nothing.
+		return time.Time{}, false
+	}
 	return l.dueAt(time.Now())
 }
 
@@ -76,6 +81,9 @@ func (t *timedReader) arm() {
 }
 
 func (t *timedReader) Read(p []byte) (int, error) {
+	if lr, ok := t.r.(*io.LimitedReader); ok && lr.N <= 0 {
+		return 0, io.EOF // the end of a body of known length: no read
+	}
 	if t.in == nil || t.in.Buffered() == 0 {
 		t.arm()
 	}

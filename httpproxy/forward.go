@@ -231,7 +231,7 @@ func (x *exchange) send(held bool) (err error, fromClient bool) {
 	sc := x.sc
 	x.sw = timedWriter{w: sc.bw, lazyDeadline: lazyDeadline{c: sc.c, d: x.be.ServerTimeout, at: sc.wAt}, stop: &x.up.stop}
 	x.sr = timedReader{lazyDeadline: lazyDeadline{c: sc.c, d: x.be.ServerTimeout, at: sc.rAt}, stop: &x.up.failed}
-	now := time.Now()
+	now := x.tConnect // microseconds ago: close enough for a deadline
 	if at, ok := x.sw.dueAt(now); ok {
 		// One deadline for the request going out and its response coming.
 		_ = sc.c.SetDeadline(at)

@@ -161,6 +161,20 @@ type clientConn struct {
 	// lets it come (bounded by http_request), since a client does not send
 	// a request again that failed on a new connection.
 	first bool
+
+	// The state of serveHeld's work (heldStep) between its calls: hFirst
+	// says no request came yet, hWait that a wait for one began
+	// (beginIdle), hOut and hRead what serveHeld returns. onHeld is
+	// heldStep, made once.
+	hFirst, hWait, hRead bool
+	hOut                 int
+	onHeld               func() bool
+	// headIn says the head of the request read next was whole in the
+	// buffer when it began (requestBegins).
+	headIn bool
+	// early says the last request ended the connection before its body
+	// was read whole: end lingers.
+	early bool
 }
 
 var clientConns = sync.Pool{New: func() any { return new(clientConn) }}
@@ -365,143 +379,6 @@ func randDur(d time.Duration) time.Duration {
 		return 0
 	}
 	return rand.N(d)
-}
-
-// Outcomes of waitRequest.
-const (
-	waitGo   = iota // a request is coming
-	waitEnd         // the connection ends: the client closed it, it stayed idle too long, or lb is stopping
-	waitPark        // nothing came within proxy.ParkAfter: park the connection
-)
-
-// waitRequest waits for the first byte of the next request, in this
-// goroutine for up to proxy.ParkAfter: a connection quiet for longer is
-// parked (unless park is false), so that one at rest holds nothing but its
-// socket.
-func (cc *clientConn) waitRequest(first, park bool) int {
-	f := cc.f
-	cc.in.beginHead()
-	if cc.br.Buffered() == 0 {
-		// Idle: what the last exchange grew goes back.
-		cc.trimHeads()
-		cc.mu.Lock()
-		cc.idle, cc.first = true, first
-		now := time.Now()
-		if !first && (cc.due.IsZero() || cc.due.Before(now)) {
-			// A new idle period: http_keep_alive from now.
-			cc.due = now.Add(f.KeepAliveTimeout)
-		}
-		if f.draining.Load() && !first {
-			cc.due = now.Add(randDur(f.spread))
-		}
-		wait := cc.due
-		if park && now.Add(proxy.ParkAfter).Before(wait) {
-			wait = now.Add(proxy.ParkAfter)
-		}
-		// The deadline set for the last wait serves again while it
-		// still leaves half of ParkAfter: a busy connection changes it
-		// every ParkAfter/2, not per request.
-		if cc.readDue.IsZero() || cc.readDue.After(wait) || cc.readDue.Sub(now) < proxy.ParkAfter/2 {
-			_ = cc.c.SetReadDeadline(wait)
-			cc.readDue = wait
-		}
-		cc.mu.Unlock()
-		if err := cc.releaseWriter(); err != nil {
-			return waitEnd
-		}
-		_, err := cc.br.Peek(1)
-		cc.mu.Lock()
-		cc.idle = false
-		due := cc.due
-		cc.mu.Unlock()
-		switch {
-		case err == nil:
-		case park && isTimeout(err) && time.Now().Before(due):
-			return waitPark
-		default:
-			return waitEnd
-		}
-	}
-	cc.mu.Lock()
-	cc.due = time.Time{} // the next idle period starts after this request
-	cc.mu.Unlock()
-	if !headIn(cc.br) {
-		// The head is still coming: http_request bounds it. A head
-		// that is all in the buffer needs no read, nor a deadline.
-		_ = cc.c.SetReadDeadline(time.Now().Add(f.RequestTimeout))
-		cc.readDue = time.Time{}
-	}
-	return waitGo
-}
-
-// serve reads and serves requests until the connection ends, or until it
-// is parked: then it reports true.
-func (cc *clientConn) serve(first bool) (parked bool) {
-	f, x := cc.f, &cc.x
-	for ; ; first = false {
-		switch cc.waitRequest(first, true) {
-		case waitEnd:
-			return false
-		case waitPark:
-			if cc.park(first) {
-				return true
-			}
-			// Not parked: wait here, as long as it takes.
-			if cc.waitRequest(first, false) != waitGo {
-				return false
-			}
-		}
-		x.tStart = time.Now()
-		cc.in.start = x.tStart
-		err := h1.ReadRequest(cc.br, &x.req, f.Limits)
-		if e := cc.in.endHead(); e != nil {
-			err = e // shed, though it may have arrived whole since
-		}
-		x.tHead = time.Now()
-		if err != nil {
-			cc.badRequest(err)
-			return
-		}
-		if x.req.Minor == 0 && !x.req.Has("Host") {
-			// HTTP/1.0 has no Host to require, but the request goes on
-			// in HTTP/1.1, which does: the address the client connected
-			// to stands in for the host it did not name.
-			x.scratch = cc.local.AppendTo(x.scratch[:0])
-			x.req.Add("Host", x.scratch)
-		}
-		if x.req.Body.Kind != h1.BodyNone || x.req.Upgrade {
-			// The head's deadline must not cut the body or the tunnel;
-			// without either, nothing reads until the next request's
-			// deadline is set.
-			_ = cc.c.SetReadDeadline(time.Time{})
-			cc.readDue = time.Time{}
-		}
-		cc.body = timedReader{lazyDeadline: lazyDeadline{c: cc.c, d: f.ClientTimeout}, stop: &x.up.stop}
-		x.reqIn = cc.br
-		switch x.req.Body.Kind {
-		case h1.BodyLength:
-			cc.lr = io.LimitedReader{R: cc.br, N: x.req.Body.Length}
-			cc.body.r = &cc.lr
-			x.reqBody, x.reqLen = &cc.body, x.req.Body.Length
-		case h1.BodyChunked:
-			cc.cr.Reset(cc.br, f.Limits)
-			cc.body.r = &cc.cr
-			x.reqBody, x.reqLen = &cc.body, -1
-		}
-		keep := x.run()
-		cc.wAt = cc.tw.at
-		if err := cc.flush(); err != nil {
-			keep = false
-		}
-		early := x.early
-		x.reset()
-		if !keep {
-			if early {
-				cc.linger()
-			}
-			return
-		}
-	}
 }
 
 // lingerTime bounds how long a connection closing with a request body

@@ -14,6 +14,7 @@
 package sock
 
 import (
+	"errors"
 	"io"
 	"net"
 	"syscall"
@@ -110,8 +111,8 @@ func Splice(in, out, n int) (int, error) {
 // that they can be spliced.
 type Conn struct {
 	*net.TCPConn
-	rc                          syscall.RawConn
-	onRead, onWrite, onSendRead func(fd uintptr) bool
+	rc                                  syscall.RawConn
+	onRead, onWrite, onSendRead, onHold func(fd uintptr) bool
 	// A read and a write may run at once (a request body goes up while
 	// the response comes down): each has its own state.
 	rp, wp     []byte // what Read fills, what Write writes
@@ -122,6 +123,13 @@ type Conn struct {
 	deferNext bool
 	pend      []byte
 	perr      error
+	// hold is the function Hold runs; held says it runs (Read does not
+	// wait then), on the socket hfd; drained says the last read within
+	// it emptied the socket.
+	hold    func() bool
+	held    bool
+	hfd     int
+	drained bool
 }
 
 // New returns a Conn over c.
@@ -137,10 +145,11 @@ func New(c *net.TCPConn) (*Conn, error) {
 // a pool serves connection after connection.
 func (s *Conn) Reset(c *net.TCPConn) error {
 	if s.onRead == nil {
-		s.onRead, s.onWrite, s.onSendRead = s.readSys, s.writeSys, s.sendReadSys
+		s.onRead, s.onWrite, s.onSendRead, s.onHold = s.readSys, s.writeSys, s.sendReadSys, s.holdSys
 	}
 	s.TCPConn, s.rc = c, nil
 	s.deferNext, s.pend, s.perr = false, nil, nil
+	s.hold, s.held, s.drained = nil, false, false
 	if c == nil {
 		return nil
 	}
@@ -158,6 +167,9 @@ func (s *Conn) Reset(c *net.TCPConn) error {
 func (s *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
+	}
+	if s.held {
+		return s.readHeld(p)
 	}
 	s.rp, s.rn, s.rerr = p, 0, nil
 	var err error
@@ -188,6 +200,59 @@ func (s *Conn) readSys(fd uintptr) bool {
 	}
 	s.rn, s.rerr = n, err
 	return true
+}
+
+// ErrWouldBlock is what Read returns within Hold when the socket has
+// nothing to read yet.
+var ErrWouldBlock = errors.New("sock: nothing to read yet")
+
+// Hold runs fn within one read operation of Go's poller on the socket: at
+// once, then each time the socket becomes readable, until fn reports true
+// (done) or the wait fails (the read deadline passed, the connection was
+// closed): Hold returns the wait's error then. Within fn, Read does not
+// wait: it returns ErrWouldBlock when the socket has nothing, and fn
+// returns false to wait for more. Writes may wait as usual.
+//
+// Go's poller forgets the socket's readiness when a read operation begins,
+// so a connection that reads, answers and reads again makes a read that
+// finds nothing before each wait. Within one operation it forgets nothing:
+// once a read inside fn emptied the socket (Drained), every byte that
+// arrives later wakes the wait, and fn may wait without reading first. A
+// request and its response then cost a read and a write on this socket,
+// as in HAProxy. fn must not call Hold, nor Read from another goroutine.
+func (s *Conn) Hold(fn func() bool) error {
+	s.hold, s.drained = fn, false
+	err := s.rc.Read(s.onHold)
+	s.hold, s.held = nil, false
+	return err
+}
+
+func (s *Conn) holdSys(fd uintptr) bool {
+	s.held, s.hfd = true, int(fd)
+	done := s.hold()
+	s.held = false
+	return done
+}
+
+// Drained reports whether the last Read within Hold emptied the socket:
+// it returned less than it was asked for, or nothing yet.
+func (s *Conn) Drained() bool { return s.drained }
+
+// readHeld is Read within Hold.
+func (s *Conn) readHeld(p []byte) (int, error) {
+	n, err := Read(s.hfd, p)
+	switch {
+	case err == unix.EAGAIN:
+		s.drained = true
+		return 0, ErrWouldBlock
+	case err != nil:
+		s.drained = false
+		return 0, s.opError("read", err)
+	case n == 0:
+		return 0, io.EOF
+	}
+	s.drained = n < len(p)
+	return n, nil
 }
 
 // DeferWrite(true) makes the next Write (the last of a request, whose

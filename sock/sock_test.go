@@ -214,3 +214,95 @@ func TestDeferWriteError(t *testing.T) {
 		t.Error("bytes still pending after the failed Read")
 	}
 }
+
+// TestHold serves a request-response exchange within one read operation:
+// Read inside Hold does not wait but says ErrWouldBlock, a wait without a
+// read first still wakes for bytes that come after a read emptied the
+// socket (Drained), bytes that came while fn worked wake it at once, the
+// deadline ends the hold, and Read waits again outside it.
+func TestHold(t *testing.T) {
+	s, peer := pair(t)
+	_ = s.SetReadDeadline(time.Now().Add(20 * time.Second))
+	buf := make([]byte, 64)
+	var got []string
+	calls, vain := 0, 0
+	go func() {
+		// The peer sends its first line once Hold has begun: Hold's
+		// first call finds nothing. Then a line per answer, the last
+		// two in one go before the answer (pipelined).
+		time.Sleep(50 * time.Millisecond)
+		_, _ = peer.Write([]byte("one\n"))
+		r := make([]byte, 64)
+		for _, next := range []string{"two\n", "three\nfour\n"} {
+			if _, err := peer.Read(r); err != nil {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+			_, _ = peer.Write([]byte(next))
+		}
+	}()
+	err := s.Hold(func() bool {
+		calls++
+		for {
+			n, err := s.Read(buf)
+			switch {
+			case errors.Is(err, ErrWouldBlock):
+				vain++
+				return false
+			case err != nil:
+				t.Errorf("read within Hold: %v", err)
+				return true
+			}
+			got = append(got, string(buf[:n]))
+			if string(buf[:n]) == "three\nfour\n" {
+				return true
+			}
+			if _, err := s.Write([]byte("ok\n")); err != nil {
+				t.Error(err)
+				return true
+			}
+			got = append(got, "answered")
+			if len(got) == 4 {
+				// Work on while the next lines come: they must
+				// wake the wait at once.
+				time.Sleep(100 * time.Millisecond)
+			}
+			if s.Drained() {
+				// Wait without reading first: the next line wakes
+				// the wait.
+				return false
+			}
+		}
+	})
+	if err != nil {
+		t.Fatalf("Hold: %v", err)
+	}
+	want := []string{"one\n", "answered", "two\n", "answered", "three\nfour\n"}
+	if len(got) != len(want) {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("got %q, want %q", got, want)
+		}
+	}
+	// The first call found nothing; after each answer the wait began
+	// without a read, so no other read was in vain, and each line took
+	// one call.
+	if vain != 1 || calls != 4 {
+		t.Errorf("%d calls, %d reads within Hold found nothing; want 4 calls, 1 read in vain (the first)", calls, vain)
+	}
+
+	_ = s.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
+	if err := s.Hold(func() bool {
+		_, err := s.Read(buf)
+		return !errors.Is(err, ErrWouldBlock)
+	}); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("Hold past the deadline: %v", err)
+	}
+	_ = s.SetReadDeadline(time.Now().Add(time.Minute))
+	go func() { time.Sleep(20 * time.Millisecond); _, _ = peer.Write([]byte("after\n")) }()
+	if n, err := s.Read(buf); err != nil || string(buf[:n]) != "after\n" {
+		t.Errorf("Read after Hold: %q, %v", buf[:n], err)
+	}
+}
