@@ -73,7 +73,7 @@ type flow struct {
 	relayed  bool    // the payload in buf was counted, and written up to off, within the read (relay)
 	err      error   // the syscall error of the last callback
 
-	readDue   time.Time // the read deadline set last
+	readDue   int64     // the read deadline set last, as session.since
 	writeDue  time.Time // the write deadline set last
 	writeWait time.Duration
 }
@@ -195,10 +195,14 @@ func (f *flow) pass() error {
 // the source's next bytes. One deadline serves for a while: no timer change
 // per pass. It must never be past when the flow reads, even to splice what
 // is there: a read under a past deadline fails at once.
-func (f *flow) armRead() {
-	if now := time.Now(); f.readDue.Sub(now) < parkAfter/2 {
-		f.readDue = now.Add(parkAfter)
-		_ = f.src.SetReadDeadline(f.readDue)
+func (f *flow) armRead() { f.armReadAt(f.s.since()) }
+
+// armReadAt is armRead at now, as session.since: one read of the monotonic
+// clock, which a relay shares with session.moved.
+func (f *flow) armReadAt(now int64) {
+	if f.readDue-now < int64(parkAfter/2) {
+		f.readDue = now + int64(parkAfter)
+		_ = f.src.SetReadDeadline(f.s.start.Add(time.Duration(f.readDue)))
 	}
 }
 
@@ -236,7 +240,7 @@ func (f *flow) readSys(fd uintptr) bool {
 // destination takes less (or fails), the read ends and pass writes the
 // rest (or meets the error again), with the write deadline.
 func (f *flow) relay() bool {
-	f.s.moved(f.from, f.n)
+	now := f.s.moved(f.from, f.n)
 	f.off, f.relayed = 0, true
 	if err := f.rdst.Write(f.onWriteOnce); err != nil || f.err != nil || f.off < f.n {
 		f.err = nil // the destination's: drain meets it again, as a writeError
@@ -244,7 +248,7 @@ func (f *flow) relay() bool {
 	}
 	f.relayed, f.n = false, 0
 	f.putBuf()
-	f.armRead()
+	f.armReadAt(now)
 	return true
 }
 

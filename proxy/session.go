@@ -205,9 +205,12 @@ func (s *session) DialServer(srv *balancer.Server) error {
 
 // moved records n bytes moved from side from: they count for the log and
 // the server's counters, and the connection is not idle.
-func (s *session) moved(from side, n int) {
+// It returns when, as since does: the one clock read a relay makes.
+func (s *session) moved(from side, n int) int64 {
 	s.bytes[from] += int64(n)
-	s.last.Store(s.since())
+	now := s.since()
+	s.last.Store(now)
+	return now
 }
 
 // idleSide returns a side that has been idle for longer than its timeout:
