@@ -91,6 +91,14 @@ const (
 	bufSize = 8 << 10
 )
 
+// processStart is when the process began, for sinceStart.
+var processStart = time.Now()
+
+// sinceStart is the time since the process began, on the monotonic clock:
+// one clock read, where time.Now makes two (the wall clock too). The
+// pool's ages need nothing else.
+func sinceStart() time.Duration { return time.Since(processStart) }
+
 // idleMaxAge is how long an idle server connection is kept: less than
 // the keep-alive timeout of common servers (5s for Node, 60s for nginx),
 // so that lb rarely reuses one the server is closing. A variable for
@@ -109,8 +117,8 @@ type serverConn struct {
 	// connection holds no buffer.
 	br   *bufio.Reader
 	bw   *bufio.Writer
-	idle time.Time // when it went back to the pool
-	used bool      // it served a request before
+	idle time.Duration // when it went back to the pool, as sinceStart
+	used bool          // it served a request before
 	// rAt and wAt are when exchanges last set the read and write
 	// deadlines (see lazyDeadline): kept from one exchange to the next, so
 	// that a busy connection sets them every timeout.server/8, not per
@@ -176,7 +184,7 @@ func (p *idlePool) get() *serverConn {
 		p.conns[n-1] = nil
 		p.conns = p.conns[:n-1]
 		p.mu.Unlock()
-		if time.Since(sc.idle) < idleMaxAge && sc.alive() {
+		if sinceStart()-sc.idle < idleMaxAge && sc.alive() {
 			return sc
 		}
 		sc.close()
@@ -190,7 +198,7 @@ func (p *idlePool) put(sc *serverConn) {
 		sc.close()
 		return
 	}
-	sc.idle = time.Now()
+	sc.idle = sinceStart()
 	sc.used = true
 	p.mu.Lock()
 	if len(p.conns) < maxIdlePerServer {
@@ -211,11 +219,12 @@ func (p *idlePool) put(sc *serverConn) {
 	sc.close()
 }
 
-// dropOld closes the connections idle for idleMaxAge at now, oldest
-// first: they are the likeliest to be closed by the server. p.mu is held.
-func (p *idlePool) dropOld(now time.Time) {
+// dropOld closes the connections idle for idleMaxAge at now (as
+// sinceStart), oldest first: they are the likeliest to be closed by the
+// server. p.mu is held.
+func (p *idlePool) dropOld(now time.Duration) {
 	n := 0
-	for n < len(p.conns) && now.Sub(p.conns[n].idle) >= idleMaxAge {
+	for n < len(p.conns) && now-p.conns[n].idle >= idleMaxAge {
 		p.conns[n].close()
 		p.conns[n] = nil
 		n++
@@ -228,7 +237,7 @@ func (p *idlePool) dropOld(now time.Time) {
 // expire is the purge timer: it closes the connections idle for
 // idleMaxAge, and fires again when the oldest left will be, if any is.
 func (p *idlePool) expire() {
-	now := time.Now()
+	now := sinceStart()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.dropOld(now)
@@ -236,7 +245,7 @@ func (p *idlePool) expire() {
 		p.armed = false
 		return
 	}
-	p.purge.Reset(idleMaxAge - now.Sub(p.conns[0].idle))
+	p.purge.Reset(idleMaxAge - (now - p.conns[0].idle))
 }
 
 // alive reports whether an idle connection may carry a request: the

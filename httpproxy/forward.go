@@ -38,7 +38,13 @@ func (x *exchange) pickAndConnect() bool {
 		// The passive check hears of this server when the response
 		// comes: a success here would reset a count of 5xx answers.
 		x.srv, x.stuck = c.Server, c.Server == c.Sticky
-		x.tConnect = time.Now()
+		if x.sc.used && c.Attempts == 1 && !c.Queued {
+			// A pooled connection taken at once: no connect time to
+			// measure, nor a clock to read.
+			x.tConnect = x.tHead
+		} else {
+			x.tConnect = time.Now()
+		}
 		x.env.Server, x.env.ServerAddr = x.srv.Name, x.srv.Addr
 		return true
 	case proxy.EndQueueTimeout:

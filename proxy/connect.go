@@ -40,6 +40,8 @@ type Connecting struct {
 	Server *balancer.Server
 	// Attempts counts the servers dialed.
 	Attempts int
+	// Queued says the client waited in the queue for a server.
+	Queued bool
 	// Err is why the last dial failed; nil when none failed.
 	Err error
 
@@ -72,6 +74,7 @@ func (b *Backend) Connect(c *Connecting, d Dialer, frontend string, log *zerolog
 		}
 		if srv == nil && c.Attempts == 0 && b.QueueTimeout > 0 && b.Pool.Available() {
 			// Every server that could take it is full: wait in the queue.
+			c.Queued = true
 			if srv = b.Pool.Wait(req, time.Now().Add(b.QueueTimeout), c.Done); srv == nil {
 				return EndQueueTimeout
 			}
