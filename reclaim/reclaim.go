@@ -99,10 +99,13 @@ func (b *Burst) watch() {
 		case now.Sub(calm) < or(b.Settle, DefaultSettle):
 			continue
 		case level <= b.peak.Load()/8:
+			// The gap is kept on the clock, not on the tick's time, which
+			// a busy process reads late.
+			at := time.Now()
 			b.mu.Lock()
-			due := now.Sub(b.lastFree) >= or(b.Gap, DefaultGap)
+			due := at.Sub(b.lastFree) >= or(b.Gap, DefaultGap)
 			if due {
-				b.lastFree = now
+				b.lastFree = at
 			}
 			b.mu.Unlock()
 			if !due {
