@@ -277,8 +277,6 @@ func (f *Frontend) serveState(st *connState) {
 	cc.local, cc.due = local, st.due
 	cc.readDue, cc.wAt = time.Time{}, time.Time{}
 	cc.in = headReader{c: cc.c, budget: f.heads}
-	cc.br = readBufs.Get().(*bufio.Reader)
-	cc.br.Reset(&cc.in)
 	cc.x.f, cc.x.cl, cc.x.tls, cc.x.peer = f, cc, f.TLS != nil, peer
 	f.track(cc, true)
 	parked := cc.serve(st.first)
@@ -301,8 +299,26 @@ func (f *Frontend) serveState(st *connState) {
 	}
 }
 
-// releaseReader gives the read buffer back to readBufs: nothing more
-// is read from the connection.
+// reader returns the connection's read buffer, taken from readBufs when
+// it has none.
+func (cc *clientConn) reader() *bufio.Reader {
+	if cc.br == nil {
+		cc.br = readBufs.Get().(*bufio.Reader)
+		cc.br.Reset(&cc.in)
+	}
+	return cc.br
+}
+
+// buffered returns how many bytes the read buffer holds.
+func (cc *clientConn) buffered() int {
+	if cc.br == nil {
+		return 0
+	}
+	return cc.br.Buffered()
+}
+
+// releaseReader gives the read buffer back to readBufs: it holds nothing
+// (the connection waits for a request), or nothing more is read.
 func (cc *clientConn) releaseReader() {
 	if cc.br != nil {
 		cc.br.Reset(nil)

@@ -13,6 +13,9 @@ import (
 // A client connection's life between requests: waiting for the next one,
 // reading its head, parking the connection when it stays quiet.
 
+// parkAfter is proxy.ParkAfter; a variable for tests.
+var parkAfter = proxy.ParkAfter
+
 // Outcomes of waitRequest.
 const (
 	waitGo   = iota // a request is coming
@@ -60,7 +63,7 @@ func (cc *clientConn) serve(first bool) (parked bool) {
 // socket.
 func (cc *clientConn) waitRequest(first, park bool) int {
 	cc.in.beginHead()
-	if cc.br.Buffered() == 0 {
+	if cc.reader().Buffered() == 0 {
 		if !cc.beginIdle(first, park) {
 			return waitEnd
 		}
@@ -98,13 +101,13 @@ func (cc *clientConn) beginIdle(first, park bool) bool {
 		cc.due = now.Add(randDur(f.spread))
 	}
 	wait := cc.due
-	if park && now.Add(proxy.ParkAfter).Before(wait) {
-		wait = now.Add(proxy.ParkAfter)
+	if park && now.Add(parkAfter).Before(wait) {
+		wait = now.Add(parkAfter)
 	}
 	// The deadline set for the last wait serves again while it still
 	// leaves half of ParkAfter: a busy connection changes it every
 	// ParkAfter/2, not per request.
-	if cc.readDue.IsZero() || cc.readDue.After(wait) || cc.readDue.Sub(now) < proxy.ParkAfter/2 {
+	if cc.readDue.IsZero() || cc.readDue.After(wait) || cc.readDue.Sub(now) < parkAfter/2 {
 		_ = cc.c.SetReadDeadline(wait)
 		cc.readDue = wait
 	}
@@ -146,7 +149,9 @@ func (cc *clientConn) requestBegins() {
 // read true when the head of the request to serve next was read already
 // (it has a body or upgrades the connection, whose reads need the read
 // operation); waitEnd also when an exchange ended the connection. cc.hFirst
-// says whether a request was served meanwhile.
+// says whether a request was served meanwhile. While it waits with nothing
+// buffered the connection holds no read buffer: after a burst of clients,
+// thousands may wait at once before they park.
 func (cc *clientConn) serveHeld(first bool) (w int, read bool) {
 	cc.hFirst, cc.hWait, cc.hOut, cc.hRead = first, false, waitEnd, false
 	if cc.onHeld == nil {
@@ -170,19 +175,23 @@ func (cc *clientConn) serveHeld(first bool) (w int, read bool) {
 func (cc *clientConn) heldStep() bool {
 	for {
 		cc.in.beginHead()
-		if !cc.hWait && cc.br.Buffered() == 0 {
+		if !cc.hWait && cc.buffered() == 0 {
 			if !cc.beginIdle(cc.hFirst, true) {
 				cc.hOut = waitEnd
 				return true
 			}
 			cc.hWait = true
 			if cc.sc.Drained() {
-				return false // any byte from now on wakes the wait
+				// Any byte from now on wakes the wait; the read
+				// buffer goes back meanwhile.
+				cc.releaseReader()
+				return false
 			}
 		}
-		if cc.br.Buffered() == 0 {
-			_, err := cc.br.Peek(1)
+		if cc.buffered() == 0 {
+			_, err := cc.reader().Peek(1)
 			if err == sock.ErrWouldBlock {
+				cc.releaseReader()
 				return false
 			}
 			if cc.hWait {
