@@ -62,8 +62,9 @@ type flow struct {
 	// The callbacks of rsrc.Read and rdst.Write, made once and kept with
 	// the pooled session (they are bound to the flow), so that moving
 	// bytes allocates nothing; their results go in the fields below.
-	onRead, onWrite, onWriteOnce, onFill, onDrain func(fd uintptr) bool
-	allWritten, allDrained                        func() bool
+	onRead, onWrite, onFill, onDrain func(fd uintptr) bool
+	onWriteNow                       func(fd uintptr)
+	allWritten, allDrained           func() bool
 
 	buf      *[]byte // the buffer a payload is in, from flowBufs
 	n, off   int     // bytes in buf, and written of them
@@ -89,7 +90,7 @@ func (f *flow) bind(s *session, from side, src, dst *net.TCPConn) error {
 		return err
 	}
 	if f.onRead == nil {
-		f.onRead, f.onWrite, f.onWriteOnce, f.onFill, f.onDrain = f.readSys, f.writeSys, f.writeOnceSys, f.fillSys, f.drainSys
+		f.onRead, f.onWrite, f.onWriteNow, f.onFill, f.onDrain = f.readSys, f.writeSys, f.writeNowSys, f.fillSys, f.drainSys
 		f.allWritten, f.allDrained = f.written, f.drained
 	}
 	f.writeWait = s.timeouts[from.other()]
@@ -98,7 +99,7 @@ func (f *flow) bind(s *session, from side, src, dst *net.TCPConn) error {
 
 // reset empties f for the next session, keeping its callbacks.
 func (f *flow) reset() {
-	*f = flow{onRead: f.onRead, onWrite: f.onWrite, onWriteOnce: f.onWriteOnce, onFill: f.onFill, onDrain: f.onDrain,
+	*f = flow{onRead: f.onRead, onWrite: f.onWrite, onWriteNow: f.onWriteNow, onFill: f.onFill, onDrain: f.onDrain,
 		allWritten: f.allWritten, allDrained: f.allDrained}
 }
 
@@ -242,7 +243,7 @@ func (f *flow) readSys(fd uintptr) bool {
 func (f *flow) relay() bool {
 	now := f.s.moved(f.from, f.n)
 	f.off, f.relayed = 0, true
-	if err := f.rdst.Write(f.onWriteOnce); err != nil || f.err != nil || f.off < f.n {
+	if err := f.rdst.Control(f.onWriteNow); err != nil || f.err != nil || f.off < f.n {
 		f.err = nil // the destination's: drain meets it again, as a writeError
 		return false
 	}
@@ -338,12 +339,11 @@ func (f *flow) writeSys(fd uintptr) bool {
 	return f.settle(err)
 }
 
-// writeOnceSys writes what the destination takes of the buffer now, and
-// never waits.
-func (f *flow) writeOnceSys(fd uintptr) bool {
-	f.writeSys(fd)
-	return true
-}
+// writeNowSys writes what the destination takes of the buffer now, and
+// never waits: through RawConn.Control, which holds the descriptor as a
+// write would but takes no write lock and resets no readiness (only this
+// flow writes to its destination, and it waits elsewhere).
+func (f *flow) writeNowSys(fd uintptr) { f.writeSys(fd) }
 
 // bulk moves a burst through a pipe until the source runs dry (or ends),
 // then gives the pipe back.
