@@ -30,15 +30,22 @@ run: build bin/demo
 	echo "lb listens on 127.0.0.1:8080 (HTTP) and :8081 (TCP); try: curl -i http://127.0.0.1:8080/  (Ctrl-C stops)"; \
 	./lb -f config.example.toml
 
-## test: unit and integration tests, with the race detector
+## test: unit and integration tests, with the race detector when a C compiler is there for it (cgo)
 test: tools
-	$(GO) test -race -count=1 -timeout 9m ./...
+	@race=-race; \
+	if [ "$$($(GO) env CGO_ENABLED)" != 1 ] || ! command -v "$$($(GO) env CC)" >/dev/null 2>&1; then \
+		race=; echo "make test: cgo is off or its C compiler ($$($(GO) env CC)) is missing, so the race detector is off: install gcc (apt-get install gcc) to turn it on"; \
+	fi; \
+	echo "$(GO) test $$race -count=1 -timeout 9m ./..."; \
+	$(GO) test $$race -count=1 -timeout 9m ./...
 
-## tools: the peers the tests run: h2spec (Go module proxy), nghttp (Debian's nghttp2-client), strace
+## tools: the peers the tests run: h2spec (Go module proxy); from Debian's packages nghttp (nghttp2-client), strace, curl, HAProxy, ip (iproute2), systemd-analyze (systemd)
 tools:
 	@command -v h2spec >/dev/null 2>&1 || test -x $(GOBIN_DIR)/h2spec || $(GO) install $(H2SPEC)
-	@command -v nghttp >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq nghttp2-client) || echo "make tools: could not install nghttp (Debian package nghttp2-client)"
-	@command -v strace >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq strace) || echo "make tools: could not install strace (Debian package strace)"
+	@for p in nghttp:nghttp2-client strace:strace curl:curl haproxy:haproxy ip:iproute2 systemd-analyze:systemd; do \
+		cmd=$${p%%:*}; pkg=$${p#*:}; \
+		command -v $$cmd >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq $$pkg >/dev/null) || echo "make tools: could not install $$cmd (Debian package $$pkg): the tests that need it will fail"; \
+	done
 
 ## lint: gofmt, go vet and staticcheck (pinned)
 lint:

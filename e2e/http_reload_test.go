@@ -331,12 +331,8 @@ func TestHTTPReloadStorm(t *testing.T) {
 		}
 		wg.Go(func() { hrClientLoop(c, l, stop, deadline, 1_000_000, pause(i+1), post(i, key)) })
 	}
-	curl, err := exec.LookPath("curl")
-	if err != nil {
-		t.Log("curl is not installed: no curl client in the storm")
-	} else {
-		wg.Go(func() { hrCurlLoop(curl, base, &curled, stop, deadline, 200) })
-	}
+	curl := lookTool(t, "curl", "apt-get install curl")
+	wg.Go(func() { hrCurlLoop(curl, base, &curled, stop, deadline, 200) })
 
 	const reloads = 50
 	start := time.Now()

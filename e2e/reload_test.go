@@ -501,11 +501,8 @@ func TestMigrateReqIsReported(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("making a network namespace needs root")
 	}
-	for _, tool := range []string{"unshare", "ip"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is not installed", tool)
-		}
-	}
+	lookTool(t, "unshare", "apt-get install util-linux")
+	lookTool(t, "ip", "apt-get install iproute2")
 	cfg := writeConfig(t, config(18080, "", serverLine("s", "127.0.0.1:1", "")))
 	script := fmt.Sprintf("ip link set lo up && echo 1 > /proc/sys/net/ipv4/tcp_migrate_req && exec %s -f %s", lbBin, cfg)
 	p := startProc(t, nil, "unshare", "-n", "sh", "-c", script)

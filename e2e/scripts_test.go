@@ -12,7 +12,6 @@ import (
 	"math"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -902,10 +901,7 @@ func TestSystemdUnitNotifiesAndReloads(t *testing.T) {
 // TestSystemdUnitVerifies runs systemd-analyze verify on the unit (with the
 // lb under test as its binary) when systemd-analyze is installed.
 func TestSystemdUnitVerifies(t *testing.T) {
-	analyze, err := exec.LookPath("systemd-analyze")
-	if err != nil {
-		t.Skip("systemd-analyze is not installed")
-	}
+	analyze := lookTool(t, "systemd-analyze", "apt-get install systemd")
 	unit, err := os.ReadFile(scrPath(t, "lb.service"))
 	if err != nil {
 		t.Fatal(err)
