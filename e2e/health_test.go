@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -172,16 +173,57 @@ func TestSlowStartRamps(t *testing.T) {
 	waitHealth(t, d, "a", "down")
 	a.checkUp()
 	waitHealth(t, d, "a", "up")
-	var seen []string
-	for range 30 {
-		seen = append(seen, serverState(t, d, "a")[6])
+	// The README: a linear ramp from 1/16 of the weight (16) to all of it
+	// (256) over slowstart, so 80 a second here. Each sample is checked
+	// against the line through the first one, within what 500ms of
+	// scheduling and refresh lateness allow.
+	const (
+		slowStart = 3 * time.Second
+		slack     = 500 * time.Millisecond
+	)
+	var seen []rampSample
+	var start time.Time
+	for i := range 30 {
+		w, err := strconv.Atoi(serverState(t, d, "a")[6])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			start = time.Now()
+		}
+		seen = append(seen, rampSample{time.Since(start), w})
 		time.Sleep(150 * time.Millisecond)
 	}
-	first, last := seen[0], seen[len(seen)-1]
-	if first == "256" || last != "256" {
-		t.Fatalf("effective weights during a 3s slow start: %v; want a ramp ending at 256", seen)
+	perSecond := 240 / slowStart.Seconds()
+	w0, distinct := seen[0].w, map[int]bool{}
+	for i, s := range seen {
+		lo := float64(w0) + perSecond*(s.at-slack).Seconds()
+		hi := float64(w0) + perSecond*(s.at+slack).Seconds()
+		switch {
+		case i > 0 && s.w < seen[i-1].w:
+			t.Fatalf("effective weight went down from %d to %d during slow start: %v", seen[i-1].w, s.w, seen)
+		case s.w < 256 && (float64(s.w) < lo || float64(s.w) > hi):
+			t.Fatalf("effective weight %d after %v of the ramp, want %.0f to %.0f (linear from 16 to 256 over %v): %v", s.w, s.at.Round(time.Millisecond), lo, hi, slowStart, seen)
+		case s.w == 256 && float64(s.w) > hi:
+			t.Fatalf("full weight after %v of the ramp, before its end (%v): %v", s.at.Round(time.Millisecond), slowStart, seen)
+		}
+		if s.w > 16 && s.w < 256 {
+			distinct[s.w] = true
+		}
+	}
+	t.Logf("effective weights (time into the ramp:weight): %v", seen)
+	if w0 >= 128 || seen[len(seen)-1].w != 256 || len(distinct) < 5 {
+		t.Fatalf("effective weights during a 3s slow start: %v; want a ramp from near 16, through several steps, ending at 256", seen)
 	}
 }
+
+// rampSample is an effective weight seen during a slow start, and when.
+type rampSample struct {
+	at time.Duration // since the first sample
+	w  int
+}
+
+func (s rampSample) String() string { return fmt.Sprintf("%v:%d", s.at.Round(time.Millisecond), s.w) }
 
 func TestHTTPChecks(t *testing.T) {
 	for _, tc := range []struct {
