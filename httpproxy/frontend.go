@@ -299,12 +299,17 @@ func (f *Frontend) serveState(st *connState) {
 	}
 }
 
+// clientReadBufs counts the read buffers that client connections hold:
+// those of requests being read, and no more (see reader).
+var clientReadBufs atomic.Int64
+
 // reader returns the connection's read buffer, taken from readBufs when
 // it has none.
 func (cc *clientConn) reader() *bufio.Reader {
 	if cc.br == nil {
 		cc.br = readBufs.Get().(*bufio.Reader)
 		cc.br.Reset(&cc.in)
+		clientReadBufs.Add(1)
 	}
 	return cc.br
 }
@@ -324,6 +329,7 @@ func (cc *clientConn) releaseReader() {
 		cc.br.Reset(nil)
 		readBufs.Put(cc.br)
 		cc.br = nil
+		clientReadBufs.Add(-1)
 	}
 }
 

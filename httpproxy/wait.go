@@ -265,6 +265,12 @@ func (cc *clientConn) exchange() bool {
 		_ = cc.c.SetReadDeadline(time.Time{})
 		cc.readDue = time.Time{}
 	}
+	if x.req.Body.Kind == h1.BodyNone && !x.req.Upgrade && cc.buffered() == 0 {
+		// The head is parsed (and copied out of the buffer): the read
+		// buffer goes back while the server answers. After a burst,
+		// thousands of requests may wait so at once.
+		cc.releaseReader()
+	}
 	cc.body = timedReader{lazyDeadline: lazyDeadline{c: cc.c, d: f.ClientTimeout}, stop: &x.up.stop}
 	x.reqIn = cc.br
 	switch x.req.Body.Kind {
