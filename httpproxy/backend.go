@@ -89,6 +89,13 @@ const (
 	maxIdlePerServer = 256
 	// bufSize is the size of the read and write buffers of a connection.
 	bufSize = 8 << 10
+	// serverWriteSize is the size of a server connection's write buffer:
+	// it carries a request head (a few hundred bytes as a rule; a longer
+	// one goes out in more writes) and the framing of a chunked body. A
+	// body's bytes do not stay in it: bufio writes a large write straight
+	// through. Small, so that the requests that wait for their servers in
+	// a burst hold little.
+	serverWriteSize = 2 << 10
 )
 
 // processStart is when the process began, for sinceStart.
@@ -112,7 +119,7 @@ type serverConn struct {
 	c   net.Conn // plain, or a TLS connection over raw
 	// plain reads and writes raw; nil over TLS.
 	plain *sock.Conn
-	// br and bw are taken from readBufs and writeBufs for an exchange,
+	// br and bw are taken from readBufs and serverWriteBufs for an exchange,
 	// and go back when the connection goes back to the pool idle: an idle
 	// connection holds no buffer.
 	br   *bufio.Reader
@@ -138,7 +145,7 @@ func (sc *serverConn) close() { _ = sc.c.Close() }
 func (sc *serverConn) takeBuffers() {
 	sc.br = readBufs.Get().(*bufio.Reader)
 	sc.br.Reset(sc.c)
-	sc.bw = writeBufs.Get().(*bufio.Writer)
+	sc.bw = serverWriteBufs.Get().(*bufio.Writer)
 	sc.bw.Reset(sc.c)
 }
 
@@ -153,7 +160,7 @@ func (sc *serverConn) dropBuffers() bool {
 	sc.br.Reset(nil)
 	readBufs.Put(sc.br)
 	sc.bw.Reset(nil)
-	writeBufs.Put(sc.bw)
+	serverWriteBufs.Put(sc.bw)
 	sc.br, sc.bw = nil, nil
 	return true
 }

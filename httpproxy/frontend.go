@@ -180,11 +180,13 @@ type clientConn struct {
 var clientConns = sync.Pool{New: func() any { return new(clientConn) }}
 
 // readBufs and writeBufs are the buffers of client and server
-// connections, which hold them only while bytes move (see clientConn and
-// serverConn).
+// connections, serverWriteBufs the write buffers of server connections
+// (see serverWriteSize): connections hold them only while bytes move (see
+// clientConn and serverConn).
 var (
-	readBufs  = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, bufSize) }}
-	writeBufs = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, bufSize) }}
+	readBufs        = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, bufSize) }}
+	writeBufs       = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, bufSize) }}
+	serverWriteBufs = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, serverWriteSize) }}
 )
 
 // keepHeadBytes bounds the storage of a request (and response) head that
