@@ -45,11 +45,13 @@ func (g *generation) setUpServers(ctx context.Context, saved state.Doc, source s
 			if !ok || st.Address != s.Addr {
 				continue // new, or moved: its own checks decide
 			}
+			// What operators set holds: the admin state always, the
+			// runtime weight unless the configured weight changed (then
+			// the new configuration says what the weight is).
+			if a, err := balancer.ParseAdmin(st.Admin); err == nil {
+				s.SetAdmin(a)
+			}
 			if st.ConfigWeight == s.Weight {
-				// The configuration did not change: what operators set holds.
-				if a, err := balancer.ParseAdmin(st.Admin); err == nil {
-					s.SetAdmin(a)
-				}
 				_ = s.SetWeight(st.Weight)
 			}
 			if t := byServer[s]; t != nil && st.Checked {

@@ -460,3 +460,74 @@ func whoAnswersOrNot(addr string) string {
 	n, _ := c.Read(buf)
 	return strings.TrimSpace(string(buf[:n]))
 }
+
+// TestReloadHandoverRules: what a new generation takes over of a server
+// depends on what changed in its configuration (README, Admin socket):
+//   - unchanged: everything, down to how far through rise or fall its
+//     checks are;
+//   - its configured weight changed: the new weight wins over the runtime
+//     one an operator set, but its admin state (drain) holds;
+//   - its address changed: nothing; it starts fresh, with its own checks.
+func TestReloadHandoverRules(t *testing.T) {
+	falling, weighted, moved, target := startChecked(t, "falling"), startChecked(t, "weighted"), startChecked(t, "moved"), startChecked(t, "target")
+	d := newDaemons(t, "")
+	withKeys := func(cfg string, s *checked, keys string) string {
+		return strings.Replace(cfg, fmt.Sprintf("check = { port = %d }", s.checkPort), keys+"\ncheck = { port = "+strconv.Itoa(s.checkPort)+" }", 1)
+	}
+	base := healthConfig(d, "", "", falling, weighted, moved)
+	base = strings.Replace(base, "fall = 2", "fall = 20", 1)
+	base = withKeys(base, weighted, "weight = 2")
+	d.writeConfig(base)
+	d.mustLaunch()
+	waitHealth(t, d, "moved", "up")
+	moved.checkDown()
+	waitHealth(t, d, "moved", "down")
+	for _, cmd := range []string{"set server app/weighted weight 7", "set server app/weighted state drain", "set server app/moved state maint"} {
+		if r := adminQuery(t, d.adminSock, cmd); !strings.HasPrefix(r, "server app/") {
+			t.Fatalf("%s: %q", cmd, r)
+		}
+	}
+	// falling fails its checks: 20 in a row take it down, 100ms apart.
+	falling.checkDown()
+	progress := func() (int, int) {
+		f := serverState(t, d, "falling")
+		var n, of int
+		if f[7] == "-" {
+			return 0, 0 // no check counted toward a change
+		}
+		if _, err := fmt.Sscanf(f[7], "%d/%d", &n, &of); err != nil {
+			t.Fatalf("check progress %q: %v", f[7], err)
+		}
+		return n, of
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for n, _ := progress(); n < 3; n, _ = progress() {
+		if time.Now().After(deadline) {
+			t.Fatalf("falling's checks did not count 3 failures in 10s: %v", serverState(t, d, "falling"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	before, _ := progress()
+
+	// The next generation: checks slowed down (no new result for 10s),
+	// weighted's configured weight changed, moved's address moved.
+	next := strings.Replace(base, `interval = "100ms"`, `interval = "10s"`, 1)
+	next = strings.Replace(next, "weight = 2", "weight = 3", 1)
+	next = strings.Replace(next, moved.addr(), target.addr(), 1)
+	next = strings.Replace(next, fmt.Sprintf("port = %d", moved.checkPort), fmt.Sprintf("port = %d", target.checkPort), 1)
+	d.writeConfig(next)
+	d.mustLaunch()
+
+	if n, of := progress(); n < before || of != 20 {
+		t.Errorf("falling's check progress after the reload: %d/%d, want at least the %d/20 it had: rise and fall progress is handed over", n, of, before)
+	}
+	if f := serverState(t, d, "falling"); f[3] != "up" {
+		t.Errorf("falling after the reload: %v, want still up (its checks had not reached fall)", f)
+	}
+	if f := serverState(t, d, "weighted"); f[5] != "3" || f[4] != "drain" {
+		t.Errorf("weighted after its configured weight changed: %v; want weight 3 (the new configured one wins over the runtime 7) and still drain", f)
+	}
+	if f := serverState(t, d, "moved"); f[2] != target.addr() || f[3] != "up" || f[4] != "ready" || f[5] != "1" {
+		t.Errorf("moved after its address changed: %v; want %s up (its own check), ready, weight 1: nothing of the old address's state", f, target.addr())
+	}
+}
