@@ -511,3 +511,97 @@ func TestMigrateReqIsReported(t *testing.T) {
 		t.Fatalf("start-up line %v: want tcp_migrate_req true inside a namespace where it is 1", l)
 	}
 }
+
+// TestBinaryUpgrade: a new binary installed over lb's own path (a package
+// upgrade: written beside it, renamed over it) is what SIGHUP starts, and a
+// generation started from a binary elsewhere with the same command name
+// (one unpacked in a new directory) may signal the running one with -sf,
+// though the running one's executable is no longer the same file: the
+// identity check falls back to the command name.
+func TestBinaryUpgrade(t *testing.T) {
+	s := startServer(t, "s")
+	d := newDaemons(t, "", s)
+	installed := filepath.Join(d.dir, "bin", "lb")
+	copyBinary(t, lbBin, installed, nil)
+	p := startProc(t, nil, installed, "-f", d.cfg, "-p", d.pidFile)
+	waitPort(t, d.port)
+	first := waitNewPid(t, d, 0)
+	d.seen[first] = true
+
+	// The upgrade: another file at the same path. A byte appended makes it
+	// a different file that runs the same.
+	staged := installed + ".new"
+	copyBinary(t, lbBin, staged, []byte{0})
+	if err := os.Rename(staged, installed); err != nil {
+		t.Fatal(err)
+	}
+	newInfo, err := os.Stat(installed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(first, syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	second := waitNewPid(t, d, first)
+	d.seen[second] = true
+	waitGone(t, first, "the generation that reloaded on SIGHUP")
+	<-p.done
+	exeInfo, err := os.Stat(fmt.Sprintf("/proc/%d/exe", second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !os.SameFile(exeInfo, newInfo) {
+		link, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", second))
+		t.Fatalf("after SIGHUP the new generation runs %s, not the binary installed at %s", link, installed)
+	}
+	expectAnswer(t, d.addr(), "s")
+
+	// A binary elsewhere, with the same command name, takes over with -sf.
+	elsewhere := filepath.Join(d.dir, "unpacked", "lb")
+	copyBinary(t, lbBin, elsewhere, []byte{1})
+	r := runCmd(t, 30*time.Second, nil, elsewhere, "-f", d.cfg, "-p", d.pidFile, "-D", "-sf", strconv.Itoa(second))
+	if r.code != 0 {
+		t.Fatalf("lb from %s -sf %d exited %d:\n%s%s", elsewhere, second, r.code, r.stdout, r.stderr)
+	}
+	third := d.pid()
+	d.seen[third] = true
+	if third == second || third == 0 {
+		t.Fatalf("the pid file says %d after the takeover from %d", third, second)
+	}
+	waitGone(t, second, "the generation that lb from another path soft-stopped")
+	expectAnswer(t, d.addr(), "s")
+	if strings.Contains(d.log(), "not an lb process") {
+		t.Fatalf("lb from another path did not recognise the running lb:\n%s", d.log())
+	}
+}
+
+// copyBinary copies the executable src to dst, with extra appended.
+func copyBinary(t *testing.T, src, dst string, extra []byte) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, append(b, extra...), 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitNewPid waits up to 20 s for d's pid file to name a live process other
+// than old, and returns it.
+func waitNewPid(t *testing.T, d *daemons, old int) int {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if p := d.pid(); p != 0 && p != old && alive(p) {
+			return p
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the pid file still says %d after 20s; log:\n%s", d.pid(), d.log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
