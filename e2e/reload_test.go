@@ -266,8 +266,11 @@ func TestLongConnectionSurvivesReloadsUntilHardStop(t *testing.T) {
 			}
 			break
 		}
-		if time.Since(afterFirst) > hardStop+10*time.Second {
-			t.Fatal("hard_stop_after did not cut the long connection")
+		// The first generation got SIGUSR1 before afterFirst, so the
+		// cut comes by afterFirst + hardStop; a second of slack for a
+		// busy machine.
+		if since := time.Since(afterFirst); since > hardStop+time.Second {
+			t.Fatalf("hard_stop_after (%v) did not cut the long connection: still streaming %v after the first reload", hardStop, since)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
