@@ -160,6 +160,7 @@ func TestReloadStorm(t *testing.T) {
 			}
 			d.mustLaunch()
 			waitPort(t, d.port)
+			firstSockets := listenInodes(t, d.port)
 			l := startLoad(d.addr(), 4, 100000)
 			const reloads = 50
 			deadline := time.Now().Add(3 * time.Minute)
@@ -182,6 +183,20 @@ func TestReloadStorm(t *testing.T) {
 			info := adminQuery(t, d.adminSock, "show info")
 			if !strings.Contains(info, fmt.Sprintf("generation: %d\n", reloads+1)) || !strings.Contains(info, "state: serving") {
 				t.Errorf("show info after %d reloads:\n%s", reloads, info)
+			}
+			if mode == "takeover" {
+				// Every generation took the first one's listening socket
+				// over (the same socket, by its inode) and bound none of
+				// its own; lb says so each time.
+				if got := listenInodes(t, d.port); !slices.Equal(got, firstSockets) {
+					t.Errorf("after %d reloads with -x the listening sockets on port %d are %v, want the first generation's %v alone", reloads, d.port, got, firstSockets)
+				}
+				if n := strings.Count(d.log(), `"message":"took the listening sockets over from the old generation"`); n != reloads {
+					t.Errorf("lb reported %d takeovers in %d reloads with -x", n, reloads)
+				}
+				if strings.Contains(d.log(), "cannot take the listening sockets over") {
+					t.Errorf("a takeover failed:\n%s", d.log())
+				}
 			}
 			// Every old generation drains and exits on its own.
 			cur := d.pid()
@@ -607,4 +622,30 @@ func waitNewPid(t *testing.T, d *daemons, old int) int {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// listenInodes returns the inodes of the IPv4 sockets listening on port,
+// sorted, from /proc/net/tcp.
+func listenInodes(t *testing.T, port int) []uint64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []uint64
+	suffix := fmt.Sprintf(":%04X", port)
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		// sl local_address rem_address st tx:rx tr:tm retrnsmt uid timeout inode
+		f := strings.Fields(line)
+		if len(f) < 10 || !strings.HasSuffix(f[1], suffix) || f[3] != "0A" {
+			continue
+		}
+		ino, err := strconv.ParseUint(f[9], 10, 64)
+		if err != nil {
+			t.Fatalf("/proc/net/tcp: %q: %v", line, err)
+		}
+		out = append(out, ino)
+	}
+	slices.Sort(out)
+	return out
 }
