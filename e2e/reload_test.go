@@ -649,3 +649,74 @@ func listenInodes(t *testing.T, port int) []uint64 {
 	slices.Sort(out)
 	return out
 }
+
+// TestOldGenerationDrainsItsQueue: connections waiting in the old
+// generation's accept queue when it is told to stop are served, not reset:
+// a soft stop drains the queue. (Steering leaves the queue empty in most
+// reloads, so a soft stop that closed its sockets at once would pass the
+// other tests.) The old generation is held at its maxconn by two long
+// connections, so three more wait in its socket's queue; a new generation
+// takes over; then the long connections end, and the old generation
+// accepts and serves the three.
+func TestOldGenerationDrainsItsQueue(t *testing.T) {
+	s := startServer(t, "s")
+	d := newDaemons(t, "")
+	d.writeConfig(daemonConfigMode(d.dir, d.port, "", "", "maxconn = 2", serverLine(s.name, s.addr(), "")))
+	first := d.mustLaunch()
+	type conn struct {
+		c  net.Conn
+		br *bufio.Reader
+	}
+	dial := func() conn {
+		c, err := net.DialTimeout("tcp4", d.addr(), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+		return conn{c, bufio.NewReader(c)}
+	}
+	var long []conn
+	for range 2 {
+		l := dial()
+		if line, err := l.br.ReadString('\n'); err != nil || line != "s\n" {
+			t.Fatalf("a long connection: %q, %v", line, err)
+		}
+		long = append(long, l)
+	}
+	var queued []conn
+	for i := range 3 {
+		q := dial()
+		if _, err := fmt.Fprintf(q.c, "queued %d\n", i); err != nil {
+			t.Fatal(err)
+		}
+		queued = append(queued, q)
+	}
+	// The three wait: the old generation is at its maxconn.
+	_ = queued[0].c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if n, err := queued[0].br.Read(make([]byte, 1)); n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a connection over maxconn was answered before the reload: %d bytes, %v", n, err)
+	}
+
+	d.mustLaunch()
+	expectAnswer(t, d.addr(), "s")     // the new generation serves new connections
+	time.Sleep(300 * time.Millisecond) // past handshake_grace (100ms): the old one drains its queue
+	if !alive(first) {
+		t.Fatal("the old generation exited with connections in its queue")
+	}
+	for _, l := range long {
+		l.c.Close()
+	}
+	for i, q := range queued {
+		_ = q.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if line, err := q.br.ReadString('\n'); err != nil || line != "s\n" {
+			t.Fatalf("queued connection %d: greeting %q, %v; want it served by the old generation", i, line, err)
+		}
+		want := fmt.Sprintf("queued %d\n", i)
+		if line, err := q.br.ReadString('\n'); err != nil || line != want {
+			t.Fatalf("queued connection %d: echo %q, %v; want %q", i, line, err, want)
+		}
+		q.c.Close()
+	}
+	waitGone(t, first, "the old generation once its queue was served")
+}
