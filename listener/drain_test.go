@@ -1,9 +1,14 @@
 package listener
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"os"
+	"os/exec"
+	"regexp"
 	"testing"
 	"time"
 )
@@ -98,10 +103,59 @@ func TestDrainClosed(t *testing.T) {
 	}
 }
 
+// TestMigrateReq runs in network namespaces made for it (the only place
+// a test may set net.ipv4.tcp_migrate_req), with the sysctl off and on:
+// MigrateReq reports each, and with it on, reloads that close the old
+// socket at once (plain SO_REUSEPORT, no steering, no drain) lose no
+// connection, as lb counts on when it skips the grace.
 func TestMigrateReq(t *testing.T) {
+	if os.Getenv(migrateHelperEnv) != "" {
+		migrateReqHelper(t)
+		return
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("making a network namespace needs root")
+	}
+	for _, tool := range []string{"unshare", "ip"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is not installed (apt-get install util-linux iproute2; make tools installs them)", tool)
+		}
+	}
+	for _, v := range []string{"0", "1"} {
+		script := fmt.Sprintf("ip link set lo up && echo %s > /proc/sys/net/ipv4/tcp_migrate_req && exec %s -test.run '^TestMigrateReq$' -test.v", v, os.Args[0])
+		cmd := exec.Command("unshare", "-n", "sh", "-c", script)
+		cmd.Env = append(os.Environ(), migrateHelperEnv+"="+v)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Errorf("tcp_migrate_req=%s in a namespace of its own: %v\n%s", v, err, out)
+			continue
+		}
+		if m := regexp.MustCompile(`(?m)^\s*drain_test.go:\d+: (.*)$`).FindSubmatch(out); m != nil {
+			t.Logf("tcp_migrate_req=%s: %s", v, bytes.TrimSpace(m[1]))
+		}
+	}
+}
+
+// migrateHelperEnv names the sysctl's value in the namespace that
+// TestMigrateReq runs itself in.
+const migrateHelperEnv = "LB_TEST_MIGRATE_REQ"
+
+// migrateReqHelper is TestMigrateReq inside its namespace.
+func migrateReqHelper(t *testing.T) {
+	want := os.Getenv(migrateHelperEnv) == "1"
 	on, err := MigrateReq()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("net.ipv4.tcp_migrate_req = %v", on)
+	if on != want {
+		t.Fatalf("MigrateReq() = %v in a namespace where tcp_migrate_req is %s", on, os.Getenv(migrateHelperEnv))
+	}
+	if !on {
+		return
+	}
+	plain := runReloads(t, false)
+	t.Logf("plain SO_REUSEPORT with tcp_migrate_req on: %d reloads, %d connections ok, %d failed", plain.reloads, plain.ok, plain.failed)
+	if plain.failed != 0 {
+		t.Errorf("with tcp_migrate_req on, plain reloads lost %d connections; first errors: %v", plain.failed, plain.firstErrors)
+	}
 }
