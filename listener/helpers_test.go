@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -139,11 +140,20 @@ func hasIPv6() bool {
 type generation struct {
 	ln   *net.TCPListener
 	done chan struct{}
+	// accepted, when set, records the client address of every connection
+	// accepted.
+	accepted *sync.Map
 }
 
 // startGeneration starts accepting on ln.
 func startGeneration(ln *net.TCPListener) *generation {
-	g := &generation{ln: ln, done: make(chan struct{})}
+	return startGenerationLogged(ln, nil)
+}
+
+// startGenerationLogged starts accepting on ln, recording the client
+// addresses in accepted.
+func startGenerationLogged(ln *net.TCPListener, accepted *sync.Map) *generation {
+	g := &generation{ln: ln, done: make(chan struct{}), accepted: accepted}
 	go g.serve()
 	return g
 }
@@ -155,6 +165,9 @@ func (g *generation) serve() {
 		c, err := g.ln.Accept()
 		if err != nil {
 			return
+		}
+		if g.accepted != nil {
+			g.accepted.Store(c.RemoteAddr().String(), true)
 		}
 		c.Write([]byte{'x'})
 		c.Close()
@@ -171,11 +184,23 @@ func (g *generation) stop() {
 // connection with a reset, so that no TIME_WAIT state is left behind to
 // use up local ports.
 func fetch(d *net.Dialer, addr string) error {
+	_, err := fetchFrom(d, addr)
+	return err
+}
+
+// fetchFrom is fetch that also returns the connection's local address, once
+// it was connected.
+func fetchFrom(d *net.Dialer, addr string) (local string, err error) {
 	c, err := d.Dial("tcp", addr)
 	if err != nil {
-		return err
+		return "", err
 	}
-	tc := c.(*net.TCPConn)
+	local = c.LocalAddr().String()
+	return local, readX(c.(*net.TCPConn))
+}
+
+// readX reads the one byte a generation answers on tc, and closes it.
+func readX(tc *net.TCPConn) error {
 	defer func() {
 		tc.SetLinger(0)
 		tc.Close()
