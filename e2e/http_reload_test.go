@@ -288,7 +288,7 @@ func TestHTTPReloadStorm(t *testing.T) {
 	base := "http://" + d.addr()
 
 	stop := make(chan struct{})
-	deadline := time.Now().Add(3 * time.Minute)
+	deadline := guardDeadline(t, 3*time.Minute)
 	var wg sync.WaitGroup
 	// halt stops the clients, also when the test fails half-way.
 	halt := sync.OnceFunc(func() { close(stop); wg.Wait() })
@@ -339,7 +339,7 @@ func TestHTTPReloadStorm(t *testing.T) {
 	for i := range reloads {
 		if time.Now().After(deadline) {
 			halt()
-			t.Fatalf("only %d reloads in 3 minutes", i)
+			t.Fatalf("only %d reloads before the test's guard ran out", i)
 		}
 		time.Sleep(time.Duration(100+rand.IntN(100)) * time.Millisecond)
 		d.mustLaunch()
@@ -432,7 +432,7 @@ func TestHTTPReloadH2(t *testing.T) {
 	}
 
 	stop := make(chan struct{})
-	deadline := time.Now().Add(2 * time.Minute)
+	deadline := guardDeadline(t, 2*time.Minute)
 	var wg sync.WaitGroup
 	// halt stops the clients, also when the test fails half-way.
 	halt := sync.OnceFunc(func() { close(stop); wg.Wait() })
@@ -478,7 +478,7 @@ func TestHTTPReloadH2(t *testing.T) {
 	for i := range reloads {
 		if time.Now().After(deadline) {
 			halt()
-			t.Fatalf("only %d reloads in 2 minutes", i)
+			t.Fatalf("only %d reloads before the test's guard ran out", i)
 		}
 		time.Sleep(time.Duration(100+rand.IntN(100)) * time.Millisecond)
 		d.mustLaunch()

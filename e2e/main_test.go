@@ -569,3 +569,16 @@ func waitPort(t *testing.T, port int) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// guardDeadline is when a long test gives up: d from now, but no later than
+// a third of the time left before go test's -timeout, so that on a slow
+// machine the test fails naming what it waited for, and the tests after it
+// still have time, rather than the whole package panicking at the global
+// timeout.
+func guardDeadline(t *testing.T, d time.Duration) time.Time {
+	t.Helper()
+	if end, ok := t.Deadline(); ok {
+		d = min(d, time.Until(end)/3)
+	}
+	return time.Now().Add(d)
+}
