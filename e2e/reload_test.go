@@ -531,12 +531,19 @@ func TestMigrateReqIsReported(t *testing.T) {
 }
 
 // TestBinaryUpgrade: a new binary installed over lb's own path (a package
-// upgrade: written beside it, renamed over it) is what SIGHUP starts, and a
+// upgrade: written beside it, renamed over it) is what SIGHUP and SIGUSR2
+// start, and a
 // generation started from a binary elsewhere with the same command name
 // (one unpacked in a new directory) may signal the running one with -sf,
 // though the running one's executable is no longer the same file: the
 // identity check falls back to the command name.
 func TestBinaryUpgrade(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGHUP, syscall.SIGUSR2} {
+		t.Run(sig.String(), func(t *testing.T) { testBinaryUpgrade(t, sig) })
+	}
+}
+
+func testBinaryUpgrade(t *testing.T, sig syscall.Signal) {
 	s := startServer(t, "s")
 	d := newDaemons(t, "", s)
 	installed := filepath.Join(d.dir, "bin", "lb")
@@ -557,12 +564,12 @@ func TestBinaryUpgrade(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := syscall.Kill(first, syscall.SIGHUP); err != nil {
+	if err := syscall.Kill(first, sig); err != nil {
 		t.Fatal(err)
 	}
 	second := waitNewPid(t, d, first)
 	d.seen[second] = true
-	waitGone(t, first, "the generation that reloaded on SIGHUP")
+	waitGone(t, first, "the generation that reloaded on "+sig.String())
 	<-p.done
 	exeInfo, err := os.Stat(fmt.Sprintf("/proc/%d/exe", second))
 	if err != nil {
@@ -570,7 +577,7 @@ func TestBinaryUpgrade(t *testing.T) {
 	}
 	if !os.SameFile(exeInfo, newInfo) {
 		link, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", second))
-		t.Fatalf("after SIGHUP the new generation runs %s, not the binary installed at %s", link, installed)
+		t.Fatalf("after %v the new generation runs %s, not the binary installed at %s", sig, link, installed)
 	}
 	expectAnswer(t, d.addr(), "s")
 
