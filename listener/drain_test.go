@@ -124,8 +124,9 @@ func TestMigrateReq(t *testing.T) {
 		}
 	}
 	for _, v := range []string{"0", "1"} {
-		script := fmt.Sprintf("ip link set lo up && echo %s > /proc/sys/net/ipv4/tcp_migrate_req && exec %s -test.run '^TestMigrateReq$' -test.v", v, os.Args[0])
-		cmd := exec.Command("unshare", "-n", "sh", "-c", script)
+		// The test binary is the script's $0: no quoting of its path.
+		script := fmt.Sprintf(`ip link set lo up && echo %s > /proc/sys/net/ipv4/tcp_migrate_req && exec "$0" -test.run '^TestMigrateReq$' -test.v`, v)
+		cmd := exec.Command("unshare", "-n", "sh", "-c", script, os.Args[0])
 		cmd.Env = append(os.Environ(), migrateHelperEnv+"="+v)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
