@@ -582,3 +582,55 @@ func guardDeadline(t *testing.T, d time.Duration) time.Time {
 	}
 	return time.Now().Add(d)
 }
+
+// waitPidFile waits up to 20 s for the pid file at path to name a live
+// process other than old, and returns it; log, when set, gives lb's log
+// for the failure message.
+func waitPidFile(t *testing.T, path string, old int, log func() string) int {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if p := readPid(path); p != 0 && p != old && alive(p) {
+			return p
+		}
+		if time.Now().After(deadline) {
+			msg := fmt.Sprintf("the pid file %s did not name a new live process (old pid %d) within 20s; it holds %d", path, old, readPid(path))
+			if log != nil {
+				msg += "; log:\n" + log()
+			}
+			t.Fatal(msg)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// startGreetingLB starts lb in TCP mode in front of a server named "s"
+// that greets each connection with its name and then echoes, and returns
+// lb and a connection through it whose greeting was read.
+func startGreetingLB(t *testing.T) (*lbProc, net.Conn, *bufio.Reader) {
+	t.Helper()
+	s := startServer(t, "s")
+	port := freePort(t)
+	p := startLB(t, "-f", writeConfig(t, config(port, "", serverLine(s.name, s.addr(), ""))))
+	p.waitOutput(t, `"message":"lb started"`)
+	c, br := dialGreeted(t, fmt.Sprintf("127.0.0.1:%d", port), "s")
+	return p, c, br
+}
+
+// dialGreeted connects to addr, with a deadline 2 minutes ahead, and reads
+// the greeting of the server named name; the connection closes when the
+// test ends.
+func dialGreeted(t *testing.T, addr, name string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp4", addr, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
+	br := bufio.NewReader(c)
+	if line, err := br.ReadString('\n'); err != nil || line != name+"\n" {
+		t.Fatalf("greeting %q, %v; want %q", line, err, name+"\n")
+	}
+	return c, br
+}

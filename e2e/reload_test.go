@@ -619,16 +619,7 @@ func copyBinary(t *testing.T, src, dst string, extra []byte) {
 // than old, and returns it.
 func waitNewPid(t *testing.T, d *daemons, old int) int {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if p := d.pid(); p != 0 && p != old && alive(p) {
-			return p
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the pid file still says %d after 20s; log:\n%s", d.pid(), d.log())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return waitPidFile(t, d.pidFile, old, d.log)
 }
 
 // listenInodes returns the inodes of the IPv4 sockets listening on port,
@@ -685,11 +676,8 @@ func TestOldGenerationDrainsItsQueue(t *testing.T) {
 	}
 	var long []conn
 	for range 2 {
-		l := dial()
-		if line, err := l.br.ReadString('\n'); err != nil || line != "s\n" {
-			t.Fatalf("a long connection: %q, %v", line, err)
-		}
-		long = append(long, l)
+		c, br := dialGreeted(t, d.addr(), "s")
+		long = append(long, conn{c, br})
 	}
 	var queued []conn
 	for i := range 3 {

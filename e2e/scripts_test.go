@@ -132,16 +132,7 @@ func (s *scrSetup) pid() int { return readPid(s.pidFile) }
 // than old, and returns it.
 func (s *scrSetup) waitPid(t *testing.T, old int) int {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if p := s.pid(); p != 0 && p != old && alive(p) {
-			return p
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the pid file %s did not name a new live process (old pid %d) within 20s; it holds %d", s.pidFile, old, s.pid())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	return waitPidFile(t, s.pidFile, old, nil)
 }
 
 // scrPids remembers the lb pids a test saw, and pid files to read when the

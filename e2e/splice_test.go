@@ -1,11 +1,8 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
-	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,22 +24,7 @@ var straceCall = regexp.MustCompile(`^\d+\s+(?:<\.\.\. )?(splice|read|write)(?:\
 // transfer in TCP mode go through splice(2): the bytes do not cross lb's
 // memory, but for the first read of each burst.
 func TestTCPBulkTransferSplices(t *testing.T) {
-	s := startServer(t, "s") // greets, then echoes
-	port := freePort(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	p := startLB(t, "-f", writeConfig(t, config(port, "", serverLine(s.name, s.addr(), ""))))
-	p.waitOutput(t, `"message":"lb started"`)
-
-	c, err := net.DialTimeout("tcp4", addr, 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
-	br := bufio.NewReader(c)
-	if line, err := br.ReadString('\n'); err != nil || line != "s\n" {
-		t.Fatalf("greeting %q, %v", line, err)
-	}
+	p, c, br := startGreetingLB(t)
 
 	// strace is attached once it sees lb relay a probe.
 	tr := attachStrace(t, p.cmd.Process.Pid, func() {

@@ -54,20 +54,7 @@ func TestLockstepExchangesReadNothingInVain(t *testing.T) {
 	}
 
 	t.Run("tcp", func(t *testing.T) {
-		s := startServer(t, "s") // greets, then echoes
-		port := freePort(t)
-		p := startLB(t, "-f", writeConfig(t, config(port, "", serverLine(s.name, s.addr(), ""))))
-		p.waitOutput(t, `"message":"lb started"`)
-		c, err := net.DialTimeout("tcp4", fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
-		br := bufio.NewReader(c)
-		if line, err := br.ReadString('\n'); err != nil || line != "s\n" {
-			t.Fatalf("greeting %q, %v", line, err)
-		}
+		p, c, br := startGreetingLB(t)
 		echo := func(msg string) {
 			if _, err := io.WriteString(c, msg); err != nil {
 				t.Fatal(err)

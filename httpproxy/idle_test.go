@@ -198,14 +198,7 @@ func TestWaitingConnectionsHoldNoReadBuffer(t *testing.T) {
 
 	// Waiting for a first request: each goroutine has looked at its
 	// socket within the 500ms after all are served.
-	conns := make([]net.Conn, n)
-	for i := range conns {
-		c, err := net.Dial("tcp4", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		conns[i] = c
-	}
+	conns := dialConns(t, addr, n)
 	deadline := time.Now().Add(10 * time.Second)
 	for served := 0; served != n; {
 		f.mu.Lock()
@@ -262,13 +255,8 @@ func TestRequestsWaitingForTheServerHoldNoClientBuffer(t *testing.T) {
 	f := &Frontend{RequestTimeout: 10 * time.Second, KeepAliveTimeout: time.Minute, ClientTimeout: time.Minute}
 	addr, pf := parkFrontendTo(t, f, ln.Addr().String())
 	const n = 100
-	conns := make([]net.Conn, n)
-	for i := range conns {
-		c, err := net.Dial("tcp4", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		conns[i] = c
+	conns := dialConns(t, addr, n)
+	for _, c := range conns {
 		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: lb.test\r\n\r\n"); err != nil {
 			t.Fatal(err)
 		}
@@ -295,4 +283,20 @@ func TestRequestsWaitingForTheServerHoldNoClientBuffer(t *testing.T) {
 		t.Errorf("%d client read buffers held by %d requests waiting for the server, want none", held, n)
 	}
 	pf.Wait()
+}
+
+// dialConns opens n connections to addr, closed when the test ends (or
+// before, by the test).
+func dialConns(t *testing.T, addr string, n int) []net.Conn {
+	t.Helper()
+	conns := make([]net.Conn, n)
+	for i := range conns {
+		c, err := net.Dial("tcp4", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		conns[i] = c
+	}
+	return conns
 }

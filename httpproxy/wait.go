@@ -212,7 +212,7 @@ func (cc *clientConn) heldStep() bool {
 			cc.hOut = waitEnd
 			return true
 		}
-		if cc.x.req.Body.Kind != h1.BodyNone || cc.x.req.Upgrade {
+		if !bodiless(&cc.x.req) {
 			cc.hOut, cc.hRead = waitGo, true
 			return true
 		}
@@ -258,14 +258,14 @@ func (cc *clientConn) readHead() bool {
 // it reads).
 func (cc *clientConn) exchange() bool {
 	f, x := cc.f, &cc.x
-	if x.req.Body.Kind != h1.BodyNone || x.req.Upgrade {
+	switch {
+	case !bodiless(&x.req):
 		// The head's deadline must not cut the body or the tunnel;
 		// without either, nothing reads until the next request's
 		// deadline is set.
 		_ = cc.c.SetReadDeadline(time.Time{})
 		cc.readDue = time.Time{}
-	}
-	if x.req.Body.Kind == h1.BodyNone && !x.req.Upgrade && cc.buffered() == 0 {
+	case cc.buffered() == 0:
 		// The head is parsed (and copied out of the buffer): the read
 		// buffer goes back while the server answers. After a burst,
 		// thousands of requests may wait so at once.
@@ -301,3 +301,7 @@ func (cc *clientConn) end() {
 		cc.linger()
 	}
 }
+
+// bodiless reports whether req reads nothing more from the client after its
+// head: no body, and no upgrade to a tunnel.
+func bodiless(req *h1.Request) bool { return req.Body.Kind == h1.BodyNone && !req.Upgrade }
