@@ -65,8 +65,15 @@ type generation struct {
 	state  atomic.Int32
 	lns    []*boundListener
 	admin  *admin.Socket
-	given  atomic.Bool // the listeners were handed to a newer generation
-	srv    *servers    // health checks and server state
+	lock   *reload.Lock // the reload lock, held until the old generations are signalled
+	// oldAdmin is the admin socket where the serving generation handed its
+	// state over, and hands its listeners over; "" when none did.
+	oldAdmin    string
+	saver       *saver      // writes state_file as the state changes
+	tookOver    bool        // the listening sockets were taken over from oldAdmin
+	releaseOnce sync.Once   // closeGiven
+	given       atomic.Bool // the listeners were handed to a newer generation
+	srv         *servers    // health checks and server state
 }
 
 // boundListener is one listening address of a frontend.
@@ -89,12 +96,20 @@ func (g *generation) run(ctx context.Context) error {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR1, syscall.SIGHUP, syscall.SIGUSR2)
 	defer signal.Stop(sigs)
 
-	saved, source := g.previousState()
-	g.number = saved.Generation + 1
-	if n, err := strconv.Atoi(os.Getenv("LB_GENERATION")); err == nil && n > 0 {
-		g.number = n // a predecessor started this one on SIGHUP
+	pidFile, err := g.prepare()
+	if err != nil {
+		return g.fail(err)
 	}
-	os.Unsetenv("LB_GENERATION")
+	// From here until the old generations are signalled, this launch holds
+	// the reload lock: launches that overlap take turns.
+	defer g.lock.Release()
+	if err := g.lockReload(ctx); err != nil {
+		if pidFile != nil {
+			pidFile.Abort()
+		}
+		return g.fail(err)
+	}
+	saved, source := g.previousState()
 	g.log = g.log.With().Int("generation", g.number).Logger()
 	if on, err := listener.MigrateReq(); err == nil {
 		g.log.Info().Bool("tcp_migrate_req", on).Msg("starting")
@@ -102,11 +117,6 @@ func (g *generation) run(ctx context.Context) error {
 		g.log.Info().Str("tcp_migrate_req", "unknown: "+err.Error()).Msg("starting")
 	}
 	g.logDescriptors()
-
-	pidFile, err := g.prepare()
-	if err != nil {
-		return g.fail(err)
-	}
 	g.setUpServers(ctx, saved, source)
 	if err := g.bindAll(ctx); err != nil {
 		if pidFile != nil {
@@ -129,6 +139,8 @@ func (g *generation) run(ctx context.Context) error {
 			return g.abort(ctx, err, true)
 		}
 	}
+	// Before this generation's admin socket replaces the old one's path.
+	g.releaseOld()
 	// Last before the signal: from here on the admin path leads here, so
 	// nothing that can fail may come after it.
 	if g.admin != nil {
@@ -143,20 +155,13 @@ func (g *generation) run(ctx context.Context) error {
 		g.log.Warn().Err(err).Msg("cannot notify systemd")
 	}
 	g.replaceOld()
+	g.lock.Release()
 	g.state.Store(stateServing)
 	g.srv.startChecks(ctx)
+	g.startSaving(ctx)
 	g.logStart()
 	g.announceReady()
 	return g.loop(ctx, sigs)
-}
-
-// adminPath is where the old generation's admin socket is: -x names it,
-// else the configuration does.
-func (g *generation) adminPath() string {
-	if g.opts.takeover != "" {
-		return g.opts.takeover
-	}
-	return g.cfg.Global.AdminSocket
 }
 
 // pidPath is the pid file's path: -p, else global.pid_file; "" for none.
@@ -171,7 +176,7 @@ func (g *generation) pidPath() string {
 // file's temporary file, so that a bad path fails the start before
 // anything is bound.
 func (g *generation) prepare() (*reload.PidFile, error) {
-	if path := g.cfg.Global.AdminSocket; path != "" {
+	if path := g.adminSocketPath(); path != "" {
 		s, err := admin.Listen(path)
 		if err != nil {
 			return nil, err
@@ -204,6 +209,9 @@ func (g *generation) bindAll(ctx context.Context) error {
 				l.ln = ln
 				delete(taken, addr)
 			} else {
+				if err := g.refuseJoin(addr); err != nil {
+					return fmt.Errorf("%s: frontend %q: %w", g.cfg.Frontends[i].Pos.Key("bind"), f.Name, err)
+				}
 				j, err := listener.Join(ctx, addr, joinWait+g.cfg.Global.HandshakeGrace.D())
 				if err != nil {
 					return fmt.Errorf("%s: frontend %q: %w", g.cfg.Frontends[i].Pos.Key("bind"), f.Name, bindError(addr, err))
@@ -223,22 +231,25 @@ func (g *generation) bindAll(ctx context.Context) error {
 	return nil
 }
 
-// takeOver receives the old generation's listening sockets when -x names
-// its admin socket. When it cannot, it says why and lb binds anew.
+// takeOver receives the serving generation's listening sockets over the
+// admin socket where it handed its state over (-x, or the configuration's
+// admin socket). When it cannot, it says why and lb binds anew.
 func (g *generation) takeOver() map[string]*net.TCPListener {
-	if g.opts.takeover == "" {
+	if g.oldAdmin == "" {
 		return nil
 	}
-	named, err := fetchListeners(g.opts.takeover)
+	named, err := fetchListeners(g.oldAdmin)
 	if err != nil {
-		g.log.Warn().Err(err).Str("socket", g.opts.takeover).Msg("cannot take the listening sockets over from the old generation: binding new ones")
+		g.warnLauncher(fmt.Sprintf("cannot take the listening sockets over from the old generation (admin socket %s): %v: binding new ones",
+			g.oldAdmin, err))
 		return nil
 	}
 	taken := make(map[string]*net.TCPListener, len(named))
 	for _, n := range named {
 		taken[n.Bind] = n.Listener
 	}
-	g.log.Info().Int("listeners", len(named)).Str("socket", g.opts.takeover).Msg("took the listening sockets over from the old generation")
+	g.tookOver = true
+	g.log.Info().Int("listeners", len(named)).Str("socket", g.oldAdmin).Msg("took the listening sockets over from the old generation")
 	return taken
 }
 
@@ -283,6 +294,7 @@ func (g *generation) abort(ctx context.Context, cause error, accepting bool) err
 // fail ends a start that did not succeed: the old generations were not
 // touched.
 func (g *generation) fail(cause error) error {
+	g.lock.Release()
 	if g.admin != nil {
 		g.admin.Close()
 	}
@@ -426,15 +438,16 @@ func (g *generation) softStop(ctx context.Context) <-chan struct{} {
 	// A draining generation no longer checks: the new one does, from the
 	// state it took over.
 	g.srv.stopChecks()
-	g.saveState()
+	g.stopSaving()
 	grace := g.cfg.Global.HandshakeGrace.D()
 	if on, _ := listener.MigrateReq(); on {
 		grace = 0 // the kernel moves queued and half-open connections on close
 	}
-	// Listeners handed to a newer generation (-x) drain the same way: the
-	// socket stays open in the newer process, so closing loses nothing,
-	// and draining also covers a newer generation that took the sockets
-	// and then failed to start.
+	// Listeners handed to a newer generation that released this one
+	// (_release) are closed already. Those it took without releasing
+	// drain the same way as others: the socket stays open in the newer
+	// process, so closing loses nothing, and draining also covers a newer
+	// generation that took the sockets and then failed to start.
 	g.log.Info().Int64("connections", g.connections()).Bool("listeners_handed_over", g.given.Load()).
 		Dur("handshake_grace", grace).Msg("soft stop: draining")
 	for _, l := range g.lns {
@@ -474,7 +487,7 @@ func (g *generation) exit(next *succession) error {
 	}
 	if g.state.Load() == stateServing {
 		g.srv.stopChecks()
-		g.saveState()
+		g.stopSaving()
 	}
 	if g.admin != nil {
 		g.admin.Close()
@@ -506,7 +519,13 @@ func (g *generation) startSuccessor(ctx context.Context, sig os.Signal, done cha
 		g.log.Error().Err(err).Msg("reload: cannot find lb's executable")
 		return
 	}
-	args := append(reload.WithoutStopPids(g.opts.rawArgs), "-sf", strconv.Itoa(g.self.Pid))
+	// The successor takes over through this generation's own admin socket,
+	// whatever -x said when this one started.
+	own := ""
+	if g.admin != nil {
+		own = g.adminSocketPath()
+	}
+	args := append(reload.WithTakeover(reload.WithoutStopPids(g.opts.rawArgs), own), "-sf", strconv.Itoa(g.self.Pid))
 	env := []string{"LB_GENERATION=" + strconv.Itoa(g.number+1)}
 	g.log.Info().Str("signal", sig.String()).Str("executable", path).Strs("args", args).Msg("reload: starting the next generation")
 	ctx, cancel := context.WithTimeout(ctx, launchTimeout)
@@ -570,6 +589,7 @@ func (g *generation) serveAdmin(ctx context.Context) {
 	s.Handle("set server", admin.HandlerFunc(g.setServer))
 	s.Handle("_getsocks", admin.HandlerFunc(g.giveListeners))
 	s.Handle("_getstate", admin.HandlerFunc(g.getState))
+	s.Handle("_release", admin.HandlerFunc(g.release))
 	s.Serve(ctx, g.admin.Listener)
 }
 
@@ -591,12 +611,64 @@ func (g *generation) giveListeners(_ io.Writer, r *admin.Request) error {
 	for i, l := range g.lns {
 		named[i] = listener.Named{Bind: l.bind, Listener: l.ln}
 	}
+	// Set first: the newer generation may ask for "_release" on another
+	// connection as soon as it has the sockets.
+	g.given.Store(true)
 	if err := listener.Send(r.Conn, named); err != nil {
 		return err
 	}
-	g.given.Store(true)
 	g.log.Info().Int("listeners", len(named)).Msg("handed the listening sockets to a new generation")
 	return nil
+}
+
+// releaseOld tells the generation whose listening sockets this one took
+// over to stop accepting on them: from here on this generation alone
+// accepts. It comes after everything that can fail, since the old
+// generation no longer serves new connections afterwards.
+func (g *generation) releaseOld() {
+	if !g.tookOver {
+		return
+	}
+	c, err := admin.Dial(g.oldAdmin, queryTimeout)
+	if err == nil {
+		defer c.Close()
+		_, err = io.WriteString(c, "_release\n")
+	}
+	var reply []byte
+	if err == nil {
+		reply, err = io.ReadAll(c)
+	}
+	if err == nil && string(reply) != "released\n" {
+		err = fmt.Errorf("reply %q", reply)
+	}
+	if err != nil {
+		g.log.Warn().Err(err).Str("socket", g.oldAdmin).
+			Msg("cannot tell the old generation to stop accepting: it does so on the soft stop signal instead")
+	}
+}
+
+// release answers "_release": a newer generation that took this one's
+// listening sockets over serves, so this one stops accepting on its
+// copies of them at once. Closing a copy loses nothing: the socket and its
+// queue live on in the newer process.
+func (g *generation) release(w io.Writer, _ *admin.Request) error {
+	if !g.given.Load() {
+		return errors.New("this generation did not hand its listening sockets over: it keeps accepting")
+	}
+	g.closeGiven()
+	_, err := io.WriteString(w, "released\n")
+	return err
+}
+
+// closeGiven closes this generation's copies of the listening sockets it
+// handed over, once.
+func (g *generation) closeGiven() {
+	g.releaseOnce.Do(func() {
+		for _, l := range g.lns {
+			_ = l.ln.Close()
+		}
+		g.log.Info().Msg("stopped accepting: the new generation accepts on the listening sockets it took over")
+	})
 }
 
 // newLogger returns lb's logger: JSON lines on w, or readable console output

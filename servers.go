@@ -1,13 +1,18 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
+	"time"
 
 	"lb/admin"
 	"lb/balancer"
@@ -74,31 +79,46 @@ func (g *generation) setUpServers(ctx context.Context, saved state.Doc, source s
 	}
 }
 
-// previousState fetches what the previous generation knew: over its admin
-// socket when -sf or -st names one, else from the state file. It says where
-// the state came from.
+// previousState fetches what the previous generation knew: over the
+// serving generation's admin socket when this generation replaces one,
+// else from the state file. It says where the state came from, and sets
+// the generation number: one more than the newest number any source
+// gives, so that numbers only increase.
 func (g *generation) previousState() (state.Doc, string) {
-	if path := g.adminPath(); path != "" && !g.opts.stop.Empty() {
-		d, err := fetchState(path)
-		if err == nil {
-			return d, "the old generation"
-		}
-		g.log.Warn().Err(err).Str("socket", path).Msg("cannot take the server state over from the old generation")
+	live, liveOK := g.fetchLive()
+	file, fileOK := g.readStateFile()
+	g.number = max(live.Generation, file.Generation) + 1
+	if n, err := strconv.Atoi(os.Getenv("LB_GENERATION")); err == nil && n > g.number {
+		g.number = n // the predecessor that started this one on SIGHUP
 	}
-	if path := g.cfg.Global.StateFile; path != "" {
-		d, err := state.ReadFile(path)
-		switch {
-		case err == nil:
-			return d, "state file " + path
-		case errors.Is(err, state.ErrUntrusted):
-			// Whoever could write it could put every server in maint.
-			g.log.Warn().Err(err).Str("state_file", path).
-				Msg("not using the state file: lb does not trust it (the error says why and what to fix); checking every server once, and not taking its generation number")
-		default:
-			g.log.Info().Err(err).Msg("no server state from the state file")
-		}
+	os.Unsetenv("LB_GENERATION")
+	switch {
+	case liveOK:
+		return live, "the old generation"
+	case fileOK:
+		return file, "state file " + g.cfg.Global.StateFile
 	}
 	return state.Doc{}, "none: checking every server once"
+}
+
+// readStateFile reads state_file, if there is one and lb trusts it.
+func (g *generation) readStateFile() (state.Doc, bool) {
+	path := g.cfg.Global.StateFile
+	if path == "" {
+		return state.Doc{}, false
+	}
+	d, err := state.ReadFile(path)
+	switch {
+	case err == nil:
+		return d, true
+	case errors.Is(err, state.ErrUntrusted):
+		// Whoever could write it could put every server in maint.
+		g.log.Warn().Err(err).Str("state_file", path).
+			Msg("not using the state file: lb does not trust it (the error says why and what to fix); not taking its server state or generation number")
+	default:
+		g.log.Info().Err(err).Msg("no server state from the state file")
+	}
+	return state.Doc{}, false
 }
 
 func fetchState(path string) (state.Doc, error) {
@@ -147,20 +167,120 @@ func (g *generation) snapshot() state.Doc {
 			})
 		}
 	}
-	return state.New(g.number, out)
+	d := state.New(g.number, out)
+	d.Pid = g.self.Pid
+	return d
 }
 
-// saveState writes the state file, when there is one.
-func (g *generation) saveState() {
-	path := g.cfg.Global.StateFile
-	if path == "" || g.srv == nil {
+// savePeriod is how often a serving generation looks for changes of its
+// server state to write to state_file: changes within it are coalesced.
+const savePeriod = time.Second
+
+// saver writes state_file when the server state changes, and never over a
+// newer generation's file.
+type saver struct {
+	mu      sync.Mutex
+	servers []byte // the servers as last written
+	written fileID // the file as last written
+	stop    context.CancelFunc
+	done    chan struct{}
+}
+
+// fileID tells whether a file was changed since it was last looked at.
+type fileID struct {
+	dev, ino uint64
+	size     int64
+	mtime    time.Time
+}
+
+func statID(path string) fileID {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileID{}
+	}
+	id := fileID{size: fi.Size(), mtime: fi.ModTime()}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		id.dev, id.ino = st.Dev, st.Ino
+	}
+	return id
+}
+
+// startSaving writes state_file now, with this generation's number, then
+// again whenever the server state changes, until softStop or exit.
+func (g *generation) startSaving(ctx context.Context) {
+	if g.cfg.Global.StateFile == "" {
 		return
 	}
-	if err := state.WriteFile(path, g.snapshot()); err != nil {
+	ctx, cancel := context.WithCancel(ctx)
+	g.saver = &saver{stop: cancel, done: make(chan struct{})}
+	g.saveState(false)
+	go g.saveLoop(ctx)
+}
+
+// saveLoop is the saver's goroutine.
+func (g *generation) saveLoop(ctx context.Context) {
+	defer close(g.saver.done)
+	tick := time.NewTicker(savePeriod)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			g.saveState(false)
+		}
+	}
+}
+
+// stopSaving stops the saver and writes the state one last time.
+func (g *generation) stopSaving() {
+	if g.saver == nil {
+		return
+	}
+	g.saver.stop()
+	<-g.saver.done
+	g.saveState(true)
+}
+
+// saveState writes the state file if the server state changed since the
+// last write, or the file did, unless a newer generation wrote it: the
+// newest generation's state wins. last says this is the generation's last
+// write, which is logged.
+func (g *generation) saveState(last bool) {
+	path := g.cfg.Global.StateFile
+	if path == "" || g.srv == nil || g.saver == nil {
+		return
+	}
+	sv := g.saver
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	doc := g.snapshot()
+	servers, err := json.Marshal(doc.Servers)
+	if err != nil {
 		g.log.Error().Err(err).Msg("cannot save the server state")
 		return
 	}
-	g.log.Info().Str("state_file", path).Msg("saved the server state")
+	id := statID(path)
+	if bytes.Equal(servers, sv.servers) && id == sv.written {
+		return
+	}
+	if id != sv.written && id != (fileID{}) {
+		if d, err := state.ReadFile(path); err == nil && d.Generation > g.number {
+			g.log.Debug().Int("file_generation", d.Generation).Msg("not saving the server state: a newer generation wrote the state file")
+			sv.written = id
+			return
+		}
+	}
+	if err := state.WriteFile(path, doc); err != nil {
+		g.log.Error().Err(err).Msg("cannot save the server state")
+		return
+	}
+	sv.servers, sv.written = servers, statID(path)
+	ev := g.log.Debug()
+	if last {
+		ev = g.log.Info()
+	}
+	ev.Str("state_file", path).Msg("saved the server state")
 }
 
 // findServer returns a server by backend and name, or nil.

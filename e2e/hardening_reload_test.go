@@ -3,9 +3,8 @@ package e2e
 // Tests of reload signals (README, "Signals").
 
 import (
-	"context"
 	"fmt"
-	"net"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -26,17 +25,19 @@ const coalescedMsg = "reload: more SIGHUP/SIGUSR2 signals arrived while the next
 // signals that arrived while it started are reported in one line.
 func TestReloadSignalBurstIsCoalesced(t *testing.T) {
 	s := startServer(t, "s")
-	sock := filepath.Join(t.TempDir(), "admin.sock")
+	dir := t.TempDir()
+	sock, pidFile := filepath.Join(dir, "admin.sock"), filepath.Join(dir, "lb.pid")
 	port := freePort(t)
-	p := startLB(t, "-f", writeConfig(t, hfConfig(port, s, fmt.Sprintf("admin_socket = %q\nhandshake_grace = \"100ms\"", sock))))
+	p := startLB(t, "-p", pidFile, "-f", writeConfig(t, hfConfig(port, s, fmt.Sprintf("admin_socket = %q\nhandshake_grace = \"100ms\"", sock))))
 	first := p.cmd.Process.Pid
 	var second int
 	t.Cleanup(func() { stopLBs(t, 15*time.Second, second) })
+	waitPidFile(t, pidFile, 0, func() string { return p.stderr.String() })
 
-	// The next generation waits to bind while another socket than the
-	// serving one listens on the address (README, Reloads, step 2): this
-	// one holds the reload in its start for as long as the test needs.
-	gate := hfJoinGroup(t, port)
+	// The next generation waits for the reload lock (README, Reloads)
+	// while another launch holds it: the test holds it for as long as it
+	// needs.
+	gate := hfHoldReloadLock(t, pidFile)
 	// The first SIGHUP alone, then 49 more once lb says it is starting the
 	// next generation: sent all at once, before lb took the first, the
 	// kernel and Go would merge them and leave nothing to coalesce.
@@ -50,8 +51,8 @@ func TestReloadSignalBurstIsCoalesced(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// lb takes a signal within microseconds; the next generation waits up
-	// to 10 s for the gate.
+	// lb takes a signal within microseconds; the next generation waits for
+	// the lock.
 	time.Sleep(2 * time.Second)
 	gate.Close()
 	waitGone(t, first, "the generation that got the SIGHUPs")
@@ -83,24 +84,18 @@ func TestReloadSignalBurstIsCoalesced(t *testing.T) {
 	}
 }
 
-// hfJoinGroup listens on 127.0.0.1:port next to lb, in the same
-// SO_REUSEPORT group, until the test ends or the caller closes it. lb
-// steers every new connection to its own socket, so this one gets none.
-func hfJoinGroup(t *testing.T, port int) net.Listener {
+// hfHoldReloadLock takes the reload lock of pidFile, as a launch would,
+// until the caller closes the file or the test ends.
+func hfHoldReloadLock(t *testing.T, pidFile string) *os.File {
 	t.Helper()
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		var err error
-		if cerr := c.Control(func(fd uintptr) {
-			err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, unix.SO_REUSEPORT, 1)
-		}); cerr != nil {
-			return cerr
-		}
-		return err
-	}}
-	ln, err := lc.Listen(context.Background(), "tcp4", fmt.Sprintf("127.0.0.1:%d", port))
+	path := filepath.Join(filepath.Dir(pidFile), "."+filepath.Base(pidFile)+".lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		t.Fatalf("joining lb's SO_REUSEPORT group on port %d: %v", port, err)
+		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	return ln
+	t.Cleanup(func() { f.Close() })
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		t.Fatalf("reload lock %s: %v", path, err)
+	}
+	return f
 }

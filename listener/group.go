@@ -76,6 +76,12 @@ func GroupSizeAt(addr string) (int, error) {
 
 // countSpec counts the listening sockets on spec's address.
 func countSpec(spec bindSpec) (int, error) {
+	return countListening(specLocal(spec))
+}
+
+// specLocal is the local address a socket bound by spec shows in
+// /proc/net/tcp or /proc/net/tcp6.
+func specLocal(spec bindSpec) netip.AddrPort {
 	local := spec.local
 	if spec.network == "tcp" {
 		// Go falls back to an IPv4 socket when the kernel has no IPv6.
@@ -83,23 +89,30 @@ func countSpec(spec bindSpec) (int, error) {
 			local = netip.AddrPortFrom(netip.IPv4Unspecified(), local.Port())
 		}
 	}
-	return countListening(local)
+	return local
 }
 
 // countListening counts the sockets in LISTEN state on local, which must
 // carry no zone, in /proc/net/tcp (IPv4) or /proc/net/tcp6 (IPv6).
 func countListening(local netip.AddrPort) (int, error) {
+	inodes, err := listening(local)
+	return len(inodes), err
+}
+
+// listening returns the inodes of the sockets in LISTEN state on local
+// (0 for a line that shows none).
+func listening(local netip.AddrPort) ([]uint64, error) {
 	path := procNetTCP
 	if local.Addr().Is6() {
 		path = procNetTCP6
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer f.Close()
 
-	n := 0
+	var inodes []uint64
 	sc := bufio.NewScanner(f)
 	for line := 1; sc.Scan(); line++ {
 		if line == 1 {
@@ -107,7 +120,7 @@ func countListening(local netip.AddrPort) (int, error) {
 		}
 		addr, state, err := parseProcNetTCPLine(sc.Bytes())
 		if err != nil {
-			return 0, fmt.Errorf("%s:%d: %w", path, line, err)
+			return nil, fmt.Errorf("%s:%d: %w", path, line, err)
 		}
 		if state != tcpListen {
 			// The kernel prints the listening sockets first, then the
@@ -117,13 +130,17 @@ func countListening(local netip.AddrPort) (int, error) {
 			break
 		}
 		if addr == local {
-			n++
+			var inode uint64
+			if fields := bytes.Fields(sc.Bytes()); len(fields) > 9 {
+				inode, _ = strconv.ParseUint(string(fields[9]), 10, 64)
+			}
+			inodes = append(inodes, inode)
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return 0, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return n, nil
+	return inodes, nil
 }
 
 // parseProcNetTCPLine returns the local address and state of one socket line

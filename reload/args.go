@@ -61,3 +61,24 @@ func WithoutStopPids(args []string) []string {
 	}
 	return rest
 }
+
+// WithTakeover returns args with any -x flag and its value replaced by
+// "-x path", or removed when path is "": a successor takes the sockets
+// over from the admin socket its predecessor actually listens on, not
+// from whatever -x named when the predecessor started.
+func WithTakeover(args []string, path string) []string {
+	var out []string
+	for i := 0; i < len(args); i++ {
+		switch a := args[i]; {
+		case a == "-x" || a == "--x":
+			i++ // and its value
+		case strings.HasPrefix(a, "-x=") || strings.HasPrefix(a, "--x="):
+		default:
+			out = append(out, a)
+		}
+	}
+	if path != "" {
+		out = append(out, "-x", path)
+	}
+	return out
+}

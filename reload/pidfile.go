@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 )
 
 // PidFile is a pid file written atomically: the content goes to a temporary
@@ -59,4 +60,18 @@ func RemovePidFile(path string, pid int) {
 	if err == nil && string(b) == strconv.Itoa(pid)+"\n" {
 		os.Remove(path)
 	}
+}
+
+// ReadPid returns the pid that the pid file at path holds, or 0 when there
+// is no file or it holds no pid.
+func ReadPid(path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return 0
+	}
+	return pid
 }

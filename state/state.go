@@ -42,10 +42,13 @@ type Server struct {
 
 // Doc is the state of every server of one generation.
 type Doc struct {
-	Version    int       `json:"version"`
-	Generation int       `json:"generation"`
-	Saved      time.Time `json:"saved"`
-	Servers    []Server  `json:"servers"`
+	Version    int `json:"version"`
+	Generation int `json:"generation"`
+	// Pid is the process of the generation that took the state: over the
+	// admin socket, the generation that serves.
+	Pid     int       `json:"pid,omitempty"`
+	Saved   time.Time `json:"saved"`
+	Servers []Server  `json:"servers"`
 }
 
 // New returns a document of the current format.
