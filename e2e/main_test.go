@@ -498,6 +498,65 @@ func startLoadEvery(addr string, n, max int, pause time.Duration) *load {
 	return l
 }
 
+// fail counts a failure and keeps its first errors.
+func (l *load) fail(err error) {
+	l.failed.Add(1)
+	l.mu.Lock()
+	if len(l.errs) < 20 {
+		l.errs = append(l.errs, err.Error())
+	}
+	l.mu.Unlock()
+}
+
+// addStream adds a client that keeps one connection through lb for the
+// whole load and, on it, sends size bytes and reads their echo, pausing
+// between exchanges, at most max times: a keep-alive client with small
+// sizes and a pause, a long stream with large ones and none. Any failure
+// counts, and ends the client.
+func (l *load) addStream(addr string, size, max int, pause time.Duration) {
+	l.wg.Add(1)
+	go l.stream(addr, size, max, pause)
+}
+
+func (l *load) stream(addr string, size, max int, pause time.Duration) {
+	defer l.wg.Done()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		l.fail(fmt.Errorf("stream: dial: %w", err))
+		return
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := r.ReadString('\n'); err != nil {
+		l.fail(fmt.Errorf("stream: read server name: %w", err))
+		return
+	}
+	msg := bytes.Repeat([]byte("x"), size-1)
+	msg = append(msg, '\n')
+	got := make([]byte, size)
+	for i := range max {
+		select {
+		case <-l.stop:
+			return
+		default:
+		}
+		if i > 0 && pause > 0 {
+			time.Sleep(pause)
+		}
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Write(msg); err != nil {
+			l.fail(fmt.Errorf("stream: exchange %d: write: %w", i, err))
+			return
+		}
+		if _, err := io.ReadFull(r, got); err != nil || !bytes.Equal(got, msg) {
+			l.fail(fmt.Errorf("stream: exchange %d: echo: %v", i, err))
+			return
+		}
+		l.ok.Add(1)
+	}
+}
+
 func (l *load) client(addr string, id, max int, pause time.Duration) {
 	defer l.wg.Done()
 	buf := make([]byte, 64)
@@ -511,12 +570,7 @@ func (l *load) client(addr string, id, max int, pause time.Duration) {
 		default:
 		}
 		if err := exchange(addr, fmt.Sprintf("client %d request %d\n", id, i), buf); err != nil {
-			l.failed.Add(1)
-			l.mu.Lock()
-			if len(l.errs) < 20 {
-				l.errs = append(l.errs, err.Error())
-			}
-			l.mu.Unlock()
+			l.fail(err)
 			continue
 		}
 		l.ok.Add(1)

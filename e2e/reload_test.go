@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -159,13 +158,23 @@ func (d *daemons) stopAll() {
 	checkRace(d.t, d.logFile, d.log())
 }
 
+// TestReloadStorm reloads lb on a fixed cadence, each reload launched on
+// time whether or not the previous one has finished, under clients that
+// open a connection per exchange, keep-alive clients and a long stream:
+// none may fail. Modes: plain -sf (lb takes the sockets over through the
+// admin socket beside the configuration), -x naming it, and with no admin
+// socket at all (lb joins the SO_REUSEPORT group and steers).
 func TestReloadStorm(t *testing.T) {
-	for _, mode := range []string{"reuseport", "takeover"} {
-		t.Run(mode, func(t *testing.T) {
+	for _, tc := range []struct {
+		mode    string
+		reloads int
+		every   time.Duration
+	}{{"default", 100, 100 * time.Millisecond}, {"takeover", 100, 100 * time.Millisecond}, {"reuseport", 30, 200 * time.Millisecond}} {
+		t.Run(tc.mode, func(t *testing.T) {
 			a, b := startServer(t, "a"), startServer(t, "b")
 			d := newDaemons(t, "", a, b)
 			var extra []string
-			switch mode {
+			switch tc.mode {
 			case "takeover":
 				extra = []string{"-x", d.adminSock}
 			case "reuseport":
@@ -175,37 +184,63 @@ func TestReloadStorm(t *testing.T) {
 			waitPort(t, d.port)
 			firstSockets := listenInodes(t, d.port)
 			l := startLoad(d.addr(), 4, 100000)
-			const reloads = 50
+			for range 2 {
+				l.addStream(d.addr(), 32, 100000, 5*time.Millisecond) // keep-alive
+			}
+			l.addStream(d.addr(), 32<<10, 1000000, 0) // a long stream
 			deadline := guardDeadline(t, 3*time.Minute)
-			for i := range reloads {
+			results := make(chan cmdResult, tc.reloads)
+			tick := time.NewTicker(tc.every)
+			for i := range tc.reloads {
+				<-tick.C
 				if time.Now().After(deadline) {
 					t.Fatalf("only %d reloads before the test's guard ran out", i)
 				}
-				time.Sleep(time.Duration(100+rand.IntN(100)) * time.Millisecond)
-				d.mustLaunch(extra...)
+				args := []string{"-f", d.cfg, "-p", d.pidFile, "-D", "-sf"}
+				if old := d.pid(); old != 0 {
+					args = append(args, strconv.Itoa(old))
+				}
+				go func() {
+					results <- runCmd(t, 2*time.Minute, nil, append([]string{lbBin}, append(args, extra...)...)...)
+				}()
+			}
+			tick.Stop()
+			var failedLaunches []string
+			for range tc.reloads {
+				if r := <-results; r.code != 0 {
+					failedLaunches = append(failedLaunches, r.String())
+				}
 			}
 			time.Sleep(200 * time.Millisecond)
 			ok, failed, errs := l.finish()
-			t.Logf("%s: %d reloads, %d connections ok, %d failed", mode, reloads, ok, failed)
+			for _, p := range logPids(t, d.log()) {
+				d.seen[p] = true
+			}
+			t.Logf("%s: %d reloads, one every %v; %d exchanges ok, %d failed", tc.mode, tc.reloads, tc.every, ok, failed)
+			if len(failedLaunches) > 0 {
+				t.Fatalf("%d of %d reloads failed; first: %s\nlog:\n%s", len(failedLaunches), tc.reloads, failedLaunches[0], d.log())
+			}
 			if failed != 0 {
-				t.Errorf("%d of %d connections failed across %d reloads; first errors: %v", failed, ok+failed, reloads, errs)
+				t.Errorf("%d of %d exchanges failed across %d reloads; first errors: %v", failed, ok+failed, tc.reloads, errs)
 			}
 			if ok < 1000 {
-				t.Errorf("only %d connections went through: the load was too thin to prove anything", ok)
+				t.Errorf("only %d exchanges went through: the load was too thin to prove anything", ok)
 			}
-			if mode == "takeover" {
-				info := adminQuery(t, d.adminSock, "show info")
-				if !strings.Contains(info, fmt.Sprintf("generation: %d\n", reloads+1)) || !strings.Contains(info, "state: serving") {
-					t.Errorf("show info after %d reloads:\n%s", reloads, info)
+			if n := len(logPids(t, d.log())); n != tc.reloads+1 {
+				t.Errorf("%d generations started, want %d", n, tc.reloads+1)
+			}
+			if tc.mode != "reuseport" {
+				if g := showGeneration(t, d.adminSock); g != tc.reloads+1 {
+					t.Errorf("after %d reloads the serving generation is number %d", tc.reloads, g)
 				}
 				// Every generation took the first one's listening socket
 				// over (the same socket, by its inode) and bound none of
 				// its own; lb says so each time.
 				if got := listenInodes(t, d.port); !slices.Equal(got, firstSockets) {
-					t.Errorf("after %d reloads with -x the listening sockets on port %d are %v, want the first generation's %v alone", reloads, d.port, got, firstSockets)
+					t.Errorf("after %d reloads the listening sockets on port %d are %v, want the first generation's %v alone", tc.reloads, d.port, got, firstSockets)
 				}
-				if n := strings.Count(d.log(), `"message":"took the listening sockets over from the old generation"`); n != reloads {
-					t.Errorf("lb reported %d takeovers in %d reloads with -x", n, reloads)
+				if n := strings.Count(d.log(), `"message":"took the listening sockets over from the old generation"`); n != tc.reloads {
+					t.Errorf("lb reported %d takeovers in %d reloads", n, tc.reloads)
 				}
 				if strings.Contains(d.log(), "cannot take the listening sockets over") {
 					t.Errorf("a takeover failed:\n%s", d.log())
