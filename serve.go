@@ -25,6 +25,7 @@ import (
 	"lb/listener"
 	"lb/proxy"
 	"lb/reload"
+	"lb/tlsconf"
 )
 
 // joinWait bounds how long a new generation waits for older generations to
@@ -69,11 +70,12 @@ type generation struct {
 	// oldAdmin is the admin socket where the serving generation handed its
 	// state over, and hands its listeners over; "" when none did.
 	oldAdmin    string
-	saver       *saver      // writes state_file as the state changes
-	tookOver    bool        // the listening sockets were taken over from oldAdmin
-	releaseOnce sync.Once   // closeGiven
-	given       atomic.Bool // the listeners were handed to a newer generation
-	srv         *servers    // health checks and server state
+	saver       *saver           // writes state_file as the state changes
+	tookOver    bool             // the listening sockets were taken over from oldAdmin
+	tickets     *tlsconf.Tickets // the TLS frontends' session ticket keys; nil without TLS
+	releaseOnce sync.Once        // closeGiven
+	given       atomic.Bool      // the listeners were handed to a newer generation
+	srv         *servers         // health checks and server state
 }
 
 // boundListener is one listening address of a frontend.
@@ -118,6 +120,12 @@ func (g *generation) run(ctx context.Context) error {
 	}
 	g.logDescriptors()
 	g.setUpServers(ctx, saved, source)
+	if err := g.setUpTickets(saved); err != nil {
+		if pidFile != nil {
+			pidFile.Abort()
+		}
+		return g.fail(err)
+	}
 	if err := g.bindAll(ctx); err != nil {
 		if pidFile != nil {
 			pidFile.Abort()
@@ -159,6 +167,9 @@ func (g *generation) run(ctx context.Context) error {
 	g.state.Store(stateServing)
 	g.srv.startChecks(ctx)
 	g.startSaving(ctx)
+	if g.tickets != nil {
+		go g.rotateTickets(ctx)
+	}
 	g.logStart()
 	g.announceReady()
 	return g.loop(ctx, sigs)

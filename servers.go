@@ -168,7 +168,7 @@ func (g *generation) snapshot() state.Doc {
 		}
 	}
 	d := state.New(g.number, out)
-	d.Pid = g.self.Pid
+	d.Pid, d.Live = g.self.Pid, g.liveParts()
 	return d
 }
 

@@ -48,10 +48,14 @@ type Global struct {
 	// LogFile is a file to append logs to instead of stderr; empty means
 	// stderr.
 	LogFile string `toml:"log_file"`
-	// StateFile is where a stopping generation saves what it knew of the
-	// servers, for a next generation that cannot ask it directly. Empty
-	// means none.
+	// StateFile is where the serving generation saves what it knows of the
+	// servers, as it changes, for a next generation that cannot ask it
+	// directly. Empty means none.
 	StateFile string `toml:"state_file"`
+	// TicketKeysFile holds the TLS session ticket keys, one base64 key per
+	// line, the newest last; empty means keys lb makes, rotates and hands
+	// from generation to generation.
+	TicketKeysFile string `toml:"ticket_keys_file"`
 	// StartupTimeout bounds the round of health checks that a generation
 	// with nothing to take over runs before it serves. Default 5s.
 	StartupTimeout Duration `toml:"startup_timeout"`
@@ -66,6 +70,10 @@ type Global struct {
 	// (408). 0 means no limit. Default DefaultHTTPHeadBudget.
 	HTTPHeadBudget int `toml:"http_head_budget"`
 }
+
+// GlobalPos returns where the [global] key was set: its file and line, or
+// the first file when it was not set.
+func (c *Config) GlobalPos(key string) Pos { return c.origin.pos("global." + key) }
 
 // MaxUnixPath is the longest path a unix socket may have on Linux.
 const MaxUnixPath = 107

@@ -192,7 +192,7 @@ func TestParseBad(t *testing.T) {
 			{"unknown_key_top.toml:12", `unknown key "listen" (valid keys: global, defaults, frontend, backend)`},
 		}},
 		{"unknown_key_global.toml", []wantErr{
-			{"unknown_key_global.toml:3", `global: unknown key "loglevel" (valid keys: log_level, pid_file, hard_stop_after, handshake_grace, admin_socket, log_file, state_file, startup_timeout, close_spread_time, http_head_budget)`},
+			{"unknown_key_global.toml:3", `global: unknown key "loglevel" (valid keys: log_level, pid_file, hard_stop_after, handshake_grace, admin_socket, log_file, state_file, ticket_keys_file, startup_timeout, close_spread_time, http_head_budget)`},
 		}},
 		{"bad_global.toml", []wantErr{
 			{"bad_global.toml:2", `global: handshake_grace 2m0s is out of range: use 0s to 1m`},

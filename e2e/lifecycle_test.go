@@ -2,8 +2,14 @@ package e2e
 
 import (
 	"bufio"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -14,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"lb/internal/testcert"
 )
 
 // The defects of the generation lifecycle that issue 11 lists, each as a
@@ -248,5 +256,131 @@ fall = 2
 	}
 	if !seen["b"] {
 		t.Fatalf("right after the reload, b got no connection: the new generation believed it down (answered by %v)\nlog:\n%s", seen, d.log())
+	}
+}
+
+// tlsVisit makes one HTTPS request to addr with a fresh connection and the
+// client's session cache, and reports whether the TLS session was resumed.
+func tlsVisit(t *testing.T, addr string, cfg *tls.Config) bool {
+	t.Helper()
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, cfg)
+	if err != nil {
+		t.Fatalf("TLS to %s: %v", addr, err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: lb.test\r\nConnection: close\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	// Reading the answer also reads the session ticket that TLS 1.3 sends
+	// after the handshake.
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("HTTPS through %s: %v", addr, err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("HTTPS through %s: status %d", addr, resp.StatusCode)
+	}
+	return c.ConnectionState().DidResume
+}
+
+// tlsDaemons are daemons with a TLS frontend in front of one backend;
+// global adds keys to [global].
+func tlsDaemons(t *testing.T, global string) (*daemons, *tls.Config) {
+	t.Helper()
+	s := hrStartBackend(t, "s1")
+	d := newDaemons(t, "")
+	ca := testcert.NewCA(t)
+	certFile, keyFile := ca.WriteLeaf(t, d.dir, "lb", "127.0.0.1")
+	tlsTable := fmt.Sprintf("[frontend.tls]\ncert = [{ cert_file = %q, key_file = %q }]\n", certFile, keyFile)
+	text := hrConfig(d, "300ms", tlsTable, "", s)
+	if global != "" {
+		text = strings.Replace(text, "[global]\n", "[global]\n"+global+"\n", 1)
+	}
+	d.writeConfig(text)
+	return d, &tls.Config{RootCAs: ca.Pool(), ClientSessionCache: tls.NewLRUClientSessionCache(4)}
+}
+
+// The TLS session ticket keys are handed from generation to generation: a
+// client resumes its session after each of 20 reloads, plain and by SIGHUP.
+func TestTLSSessionResumesAcrossReloads(t *testing.T) {
+	hrFastExit(t)
+	d, client := tlsDaemons(t, "")
+	d.mustLaunch()
+	if tlsVisit(t, d.addr(), client) {
+		t.Fatal("the first connection resumed a session it never had")
+	}
+	for i := range 20 {
+		if i%5 == 4 {
+			old := d.pid()
+			if err := syscall.Kill(old, syscall.SIGHUP); err != nil {
+				t.Fatal(err)
+			}
+			d.seen[waitPidFile(t, d.pidFile, old, d.log)] = true
+		} else {
+			d.mustLaunch()
+		}
+		if !tlsVisit(t, d.addr(), client) {
+			t.Fatalf("after reload %d the client made a full TLS handshake: the session was not resumed\nlog:\n%s", i+1, d.log())
+		}
+	}
+}
+
+// ticket_keys_file: lbs that share it (a fleet) resume each other's
+// sessions; the newest key, the last line, encrypts and the others only
+// decrypt, so the operator rotates by appending a key, reloading, and
+// dropping the oldest. A file others may read is refused.
+func TestTicketKeysFile(t *testing.T) {
+	hrFastExit(t)
+	keysFile := filepath.Join(t.TempDir(), "tickets.keys")
+	key := func() string {
+		b := make([]byte, 32)
+		_, _ = rand.Read(b)
+		return base64.StdEncoding.EncodeToString(b)
+	}
+	writeKeys := func(keys ...string) {
+		t.Helper()
+		if err := os.WriteFile(keysFile, []byte("# ticket keys, newest last\n"+strings.Join(keys, "\n")+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k1, k2, k3 := key(), key(), key()
+	writeKeys(k1)
+	global := fmt.Sprintf("ticket_keys_file = %q", keysFile)
+	a, client := tlsDaemons(t, global)
+	b, _ := tlsDaemons(t, global)
+	a.mustLaunch()
+	b.mustLaunch()
+	if tlsVisit(t, a.addr(), client) {
+		t.Fatal("the first connection resumed a session it never had")
+	}
+	if !tlsVisit(t, b.addr(), client) {
+		t.Fatal("lb B did not resume a session lb A made, with the same ticket_keys_file")
+	}
+	// Rotation: k2 is added (the newest: it encrypts), then k1 dropped.
+	writeKeys(k1, k2)
+	a.mustLaunch()
+	if !tlsVisit(t, a.addr(), client) {
+		t.Fatal("with k1 still in the file, a k1 ticket was not resumed")
+	}
+	writeKeys(k2)
+	a.mustLaunch()
+	if !tlsVisit(t, a.addr(), client) {
+		t.Fatal("after k1 was dropped, the ticket made under k2 (the newest key) was not resumed")
+	}
+	writeKeys(k3)
+	a.mustLaunch()
+	if tlsVisit(t, a.addr(), client) {
+		t.Fatal("a ticket made under k2 was resumed with only k3 in the file")
+	}
+
+	if err := os.Chmod(keysFile, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := runLB(t, "-c", "-f", a.cfg)
+	if want := "global: ticket_keys_file: " + keysFile + " has mode 0640: group or others may read or write it"; code != 1 || !strings.Contains(stderr, want) {
+		t.Fatalf("lb -c with a keys file others may read: exit %d, stderr:\n%s\nwant %q", code, stderr, want)
 	}
 }

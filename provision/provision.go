@@ -26,6 +26,7 @@ import (
 	"lb/health"
 	"lb/httpproxy"
 	"lb/proxy"
+	"lb/tlsconf"
 )
 
 // Resolver looks up server host names; *net.Resolver is one.
@@ -93,10 +94,20 @@ func Build(ctx context.Context, cfg *config.Config, r Resolver, log zerolog.Logg
 			errs = append(errs, err...)
 			f.Handler = h
 			httpFrontends = append(httpFrontends, h)
+			if h.TLS != nil {
+				p.TLS = append(p.TLS, h.TLS)
+			}
 		} else {
 			f.Handler = &proxy.TCP{Name: fc.Name, Backend: f.Backend, ClientTimeout: fc.Timeout.Client.D(), Log: log}
 		}
 		p.Frontends = append(p.Frontends, f)
+	}
+	if path := cfg.Global.TicketKeysFile; path != "" {
+		keys, err := tlsconf.ReadTicketKeysFile(path)
+		if err != nil {
+			errs = append(errs, &config.Error{Pos: cfg.GlobalPos("ticket_keys_file"), Object: "global", Msg: "ticket_keys_file: " + err.Error()})
+		}
+		p.TicketKeys = keys
 	}
 	if len(errs) > 0 {
 		return nil, errs

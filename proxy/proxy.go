@@ -1,8 +1,11 @@
 package proxy
 
 import (
+	"crypto/tls"
+
 	"lb/balancer"
 	"lb/health"
+	"lb/tlsconf"
 )
 
 // Proxy is every frontend and backend of one configuration, as package
@@ -12,6 +15,11 @@ type Proxy struct {
 	Backends  []*Backend
 	// Checks are the health checks of the servers that have one.
 	Checks []Check
+	// TLS are the TLS frontends' configurations, which share the session
+	// ticket keys; TicketKeys are the keys of global.ticket_keys_file,
+	// newest first, if it is set.
+	TLS        []*tls.Config
+	TicketKeys []tlsconf.TicketKey
 }
 
 // Check is one server's health check, its settings resolved.

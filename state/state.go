@@ -49,6 +49,11 @@ type Doc struct {
 	Pid     int       `json:"pid,omitempty"`
 	Saved   time.Time `json:"saved"`
 	Servers []Server  `json:"servers"`
+	// Live holds, by name, what only a live generation hands to the next
+	// one over the admin socket: secrets such as the TLS session ticket
+	// keys ("tls_ticket_keys"), and state that plugs in later. WriteFile
+	// leaves it out of the state file.
+	Live map[string]json.RawMessage `json:"live,omitempty"`
 }
 
 // New returns a document of the current format.
@@ -73,10 +78,12 @@ func Decode(r io.Reader) (Doc, error) {
 	return d, nil
 }
 
-// WriteFile writes d to path atomically: to a temporary file in the same
-// directory, mode 0600, which is then renamed over path. The file is lb's
-// user's and writable by no one else, so ReadFile trusts it.
+// WriteFile writes d, without d.Live, to path atomically: to a temporary
+// file in the same directory, mode 0600, which is then renamed over path.
+// The file is lb's user's and writable by no one else, so ReadFile trusts
+// it.
 func WriteFile(path string, d Doc) error {
+	d.Live = nil
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
 		return fmt.Errorf("state file: %w", err)

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"lb/state"
+	"lb/tlsconf"
+)
+
+// liveTicketKeys names the TLS session ticket keys in state.Doc.Live.
+const liveTicketKeys = "tls_ticket_keys"
+
+// ticketCheck is how often a serving generation looks whether its session
+// ticket keys are due for rotation.
+const ticketCheck = 10 * time.Minute
+
+// setUpTickets gives the TLS frontends their session ticket keys: those of
+// ticket_keys_file, else those the old generation handed over, else new
+// ones.
+func (g *generation) setUpTickets(saved state.Doc) error {
+	if len(g.proxy.TLS) == 0 {
+		return nil
+	}
+	var handed []tlsconf.TicketKey
+	if raw, ok := saved.Live[liveTicketKeys]; ok {
+		if err := json.Unmarshal(raw, &handed); err != nil {
+			g.log.Warn().Err(err).Msg("cannot read the TLS session ticket keys the old generation handed over: making new ones")
+			handed = nil
+		}
+	}
+	g.tickets = tlsconf.NewTickets(g.proxy.TLS)
+	source, err := g.tickets.Init(g.proxy.TicketKeys, handed, time.Now())
+	if err != nil {
+		return err
+	}
+	g.log.Info().Str("source", source).Int("keys", len(g.tickets.Keys())).Msg("TLS session ticket keys")
+	return nil
+}
+
+// rotateTickets rotates the session ticket keys as they come due, until
+// ctx is done.
+func (g *generation) rotateTickets(ctx context.Context) {
+	tick := time.NewTicker(ticketCheck)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			changed, err := g.tickets.Rotate(now)
+			if err != nil {
+				g.log.Error().Err(err).Msg("cannot rotate the TLS session ticket keys")
+			} else if changed {
+				g.log.Info().Int("keys", len(g.tickets.Keys())).Msg("rotated the TLS session ticket keys")
+			}
+		}
+	}
+}
+
+// liveParts is what only a live generation hands to the next one.
+func (g *generation) liveParts() map[string]json.RawMessage {
+	keys := g.tickets.Keys()
+	if len(keys) == 0 {
+		return nil
+	}
+	raw, err := json.Marshal(keys)
+	if err != nil {
+		return nil
+	}
+	return map[string]json.RawMessage{liveTicketKeys: raw}
+}
