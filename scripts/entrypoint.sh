@@ -33,7 +33,8 @@
 # when this script is misused.
 #
 # Arguments: passed to every lb command after `-f LB_CONFIG`, e.g. `-q` or
-# `-x /run/lb/admin.sock` (take the listening sockets over on reload).
+# `-f /etc/lb/extra.toml`. (Reloads take the listening sockets over through
+# the admin socket without any argument.)
 #
 # Environment (defaults in parentheses):
 #   LB_BIN             the lb binary (/usr/local/bin/lb)

@@ -35,8 +35,7 @@
 #   LB_PIDFILE   the pid file of the running lb (/run/lb/lb.pid)
 #   LB_LOCKFILE  the lock file ($LB_PIDFILE.lock)
 #   LB_ARGS      more arguments for every lb command, after -f LB_CONFIG,
-#                split on blanks (e.g. "-x /run/lb/admin.sock" to take the
-#                listening sockets over, or "-f /etc/lb/extra.toml")
+#                split on blanks (e.g. "-q" or "-f /etc/lb/extra.toml")
 
 LB_BIN=${LB_BIN:-/usr/local/bin/lb}
 LB_CONFIG=${LB_CONFIG:-/etc/lb/lb.toml}
