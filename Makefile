@@ -8,6 +8,8 @@ H2SPEC      := github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible
 GOBIN_DIR   := $(shell $(GO) env GOPATH)/bin
 FUZZTIME    ?= 60s
 
+comma := ,
+
 .PHONY: all build run test tools lint bench bench-http bench-core bench-reload fuzz clean
 
 all: build
@@ -69,10 +71,10 @@ bench-core: $(if $(LB),,build)
 	@(command -v haproxy && command -v wrk) >/dev/null 2>&1 || (apt-get update && apt-get install -y haproxy wrk) || echo "bench-core: could not install haproxy and wrk (Debian packages); the run says what is missing and fails"
 	$(GO) run ./internal/bench/core -lb $(or $(LB),./lb) -rounds $(or $(ROUNDS),3) -duration $(or $(DURATION),10s) -conns $(or $(CONNS),8000) -bulk-gb $(or $(BULK_GB),4) $(BENCH_FLAGS)
 
-## bench-reload: reload storm, lb vs haproxy -D -sf on the same load (RELOADS, CLIENTS, INTERVAL, DURATION, BENCH_FLAGS)
+## bench-reload: reload storms on a fixed cadence, lb (plain -sf, -x, no admin socket, migrate=1) vs haproxy -D -sf on the same load (INTERVALS, STORM, CLIENTS, KEEPALIVE, STREAMS, BENCH_FLAGS)
 bench-reload: build
 	@command -v haproxy >/dev/null 2>&1 || (apt-get update && apt-get install -y haproxy) || echo "bench-reload: could not install HAProxy; measuring lb alone"
-	$(GO) run ./internal/bench/reload -lb ./lb -reloads $(or $(RELOADS),200) -clients $(or $(CLIENTS),16) -interval $(or $(INTERVAL),100ms..200ms) -duration $(or $(DURATION),10m) $(BENCH_FLAGS)
+	$(GO) run ./internal/bench/reload -lb ./lb -intervals $(or $(INTERVALS),200ms$(comma)100ms) -storm $(or $(STORM),20s) -clients $(or $(CLIENTS),16) -keepalive $(or $(KEEPALIVE),8) -streams $(or $(STREAMS),2) $(BENCH_FLAGS)
 
 ## fuzz: fuzz the configuration loader, the HTTP parser, the rule compilers and the HTTP/2 to HTTP/1.1 translation, each for FUZZTIME
 FUZZ_TARGETS := config:FuzzParse h1:FuzzReadRequest h1:FuzzReadResponse h1:FuzzChunkedReader \

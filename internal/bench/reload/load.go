@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -74,7 +75,7 @@ func (b *backend) serve() {
 				c.Close()
 			}()
 			// No connection of this benchmark lives longer than this.
-			_ = c.SetDeadline(time.Now().Add(time.Minute))
+			_ = c.SetDeadline(time.Now().Add(15 * time.Minute))
 			if _, err := io.WriteString(c, b.name+"\n"); err != nil {
 				return
 			}
@@ -124,22 +125,41 @@ func classify(err error) string {
 	return kindOther
 }
 
-// load is clients that each open one connection after another to addr:
-// dial, send a line, read the server's name line and the echoed line,
-// close.
+// Client kinds.
+const (
+	clientNew       = "new-connection"
+	clientKeepAlive = "keep-alive"
+	clientStream    = "long-stream"
+)
+
+// Sizes and pace of the long-lived clients.
+const (
+	keepAlivePause = 10 * time.Millisecond // between a keep-alive client's exchanges
+	streamChunk    = 16 << 10              // what a long stream sends, then reads back, at a time
+)
+
+// load is three kinds of clients of addr. New-connection clients each open
+// one connection after another: dial, send a line, read the server's name
+// line and the echoed line, close. Keep-alive clients keep one connection
+// and exchange a line on it every keepAlivePause. Long streams keep one
+// connection and echo streamChunk bytes at a time through it, without a
+// pause. A long-lived client whose connection fails counts one failure and
+// connects again.
 type load struct {
 	addr    string
 	names   map[string]bool
 	ok      atomic.Int64
+	newOK   atomic.Int64 // new-connection exchanges ok: one connection each
 	failed  atomic.Int64
-	byKind  map[string]*atomic.Int64
+	byKind  map[string]*atomic.Int64 // failures by kind: refused, reset, ...
+	byCli   map[string]*atomic.Int64 // failures by client kind
 	mu      sync.Mutex
 	samples []string
 	stop    chan struct{}
 	wg      sync.WaitGroup
 }
 
-func startLoad(addr string, clients int, names []string) *load {
+func startLoad(addr string, clients, keepAlive, streams int, names []string) *load {
 	l := &load{
 		addr:  addr,
 		names: map[string]bool{},
@@ -147,6 +167,7 @@ func startLoad(addr string, clients int, names []string) *load {
 		byKind: map[string]*atomic.Int64{
 			kindRefused: {}, kindReset: {}, kindTimeout: {}, kindOther: {},
 		},
+		byCli: map[string]*atomic.Int64{clientNew: {}, clientKeepAlive: {}, clientStream: {}},
 	}
 	for _, n := range names {
 		l.names[n+"\n"] = true
@@ -155,7 +176,96 @@ func startLoad(addr string, clients int, names []string) *load {
 		l.wg.Add(1)
 		go l.client(i)
 	}
+	for range keepAlive {
+		l.wg.Add(1)
+		go l.longLived(clientKeepAlive, 32, keepAlivePause)
+	}
+	for range streams {
+		l.wg.Add(1)
+		go l.longLived(clientStream, streamChunk, 0)
+	}
 	return l
+}
+
+// fail counts a failed exchange of a client of kind cli.
+func (l *load) fail(cli string, err error) {
+	l.failed.Add(1)
+	l.byCli[cli].Add(1)
+	k := classify(err)
+	l.byKind[k].Add(1)
+	l.mu.Lock()
+	if len(l.samples) < maxSamples {
+		l.samples = append(l.samples, fmt.Sprintf("%s %s: %v", cli, k, err))
+	}
+	l.mu.Unlock()
+}
+
+// longLived is a keep-alive client or a long stream: it keeps a connection
+// and echoes size bytes through it, pausing between exchanges.
+func (l *load) longLived(cli string, size int, pause time.Duration) {
+	defer l.wg.Done()
+	msg := append(bytes.Repeat([]byte("k"), size-1), '\n')
+	got := make([]byte, size)
+	r := bufio.NewReaderSize(nil, 64<<10)
+	for i := 0; i < maxConnsPerClient; i++ {
+		if l.stopped() {
+			return
+		}
+		c, err := net.DialTimeout("tcp4", l.addr, dialTimeout)
+		if err != nil {
+			l.fail(cli, fmt.Errorf("connect: %w", err))
+			continue
+		}
+		r.Reset(c)
+		err = l.converse(c, r, msg, got, pause)
+		c.Close()
+		if err != nil {
+			l.fail(cli, err)
+		}
+	}
+}
+
+// converse reads the server's name, then echoes msg until the load stops
+// or an exchange fails.
+func (l *load) converse(c net.Conn, r *bufio.Reader, msg, got []byte, pause time.Duration) error {
+	_ = c.SetDeadline(time.Now().Add(ioTimeout))
+	name, err := r.ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("read name line: %w", err)
+	}
+	if !l.names[name] {
+		return fmt.Errorf("unexpected name line %q", name)
+	}
+	for n := 0; n < maxConnsPerClient; n++ {
+		if l.stopped() {
+			return nil
+		}
+		if pause > 0 {
+			time.Sleep(pause)
+		}
+		_ = c.SetDeadline(time.Now().Add(ioTimeout))
+		if _, err := c.Write(msg); err != nil {
+			return fmt.Errorf("exchange %d: send: %w", n, err)
+		}
+		if _, err := io.ReadFull(r, got); err != nil {
+			return fmt.Errorf("exchange %d: read echo: %w", n, err)
+		}
+		if !bytes.Equal(got, msg) {
+			return fmt.Errorf("exchange %d: wrong echo", n)
+		}
+		l.ok.Add(1)
+	}
+	return nil
+}
+
+// stopped reports whether the load was told to stop.
+func (l *load) stopped() bool {
+	select {
+	case <-l.stop:
+		return true
+	default:
+		return false
+	}
 }
 
 func (l *load) client(id int) {
@@ -170,15 +280,10 @@ func (l *load) client(id int) {
 		err := l.exchange(r, fmt.Sprintf("client %d request %d\n", id, i))
 		if err == nil {
 			l.ok.Add(1)
+			l.newOK.Add(1)
 			continue
 		}
-		l.failed.Add(1)
-		l.byKind[classify(err)].Add(1)
-		l.mu.Lock()
-		if len(l.samples) < maxSamples {
-			l.samples = append(l.samples, fmt.Sprintf("%s: %v", classify(err), err))
-		}
-		l.mu.Unlock()
+		l.fail(clientNew, err)
 	}
 }
 

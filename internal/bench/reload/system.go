@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -13,6 +11,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -21,26 +21,33 @@ import (
 
 // Bounds of the steps of one system's run.
 const (
-	reloadTimeout = 30 * time.Second // one reload command (lb waits up to 10 s for old listeners)
+	reloadTimeout = 30 * time.Second // one reload command
 	portWait      = 20 * time.Second // the first start's port to accept
 	warmUp        = 300 * time.Millisecond
 	settle        = 500 * time.Millisecond // after the last reload: longer than handshake_grace
 	clientsStop   = 20 * time.Second       // > dialTimeout + ioTimeout
 	drainWait     = 5 * time.Second        // old generations exiting on their own
 	termWait      = 10 * time.Second       // SIGTERM, then SIGKILL
+	maxInFlight   = 64                     // reload commands running at once; a tick beyond is skipped
+	procSample    = 50 * time.Millisecond  // how often the processes alive are counted
 )
 
-// system is one way of reloading: lb with SO_REUSEPORT steering, lb taking
-// the sockets over with -x, or HAProxy with -sf.
+// system is one way of reloading: lb taking the sockets over through the
+// admin socket beside its pid file (plain -sf), lb with -x naming it, lb
+// with no admin socket (SO_REUSEPORT and BPF steering), optionally with
+// net.ipv4.tcp_migrate_req=1 in a network namespace of its own, or HAProxy
+// with -sf.
 type system struct {
 	Name     string // as printed
 	kind     string // "lb" or "haproxy"
 	bin      string
-	takeover bool
+	takeover bool // -x ADMIN_SOCKET
+	noAdmin  bool // admin_socket = "none"
+	netns    bool // run in a network namespace with tcp_migrate_req=1
 }
 
 func (s system) slug() string {
-	return strings.NewReplacer(" ", "", "-", "_").Replace(s.Name)
+	return strings.NewReplacer(" ", "", "-", "_", ",", "", "=", "").Replace(s.Name)
 }
 
 // reloadCommand is the reload command, as an operator would type it.
@@ -53,28 +60,39 @@ func (s system) reloadCommand() string {
 	if s.takeover {
 		cmd += " -x ADMIN_SOCKET"
 	}
+	if s.noAdmin {
+		cmd += "   (admin_socket = \"none\")"
+	}
+	if s.netns {
+		cmd += "   (tcp_migrate_req=1)"
+	}
 	return cmd
 }
 
-// result is what one system's run measured.
+// result is what one storm measured.
 type result struct {
 	System          string   `json:"system"`
+	Interval        string   `json:"interval"`
 	Command         string   `json:"reload_command"`
 	Reloads         int      `json:"reloads"`
+	Skipped         int      `json:"ticks_skipped"`
 	FailedReloads   int      `json:"failed_reloads"`
 	ReloadErrors    []string `json:"reload_errors,omitempty"`
-	OK              int64    `json:"connections_ok"`
-	Failed          int64    `json:"connections_failed"`
+	OK              int64    `json:"exchanges_ok"`
+	Failed          int64    `json:"exchanges_failed"`
+	FailedNew       int64    `json:"failed_new_connection"`
+	FailedKeepAlive int64    `json:"failed_keep_alive"`
+	FailedStream    int64    `json:"failed_long_stream"`
 	Refused         int64    `json:"failed_refused"`
 	Reset           int64    `json:"failed_reset"`
 	Timeout         int64    `json:"failed_timeout"`
 	Other           int64    `json:"failed_other"`
 	Samples         []string `json:"failure_samples,omitempty"`
 	FailedPerReload float64  `json:"failed_per_reload"`
-	FailedPer10k    float64  `json:"failed_per_10k_connections"`
-	ConnPerSec      float64  `json:"connections_per_second"`
+	NewConnPerSec   float64  `json:"new_connections_per_second"`
 	ReloadMedianMS  float64  `json:"reload_median_ms"`
 	ReloadP99MS     float64  `json:"reload_p99_ms"`
+	MaxProcs        int      `json:"most_processes_alive"`
 	LoadSeconds     float64  `json:"load_seconds"`
 	Cut             string   `json:"cut_short,omitempty"`
 	Lingering       int      `json:"old_generations_lingering"`
@@ -82,7 +100,7 @@ type result struct {
 	Error           string   `json:"error,omitempty"`
 }
 
-// runner drives one system: its files live in dir.
+// runner drives one storm of one system: its files live in dir.
 type runner struct {
 	sys     system
 	dir     string
@@ -92,6 +110,9 @@ type runner struct {
 	logFile string
 	port    int
 	tr      *tracker
+
+	mu        sync.Mutex
+	launchers map[int]bool // reload commands running, by pid
 }
 
 func (r *runner) addr() string { return fmt.Sprintf("127.0.0.1:%d", r.port) }
@@ -121,6 +142,10 @@ backend app
 		}
 		return b.String()
 	}
+	admin := r.sock
+	if r.sys.noAdmin {
+		admin = "none"
+	}
 	fmt.Fprintf(&b, `[global]
 admin_socket = %q
 log_file = %q
@@ -140,7 +165,7 @@ default_backend = "app"
 
 [[backend]]
 name = "app"
-`, r.sock, r.logFile, lbLogLevel, r.addr())
+`, admin, r.logFile, lbLogLevel, r.addr())
 	for _, be := range backends {
 		fmt.Fprintf(&b, "\n[[backend.server]]\nname = %q\naddress = %q\n", be.name, be.addr())
 	}
@@ -187,7 +212,16 @@ func (r *runner) launch(ctx context.Context) (time.Duration, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.WaitDelay = 2 * time.Second
 	start := time.Now()
-	err = cmd.Run()
+	err = cmd.Start()
+	if err == nil {
+		r.mu.Lock()
+		r.launchers[cmd.Process.Pid] = true
+		r.mu.Unlock()
+		err = cmd.Wait()
+		r.mu.Lock()
+		delete(r.launchers, cmd.Process.Pid)
+		r.mu.Unlock()
+	}
 	took := time.Since(start)
 	newPid := r.pid()
 	r.tr.add(newPid)
@@ -228,14 +262,30 @@ func waitPort(ctx context.Context, addr string, bound time.Duration) error {
 	}
 }
 
-// runSystem starts sys, puts the clients' load on it, reloads it o.reloads
-// times (or until deadline), stops everything it started and returns what
-// it measured.
-func runSystem(ctx context.Context, sys system, o options, backends []*backend, root string, tr *tracker, deadline time.Time) result {
-	res := result{System: sys.Name, Command: sys.reloadCommand()}
-	dir := filepath.Join(root, sys.slug())
+// generations counts the system's processes alive, not counting the reload
+// commands still running: the generations, old and new.
+func (r *runner) generations() int {
+	r.tr.scan()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, p := range r.tr.live() {
+		if !r.launchers[p] {
+			n++
+		}
+	}
+	return n
+}
+
+// runStorm starts sys, puts the clients' load on it, launches a reload
+// every interval for the storm's duration (or o.reloads of them) whether or
+// not the previous one has finished, stops everything it started and
+// returns what it measured.
+func runStorm(ctx context.Context, sys system, every time.Duration, o options, backends []*backend, root string, tr *tracker) result {
+	res := result{System: sys.Name, Interval: every.String(), Command: sys.reloadCommand()}
+	dir := filepath.Join(root, sys.slug()+"-"+every.String())
 	r := &runner{
-		sys: sys, dir: dir, tr: tr,
+		sys: sys, dir: dir, tr: tr, launchers: map[int]bool{},
 		pidFile: filepath.Join(dir, "pid"),
 		sock:    filepath.Join(dir, "admin.sock"),
 		logFile: filepath.Join(dir, "lb.log"),
@@ -248,7 +298,7 @@ func runSystem(ctx context.Context, sys system, o options, backends []*backend, 
 	fail := func(err error) result {
 		res.Error = err.Error()
 		res.Left = tr.stopAll(termWait)
-		logf("%s: kept %s for inspection", sys.Name, dir)
+		logf("%s every %v: kept %s for inspection", sys.Name, every, dir)
 		return res
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -266,7 +316,7 @@ func runSystem(ctx context.Context, sys system, o options, backends []*backend, 
 		return fail(err)
 	}
 
-	logf("%s: starting on %s (%s)", sys.Name, r.addr(), dir)
+	logf("%s: starting on %s (%s), a reload every %v for %v", sys.Name, r.addr(), dir, every, o.storm)
 	if _, err := r.launch(ctx); err != nil {
 		return fail(fmt.Errorf("first start failed: %w", err))
 	}
@@ -279,59 +329,80 @@ func runSystem(ctx context.Context, sys system, o options, backends []*backend, 
 		names = append(names, be.name)
 	}
 	loadStart := time.Now()
-	l := startLoad(r.addr(), o.clients, names)
+	l := startLoad(r.addr(), o.clients, o.keepAlive, o.streams, names)
 	benchutil.SleepCtx(ctx, warmUp)
+	newBefore := l.newOK.Load()
 
-	var durations []time.Duration
-	progressEvery := max(o.reloads/4, 1)
-	for i := 0; i < o.reloads; i++ {
-		if ctx.Err() != nil {
+	var (
+		mu        sync.Mutex
+		durations []time.Duration
+		wg        sync.WaitGroup
+		inFlight  atomic.Int32
+	)
+	sampleStop := make(chan struct{})
+	sampled := make(chan int)
+	go func() { sampled <- r.sampleProcs(sampleStop) }()
+
+	tick := time.NewTicker(every)
+	end := time.Now().Add(o.storm)
+	for n := 0; n < o.reloads; n++ {
+		select {
+		case <-ctx.Done():
 			res.Cut = "interrupted"
+		case <-tick.C:
+		}
+		if res.Cut != "" || time.Now().After(end) {
 			break
 		}
-		if time.Now().After(deadline) {
-			res.Cut = "duration cap reached"
-			break
+		if inFlight.Load() >= maxInFlight {
+			res.Skipped++
+			continue
 		}
-		benchutil.SleepCtx(ctx, o.interval.pick())
-		if ctx.Err() != nil {
-			res.Cut = "interrupted"
-			break
-		}
-		took, err := r.launch(ctx)
-		durations = append(durations, took)
-		res.Reloads++
-		if err != nil {
-			res.FailedReloads++
-			if len(res.ReloadErrors) < maxSamples {
-				res.ReloadErrors = append(res.ReloadErrors, fmt.Sprintf("reload %d: %v", i+1, err))
+		inFlight.Add(1)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer inFlight.Add(-1)
+			took, err := r.launch(ctx)
+			mu.Lock()
+			defer mu.Unlock()
+			durations = append(durations, took)
+			res.Reloads++
+			if err != nil {
+				res.FailedReloads++
+				if len(res.ReloadErrors) < maxSamples {
+					res.ReloadErrors = append(res.ReloadErrors, err.Error())
+				}
 			}
-			logf("%s: reload %d failed: %v", sys.Name, i+1, err)
-		}
-		if (i+1)%progressEvery == 0 {
-			logf("%s: %d/%d reloads, %d connections ok, %d failed", sys.Name, i+1, o.reloads, l.ok.Load(), l.failed.Load())
-		}
+		}()
 	}
+	tick.Stop()
+	wg.Wait()
+	stormTook := time.Since(loadStart) - warmUp
 	benchutil.SleepCtx(ctx, settle)
+	newAfter := l.newOK.Load()
 
 	stopped := l.finish(clientsStop)
-	loadTook := time.Since(loadStart)
+	close(sampleStop)
+	res.MaxProcs = <-sampled
+	res.LoadSeconds = time.Since(loadStart).Seconds()
 	res.OK, res.Failed = l.ok.Load(), l.failed.Load()
+	res.FailedNew = l.byCli[clientNew].Load()
+	res.FailedKeepAlive = l.byCli[clientKeepAlive].Load()
+	res.FailedStream = l.byCli[clientStream].Load()
 	res.Refused = l.byKind[kindRefused].Load()
 	res.Reset = l.byKind[kindReset].Load()
 	res.Timeout = l.byKind[kindTimeout].Load()
 	res.Other = l.byKind[kindOther].Load()
 	res.Samples = l.sampleList()
-	res.LoadSeconds = loadTook.Seconds()
-	res.ConnPerSec = float64(res.OK+res.Failed) / loadTook.Seconds()
+	res.NewConnPerSec = float64(newAfter-newBefore) / (stormTook + settle).Seconds()
 	if res.Reloads > 0 {
 		res.FailedPerReload = float64(res.Failed) / float64(res.Reloads)
 	}
-	if n := res.OK + res.Failed; n > 0 {
-		res.FailedPer10k = float64(res.Failed) * 10000 / float64(n)
-	}
 	res.ReloadMedianMS = ms(percentile(durations, 0.50))
 	res.ReloadP99MS = ms(percentile(durations, 0.99))
+	logf("%s every %v: %d reloads (%d failed), %d exchanges ok, %d failed, reload p50 %.0f ms p99 %.0f ms, at most %d processes",
+		sys.Name, every, res.Reloads, res.FailedReloads, res.OK, res.Failed, res.ReloadMedianMS, res.ReloadP99MS, res.MaxProcs)
 
 	// Old generations should finish and exit on their own once the clients
 	// are gone; count those that do not, then stop everything.
@@ -354,9 +425,25 @@ func runSystem(ctx context.Context, sys system, o options, backends []*backend, 
 	if res.Error == "" && res.FailedReloads == 0 {
 		_ = os.RemoveAll(dir)
 	} else {
-		logf("%s: kept %s for inspection", sys.Name, dir)
+		logf("%s every %v: kept %s for inspection", sys.Name, every, dir)
 	}
 	return res
+}
+
+// sampleProcs counts the system's generations every procSample until stop
+// is closed, and returns the most seen at once.
+func (r *runner) sampleProcs(stop <-chan struct{}) int {
+	t := time.NewTicker(procSample)
+	defer t.Stop()
+	most := 0
+	for {
+		most = max(most, r.generations())
+		select {
+		case <-stop:
+			return most
+		case <-t.C:
+		}
+	}
 }
 
 // percentile returns the nearest-rank p-quantile of ds.
@@ -371,39 +458,3 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-// interval is a random pause between two bounds.
-type interval struct{ lo, hi time.Duration }
-
-func parseInterval(s string) (interval, error) {
-	lo, hi, found := strings.Cut(s, "..")
-	if !found {
-		hi = lo
-	}
-	a, err := time.ParseDuration(strings.TrimSpace(lo))
-	if err != nil {
-		return interval{}, err
-	}
-	b, err := time.ParseDuration(strings.TrimSpace(hi))
-	if err != nil {
-		return interval{}, err
-	}
-	if a < 0 || b < a {
-		return interval{}, errors.New("want MIN..MAX with 0 <= MIN <= MAX, e.g. 100ms..200ms")
-	}
-	return interval{a, b}, nil
-}
-
-func (iv interval) pick() time.Duration {
-	if iv.hi == iv.lo {
-		return iv.lo
-	}
-	return iv.lo + rand.N(iv.hi-iv.lo+1)
-}
-
-func (iv interval) String() string {
-	if iv.lo == iv.hi {
-		return iv.lo.String()
-	}
-	return iv.lo.String() + ".." + iv.hi.String()
-}
