@@ -19,7 +19,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"lb/config"
-	"lb/fdlimit"
+	"lb/lifecycle"
 	"lb/provision"
 	"lb/proxy"
 	"lb/reload"
@@ -30,21 +30,16 @@ var version = "dev"
 
 // Exit codes.
 const (
-	exitOK      = 0
-	exitFailure = 1 // bad configuration, or lb could not start
-	exitUsage   = 2 // bad command line
+	exitOK      = lifecycle.ExitOK
+	exitFailure = lifecycle.ExitFailure
+	exitUsage   = lifecycle.ExitUsage
 )
 
 // exitError carries an exit code and a message for stderr.
-type exitError struct {
-	code int
-	msg  string
-}
-
-func (e *exitError) Error() string { return e.msg }
+type exitError = lifecycle.ExitError
 
 func usageError(format string, args ...any) error {
-	return &exitError{code: exitUsage, msg: fmt.Sprintf(format, args...) + "\nRun 'lb --help' for usage."}
+	return &exitError{Code: exitUsage, Msg: fmt.Sprintf(format, args...) + "\nRun 'lb --help' for usage."}
 }
 
 func main() {
@@ -71,10 +66,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	var ee *exitError
 	if errors.As(err, &ee) {
-		if ee.msg != "" {
-			fmt.Fprintln(stderr, "lb: "+strings.ReplaceAll(ee.msg, "\n", "\nlb: "))
+		if ee.Msg != "" {
+			fmt.Fprintln(stderr, "lb: "+strings.ReplaceAll(ee.Msg, "\n", "\nlb: "))
 		}
-		return ee.code
+		return ee.Code
 	}
 	// urfave/cli's own parse errors (unknown flag, missing value).
 	fmt.Fprintf(stderr, "lb: %v\nlb: Run 'lb --help' for usage.\n", err)
@@ -161,7 +156,7 @@ func action(c *cli.Context, o options) error {
 	if err != nil {
 		return configError(err)
 	}
-	fds := planDescriptors(cfg)
+	fds := lifecycle.PlanFDs(cfg)
 	ctx := context.Background()
 	if o.check {
 		if _, err := build(ctx, cfg, zerolog.Nop()); err != nil {
@@ -169,12 +164,12 @@ func action(c *cli.Context, o options) error {
 		}
 		// A limit too low is a warning, not an error: lb serves, and
 		// holds new connections in the accept queue beyond it.
-		fds.warn(c.App.ErrWriter)
+		fds.Warn(c.App.ErrWriter)
 		fmt.Fprintln(c.App.Writer, "configuration is valid")
 		return nil
 	}
 	if o.daemon && !ready.Daemon() {
-		return launchDaemon(ctx, o)
+		return lifecycle.LaunchDaemon(ctx, o.rawArgs)
 	}
 	level := o.logLevel
 	if level == "" {
@@ -182,7 +177,7 @@ func action(c *cli.Context, o options) error {
 	}
 	logFile, err := openLog(cfg.Global.LogFile)
 	if err != nil {
-		return &exitError{code: exitFailure, msg: err.Error()}
+		return &exitError{Code: exitFailure, Msg: err.Error()}
 	}
 	logOut := c.App.ErrWriter
 	if logFile != nil {
@@ -190,15 +185,19 @@ func action(c *cli.Context, o options) error {
 	}
 	log, err := newLogger(logOut, level)
 	if err != nil {
-		return &exitError{code: exitFailure, msg: err.Error()}
+		return &exitError{Code: exitFailure, Msg: err.Error()}
 	}
 	p, err := build(ctx, cfg, log)
 	if err != nil {
 		return configError(err)
 	}
-	fds.apply(p)
-	g := &generation{opts: o, cfg: cfg, proxy: p, log: log, ready: ready, logFile: logFile, fds: fds}
-	return g.run(ctx)
+	fds.Apply(p)
+	g := &lifecycle.Generation{
+		Opts: lifecycle.Options{Files: o.files, Daemon: o.daemon, PidFile: o.pidFile, Takeover: o.takeover,
+			Stop: o.stop, RawArgs: o.rawArgs, Version: version},
+		Cfg: cfg, Proxy: p, Log: log, Ready: ready, LogFile: logFile, FDs: fds,
+	}
+	return g.Run(ctx)
 }
 
 // build makes the proxy of a configuration: its frontends, each with its
@@ -207,62 +206,13 @@ func build(ctx context.Context, cfg *config.Config, log zerolog.Logger) (*proxy.
 	return provision.Build(ctx, cfg, nil, log)
 }
 
-// descriptors is the file descriptor limit, raised to the hard limit, and
-// what the configuration needs under it.
-type descriptors struct {
-	limit fdlimit.Limit
-	err   error // reading or raising the limit failed
-	need  fdlimit.Result
-}
-
-// unknownLimit is the limit lb plans for when it cannot read its own:
-// Linux's default soft limit.
-const unknownLimit = 1024
-
-// planDescriptors raises the soft file descriptor limit to the hard limit
-// and works out what cfg needs under it, and the maxconn of the frontends
-// that set none.
-func planDescriptors(cfg *config.Config) descriptors {
-	lim, err := fdlimit.Raise()
-	n := lim.Int()
-	if n <= 0 {
-		n = unknownLimit
-	}
-	return descriptors{limit: lim, err: err, need: fdlimit.Compute(cfg.FDPlan(), n)}
-}
-
-// apply gives each frontend of p its maxconn, derived from the limit where
-// the configuration sets none, and the budget of descriptors that their
-// connections share.
-func (d descriptors) apply(p *proxy.Proxy) {
-	budget := fdlimit.NewBudget(d.need.Budget)
-	for _, f := range p.Frontends {
-		for _, fr := range d.need.Frontends {
-			if fr.Name == f.Name {
-				f.MaxConn, f.Descriptors, f.DescriptorsPerConn = fr.MaxConn, budget, fr.PerConn
-			}
-		}
-	}
-}
-
-// warn writes to w, for lb -c, why the limit could not be read or raised,
-// and whether it covers what the configuration needs.
-func (d descriptors) warn(w io.Writer) {
-	if d.err != nil {
-		fmt.Fprintf(w, "lb: warning: %v\n", d.err)
-	}
-	if s := d.need.Warning(); s != "" {
-		fmt.Fprintf(w, "lb: warning: %s\n", s)
-	}
-}
-
 // configError reports every configuration error, one per line.
 func configError(err error) error {
 	var errs config.Errors
 	if errors.As(err, &errs) {
-		return &exitError{code: exitFailure, msg: fmt.Sprintf("%v\nconfiguration is invalid: %d error(s)", err, len(errs))}
+		return &exitError{Code: exitFailure, Msg: fmt.Sprintf("%v\nconfiguration is invalid: %d error(s)", err, len(errs))}
 	}
-	return &exitError{code: exitFailure, msg: err.Error()}
+	return &exitError{Code: exitFailure, Msg: err.Error()}
 }
 
 // parseLevel accepts the log levels that lb documents.

@@ -115,6 +115,12 @@ func readinessChild(mode string) {
 		}
 		time.Sleep(300 * time.Millisecond)
 		os.Exit(0)
+	case "ready-exit":
+		// Ready, then replaced at once: it exits as soon as it said so.
+		if err := r.Ready(); err != nil {
+			os.Exit(4)
+		}
+		os.Exit(0)
 	case "fail":
 		os.Stderr.WriteString("lb: cannot bind: address already in use\n")
 		os.Exit(7)
@@ -126,6 +132,15 @@ func TestLaunchReadiness(t *testing.T) {
 		pid, err := Launch{Path: os.Args[0], Env: []string{"RELOAD_TEST_CHILD=ready"}}.Run(context.Background())
 		if err != nil || pid <= 0 {
 			t.Fatalf("Run = %d, %v; want the child's pid and nil", pid, err)
+		}
+	})
+	t.Run("ready then exits", func(t *testing.T) {
+		// The launcher may see the exit before it reads the word: the
+		// child was ready all the same.
+		for i := range 30 {
+			if _, err := (Launch{Path: os.Args[0], Env: []string{"RELOAD_TEST_CHILD=ready-exit"}}).Run(context.Background()); err != nil {
+				t.Fatalf("launch %d: Run error %v; the child said it was ready before it exited", i, err)
+			}
 		}
 	})
 	t.Run("fails", func(t *testing.T) {

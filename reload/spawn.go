@@ -165,6 +165,17 @@ func (l Launch) Run(ctx context.Context) (int, error) {
 			return pid, ctx.Err()
 		}
 	case err := <-exited:
+		// It may have been ready, and replaced by a newer generation, in
+		// the same instant: the word is in the pipe, whose write end the
+		// exit closed, so the read ends at once.
+		select {
+		case ok := <-readyc:
+			if ok {
+				return pid, nil
+			}
+		case <-ctx.Done():
+			return pid, ctx.Err()
+		}
 		return pid, notReady(err)
 	case <-ctx.Done():
 		return pid, ctx.Err()

@@ -1,4 +1,4 @@
-package main
+package lifecycle
 
 import (
 	"context"
@@ -19,29 +19,29 @@ const ticketCheck = 10 * time.Minute
 // setUpTickets gives the TLS frontends their session ticket keys: those of
 // ticket_keys_file, else those the old generation handed over, else new
 // ones.
-func (g *generation) setUpTickets(saved state.Doc) error {
-	if len(g.proxy.TLS) == 0 {
+func (g *Generation) setUpTickets(saved state.Doc) error {
+	if len(g.Proxy.TLS) == 0 {
 		return nil
 	}
 	var handed []tlsconf.TicketKey
 	if raw, ok := saved.Live[liveTicketKeys]; ok {
 		if err := json.Unmarshal(raw, &handed); err != nil {
-			g.log.Warn().Err(err).Msg("cannot read the TLS session ticket keys the old generation handed over: making new ones")
+			g.Log.Warn().Err(err).Msg("cannot read the TLS session ticket keys the old generation handed over: making new ones")
 			handed = nil
 		}
 	}
-	g.tickets = tlsconf.NewTickets(g.proxy.TLS)
-	source, err := g.tickets.Init(g.proxy.TicketKeys, handed, time.Now())
+	g.tickets = tlsconf.NewTickets(g.Proxy.TLS)
+	source, err := g.tickets.Init(g.Proxy.TicketKeys, handed, g.host().Now())
 	if err != nil {
 		return err
 	}
-	g.log.Info().Str("source", source).Int("keys", len(g.tickets.Keys())).Msg("TLS session ticket keys")
+	g.Log.Info().Str("source", source).Int("keys", len(g.tickets.Keys())).Msg("TLS session ticket keys")
 	return nil
 }
 
 // rotateTickets rotates the session ticket keys as they come due, until
 // ctx is done.
-func (g *generation) rotateTickets(ctx context.Context) {
+func (g *Generation) rotateTickets(ctx context.Context) {
 	tick := time.NewTicker(ticketCheck)
 	defer tick.Stop()
 	for {
@@ -51,16 +51,16 @@ func (g *generation) rotateTickets(ctx context.Context) {
 		case now := <-tick.C:
 			changed, err := g.tickets.Rotate(now)
 			if err != nil {
-				g.log.Error().Err(err).Msg("cannot rotate the TLS session ticket keys")
+				g.Log.Error().Err(err).Msg("cannot rotate the TLS session ticket keys")
 			} else if changed {
-				g.log.Info().Int("keys", len(g.tickets.Keys())).Msg("rotated the TLS session ticket keys")
+				g.Log.Info().Int("keys", len(g.tickets.Keys())).Msg("rotated the TLS session ticket keys")
 			}
 		}
 	}
 }
 
 // liveParts is what only a live generation hands to the next one.
-func (g *generation) liveParts() map[string]json.RawMessage {
+func (g *Generation) liveParts() map[string]json.RawMessage {
 	keys := g.tickets.Keys()
 	if len(keys) == 0 {
 		return nil

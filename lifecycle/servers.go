@@ -1,4 +1,4 @@
-package main
+package lifecycle
 
 import (
 	"bytes"
@@ -34,17 +34,17 @@ type servers struct {
 // on the servers nobody knew about, so that none known dead gets traffic,
 // and turns passive checks on. It runs before this generation binds
 // anything: the old one serves meanwhile.
-func (g *generation) setUpServers(ctx context.Context, saved state.Doc, source string) {
+func (g *Generation) setUpServers(ctx context.Context, saved state.Doc, source string) {
 	ix := saved.Index()
 	byServer := map[*balancer.Server]*health.Target{}
-	targets := make([]health.Target, len(g.proxy.Checks))
-	for i, c := range g.proxy.Checks {
+	targets := make([]health.Target, len(g.Proxy.Checks))
+	for i, c := range g.Proxy.Checks {
 		targets[i] = health.Target{Backend: c.Backend.Name(), Pool: c.Backend.Pool, Server: c.Server,
 			Settings: c.Settings, Start: health.State{Up: true}}
 		byServer[c.Server] = &targets[i]
 	}
 	known := 0
-	for _, b := range g.proxy.Backends {
+	for _, b := range g.Proxy.Backends {
 		for _, s := range b.Pool.Servers {
 			st, ok := ix.Lookup(b.Name(), s.Name)
 			if !ok || st.Address != s.Addr {
@@ -66,15 +66,15 @@ func (g *generation) setUpServers(ctx context.Context, saved state.Doc, source s
 		}
 		b.Pool.Refresh()
 	}
-	g.srv = &servers{checker: health.New(targets, g.log)}
+	g.srv = &servers{checker: health.New(targets, g.Log)}
 	if known < len(targets) {
-		cctx, cancel := context.WithTimeout(ctx, g.cfg.Global.StartupTimeout.D())
+		cctx, cancel := context.WithTimeout(ctx, g.Cfg.Global.StartupTimeout.D())
 		g.srv.checker.ColdStart(cctx)
 		cancel()
 	}
-	g.log.Info().Str("source", source).Int("servers_taken_over", known).Int("servers_checked_at_start", len(targets)-known).
+	g.Log.Info().Str("source", source).Int("servers_taken_over", known).Int("servers_checked_at_start", len(targets)-known).
 		Msg("server state")
-	for _, b := range g.proxy.Backends {
+	for _, b := range g.Proxy.Backends {
 		b.Observer = g.srv.checker
 	}
 }
@@ -84,26 +84,26 @@ func (g *generation) setUpServers(ctx context.Context, saved state.Doc, source s
 // else from the state file. It says where the state came from, and sets
 // the generation number: one more than the newest number any source
 // gives, so that numbers only increase.
-func (g *generation) previousState() (state.Doc, string) {
+func (g *Generation) previousState() (state.Doc, string) {
 	live, liveOK := g.fetchLive()
 	file, fileOK := g.readStateFile()
 	g.number = max(live.Generation, file.Generation) + 1
-	if n, err := strconv.Atoi(os.Getenv("LB_GENERATION")); err == nil && n > g.number {
+	if n, err := strconv.Atoi(g.host().Getenv(envGeneration)); err == nil && n > g.number {
 		g.number = n // the predecessor that started this one on SIGHUP
 	}
-	os.Unsetenv("LB_GENERATION")
+	os.Unsetenv(envGeneration)
 	switch {
 	case liveOK:
 		return live, "the old generation"
 	case fileOK:
-		return file, "state file " + g.cfg.Global.StateFile
+		return file, "state file " + g.Cfg.Global.StateFile
 	}
 	return state.Doc{}, "none: checking every server once"
 }
 
 // readStateFile reads state_file, if there is one and lb trusts it.
-func (g *generation) readStateFile() (state.Doc, bool) {
-	path := g.cfg.Global.StateFile
+func (g *Generation) readStateFile() (state.Doc, bool) {
+	path := g.Cfg.Global.StateFile
 	if path == "" {
 		return state.Doc{}, false
 	}
@@ -113,24 +113,12 @@ func (g *generation) readStateFile() (state.Doc, bool) {
 		return d, true
 	case errors.Is(err, state.ErrUntrusted):
 		// Whoever could write it could put every server in maint.
-		g.log.Warn().Err(err).Str("state_file", path).
+		g.Log.Warn().Err(err).Str("state_file", path).
 			Msg("not using the state file: lb does not trust it (the error says why and what to fix); not taking its server state or generation number")
 	default:
-		g.log.Info().Err(err).Msg("no server state from the state file")
+		g.Log.Info().Err(err).Msg("no server state from the state file")
 	}
 	return state.Doc{}, false
-}
-
-func fetchState(path string) (state.Doc, error) {
-	c, err := admin.Dial(path, queryTimeout)
-	if err != nil {
-		return state.Doc{}, err
-	}
-	defer c.Close()
-	if _, err := io.WriteString(c, "_getstate\n"); err != nil {
-		return state.Doc{}, err
-	}
-	return state.Decode(c)
 }
 
 // startChecks runs the health checks until stopChecks.
@@ -155,9 +143,9 @@ func (s *servers) stopChecks() {
 }
 
 // snapshot is the state of every server, for the next generation.
-func (g *generation) snapshot() state.Doc {
+func (g *Generation) snapshot() state.Doc {
 	var out []state.Server
-	for _, b := range g.proxy.Backends {
+	for _, b := range g.Proxy.Backends {
 		for _, s := range b.Pool.Servers {
 			sn, checked := g.srv.checker.State(s)
 			out = append(out, state.Server{
@@ -207,8 +195,8 @@ func statID(path string) fileID {
 
 // startSaving writes state_file now, with this generation's number, then
 // again whenever the server state changes, until softStop or exit.
-func (g *generation) startSaving(ctx context.Context) {
-	if g.cfg.Global.StateFile == "" {
+func (g *Generation) startSaving(ctx context.Context) {
+	if g.Cfg.Global.StateFile == "" {
 		return
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -218,7 +206,7 @@ func (g *generation) startSaving(ctx context.Context) {
 }
 
 // saveLoop is the saver's goroutine.
-func (g *generation) saveLoop(ctx context.Context) {
+func (g *Generation) saveLoop(ctx context.Context) {
 	defer close(g.saver.done)
 	tick := time.NewTicker(savePeriod)
 	defer tick.Stop()
@@ -233,7 +221,7 @@ func (g *generation) saveLoop(ctx context.Context) {
 }
 
 // stopSaving stops the saver and writes the state one last time.
-func (g *generation) stopSaving() {
+func (g *Generation) stopSaving() {
 	if g.saver == nil {
 		return
 	}
@@ -246,8 +234,8 @@ func (g *generation) stopSaving() {
 // last write, or the file did, unless a newer generation wrote it: the
 // newest generation's state wins. last says this is the generation's last
 // write, which is logged.
-func (g *generation) saveState(last bool) {
-	path := g.cfg.Global.StateFile
+func (g *Generation) saveState(last bool) {
+	path := g.Cfg.Global.StateFile
 	if path == "" || g.srv == nil || g.saver == nil {
 		return
 	}
@@ -257,7 +245,7 @@ func (g *generation) saveState(last bool) {
 	doc := g.snapshot()
 	servers, err := json.Marshal(doc.Servers)
 	if err != nil {
-		g.log.Error().Err(err).Msg("cannot save the server state")
+		g.Log.Error().Err(err).Msg("cannot save the server state")
 		return
 	}
 	id := statID(path)
@@ -266,25 +254,25 @@ func (g *generation) saveState(last bool) {
 	}
 	if id != sv.written && id != (fileID{}) {
 		if d, err := state.ReadFile(path); err == nil && d.Generation > g.number {
-			g.log.Debug().Int("file_generation", d.Generation).Msg("not saving the server state: a newer generation wrote the state file")
+			g.Log.Debug().Int("file_generation", d.Generation).Msg("not saving the server state: a newer generation wrote the state file")
 			sv.written = id
 			return
 		}
 	}
 	if err := state.WriteFile(path, doc); err != nil {
-		g.log.Error().Err(err).Msg("cannot save the server state")
+		g.Log.Error().Err(err).Msg("cannot save the server state")
 		return
 	}
 	sv.servers, sv.written = servers, statID(path)
-	ev := g.log.Debug()
+	ev := g.Log.Debug()
 	if last {
-		ev = g.log.Info()
+		ev = g.Log.Info()
 	}
 	ev.Str("state_file", path).Msg("saved the server state")
 }
 
 // findServer returns a server by backend and name, or nil.
-func (g *generation) findServer(backend, server string) *balancer.Server {
+func (g *Generation) findServer(backend, server string) *balancer.Server {
 	b := g.findBackend(backend)
 	if b == nil {
 		return nil
@@ -297,8 +285,8 @@ func (g *generation) findServer(backend, server string) *balancer.Server {
 	return nil
 }
 
-func (g *generation) findBackend(name string) *proxy.Backend {
-	for _, b := range g.proxy.Backends {
+func (g *Generation) findBackend(name string) *proxy.Backend {
+	for _, b := range g.Proxy.Backends {
 		if b.Name() == name {
 			return b
 		}
@@ -306,15 +294,10 @@ func (g *generation) findBackend(name string) *proxy.Backend {
 	return nil
 }
 
-// getState answers "_getstate": the server state, for lb -sf/-st.
-func (g *generation) getState(w io.Writer, _ *admin.Request) error {
-	return state.Encode(w, g.snapshot())
-}
-
 // showServersState answers "show servers state".
-func (g *generation) showServersState(w io.Writer, _ *admin.Request) error {
+func (g *Generation) showServersState(w io.Writer, _ *admin.Request) error {
 	fmt.Fprintln(w, "# backend server address health admin weight effective_weight checks reason")
-	for _, b := range g.proxy.Backends {
+	for _, b := range g.Proxy.Backends {
 		for _, s := range b.Pool.Servers {
 			h, checks, reason := "up", "none", "-"
 			if !s.Up() {
@@ -337,9 +320,9 @@ func (g *generation) showServersState(w io.Writer, _ *admin.Request) error {
 }
 
 // showStat answers "show stat": each server's counters.
-func (g *generation) showStat(w io.Writer, _ *admin.Request) error {
+func (g *Generation) showStat(w io.Writer, _ *admin.Request) error {
 	fmt.Fprintln(w, "# backend server health admin active total errors bytes_in bytes_out")
-	for _, b := range g.proxy.Backends {
+	for _, b := range g.Proxy.Backends {
 		for _, s := range b.Pool.Servers {
 			h := "up"
 			if !s.Up() {
@@ -355,7 +338,7 @@ func (g *generation) showStat(w io.Writer, _ *admin.Request) error {
 
 // setServer answers "set server BACKEND/SERVER state ready|drain|maint" and
 // "set server BACKEND/SERVER weight N".
-func (g *generation) setServer(w io.Writer, r *admin.Request) error {
+func (g *Generation) setServer(w io.Writer, r *admin.Request) error {
 	const usage = "usage: set server BACKEND/SERVER state ready|drain|maint, or set server BACKEND/SERVER weight 0-256"
 	if len(r.Args) != 3 {
 		return fmt.Errorf("%s", usage)
@@ -383,7 +366,7 @@ func (g *generation) setServer(w io.Writer, r *admin.Request) error {
 			return err
 		}
 		s.SetAdmin(a)
-		g.log.Info().Str("backend", bname).Str("server", sname).Str("admin", a.String()).Msg("server admin state set")
+		g.Log.Info().Str("backend", bname).Str("server", sname).Str("admin", a.String()).Msg("server admin state set")
 		fmt.Fprintf(w, "server %s/%s is now %s\n", bname, sname, a)
 	case "weight":
 		n, err := strconv.Atoi(r.Args[2])
@@ -394,7 +377,7 @@ func (g *generation) setServer(w io.Writer, r *admin.Request) error {
 			return err
 		}
 		b.Pool.Refresh()
-		g.log.Info().Str("backend", bname).Str("server", sname).Int("weight", n).Msg("server weight set")
+		g.Log.Info().Str("backend", bname).Str("server", sname).Int("weight", n).Msg("server weight set")
 		fmt.Fprintf(w, "server %s/%s weight is now %d\n", bname, sname, n)
 	default:
 		return fmt.Errorf("%s", usage)

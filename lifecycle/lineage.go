@@ -1,4 +1,4 @@
-package main
+package lifecycle
 
 import (
 	"context"
@@ -24,8 +24,8 @@ const defaultAdminSuffix = ".sock"
 
 // adminSocketPath is this generation's admin socket: global.admin_socket,
 // else the pid file's path plus ".sock"; "" for none.
-func (g *generation) adminSocketPath() string {
-	switch p := g.cfg.Global.AdminSocket; p {
+func (g *Generation) adminSocketPath() string {
+	switch p := g.Cfg.Global.AdminSocket; p {
 	case adminNone:
 		return ""
 	case "":
@@ -43,7 +43,7 @@ func (g *generation) adminSocketPath() string {
 // that overlap take turns, and learns which generation serves: the one the
 // pid file names, if it is a running lb. A start that names no generation
 // to replace while one serves is refused.
-func (g *generation) lockReload(ctx context.Context) error {
+func (g *Generation) lockReload(ctx context.Context) error {
 	path := g.pidPath()
 	if path == "" {
 		return nil
@@ -59,11 +59,11 @@ func (g *generation) lockReload(ctx context.Context) error {
 	if pid == 0 || pid == g.self.Pid {
 		return nil
 	}
-	if err := g.self.CheckLB(pid); err != nil {
-		g.log.Info().Str("pid_file", path).Str("reason", err.Error()).Msg("the pid file names no running lb: nothing to replace")
+	if err := g.host().CheckLB(g.self, pid); err != nil {
+		g.Log.Info().Str("pid_file", path).Str("reason", err.Error()).Msg("the pid file names no running lb: nothing to replace")
 		return nil
 	}
-	if g.opts.stop.Empty() && g.opts.takeover == "" {
+	if g.Opts.Stop.Empty() && g.Opts.Takeover == "" {
 		g.lock.Release()
 		return fmt.Errorf("pid file %s: lb pid %d serves already; to replace it, reload: %s", path, pid, g.reloadCommand(pid))
 	}
@@ -73,12 +73,12 @@ func (g *generation) lockReload(ctx context.Context) error {
 
 // reloadCommand is the command line that would replace pid with this
 // configuration, for error messages.
-func (g *generation) reloadCommand(pid int) string {
+func (g *Generation) reloadCommand(pid int) string {
 	args := []string{"lb"}
-	for _, f := range g.opts.files {
+	for _, f := range g.Opts.Files {
 		args = append(args, "-f", f)
 	}
-	if p := g.pidPath(); p != "" && g.opts.pidFile != "" {
+	if p := g.pidPath(); p != "" && g.Opts.PidFile != "" {
 		args = append(args, "-p", p)
 	}
 	return strings.Join(append(args, "-D", "-sf", strconv.Itoa(pid)), " ")
@@ -86,8 +86,8 @@ func (g *generation) reloadCommand(pid int) string {
 
 // replace adds pid to the generations this one stops once it serves,
 // unless -sf or -st names it already: softly, unless only -st was given.
-func (g *generation) replace(pid int) {
-	s := &g.opts.stop
+func (g *Generation) replace(pid int) {
+	s := &g.Opts.Stop
 	if slices.Contains(s.Soft, pid) || slices.Contains(s.Hard, pid) {
 		return
 	}
@@ -99,16 +99,16 @@ func (g *generation) replace(pid int) {
 }
 
 // replacing reports whether this generation replaces another one.
-func (g *generation) replacing() bool { return !g.opts.stop.Empty() }
+func (g *Generation) replacing() bool { return !g.Opts.Stop.Empty() }
 
 // handoverPaths are the admin sockets where the serving generation may
 // answer, in order: -x, then this configuration's admin socket.
-func (g *generation) handoverPaths() []string {
+func (g *Generation) handoverPaths() []string {
 	var ps []string
-	if g.opts.takeover != "" {
-		ps = append(ps, g.opts.takeover)
+	if g.Opts.Takeover != "" {
+		ps = append(ps, g.Opts.Takeover)
 	}
-	if p := g.adminSocketPath(); p != "" && p != g.opts.takeover {
+	if p := g.adminSocketPath(); p != "" && p != g.Opts.Takeover {
 		ps = append(ps, p)
 	}
 	return ps
@@ -119,8 +119,8 @@ func (g *generation) handoverPaths() []string {
 // The generation that answers is replaced too, whatever -sf named. A
 // failure that loses state the operator expects is reported on the
 // launcher's stderr.
-func (g *generation) fetchLive() (state.Doc, bool) {
-	if !g.replacing() && g.opts.takeover == "" {
+func (g *Generation) fetchLive() (state.Doc, bool) {
+	if !g.replacing() && g.Opts.Takeover == "" {
 		return state.Doc{}, false
 	}
 	var errs []error
@@ -131,19 +131,19 @@ func (g *generation) fetchLive() (state.Doc, bool) {
 			continue
 		}
 		g.oldAdmin = path
-		if d.Pid != 0 && d.Pid != g.self.Pid && g.self.CheckLB(d.Pid) == nil {
+		if d.Pid != 0 && d.Pid != g.self.Pid && g.host().CheckLB(g.self, d.Pid) == nil {
 			g.replace(d.Pid)
 		}
-		if path != g.opts.takeover && g.opts.takeover != "" {
+		if path != g.Opts.Takeover && g.Opts.Takeover != "" {
 			g.warnLauncher(fmt.Sprintf("-x %s: the old generation did not answer there (%v); took over through %s instead",
-				g.opts.takeover, errs[0], path))
+				g.Opts.Takeover, errs[0], path))
 		}
 		return d, true
 	}
 	switch {
-	case g.opts.takeover != "":
+	case g.Opts.Takeover != "":
 		g.warnLauncher(fmt.Sprintf("-x %s: cannot take the state or the listening sockets over: %v; "+
-			"binding new sockets, and taking the server state from the state file if any", g.opts.takeover, errors.Join(errs...)))
+			"binding new sockets, and taking the server state from the state file if any", g.Opts.Takeover, errors.Join(errs...)))
 	case len(errs) > 0:
 		g.warnLauncher(fmt.Sprintf("cannot take the server state over from the serving generation: %v; "+
 			"taking it from the state file if any", errors.Join(errs...)))
@@ -154,9 +154,9 @@ func (g *generation) fetchLive() (state.Doc, bool) {
 // warnLauncher logs a warning that whoever runs the reload must see, and
 // writes it on stderr too when the logs go to a file: with -D, stderr is
 // the launcher's until this generation serves.
-func (g *generation) warnLauncher(msg string) {
-	g.log.Warn().Msg(msg)
-	if g.logFile != nil {
+func (g *Generation) warnLauncher(msg string) {
+	g.Log.Warn().Msg(msg)
+	if g.LogFile != nil {
 		fmt.Fprintln(os.Stderr, "lb: warning: "+strings.ReplaceAll(msg, "\n", " "))
 	}
 }
@@ -164,7 +164,7 @@ func (g *generation) warnLauncher(msg string) {
 // refuseJoin returns an error when addr is served by another process that
 // this generation does not replace: it would join that process's
 // SO_REUSEPORT group and take its new connections.
-func (g *generation) refuseJoin(addr string) error {
+func (g *Generation) refuseJoin(addr string) error {
 	if g.replacing() {
 		return nil
 	}
@@ -179,7 +179,7 @@ func (g *generation) refuseJoin(addr string) error {
 	var lbs []int
 	var others []string
 	for _, pid := range owners {
-		if g.self.CheckLB(pid) == nil {
+		if g.host().CheckLB(g.self, pid) == nil {
 			lbs = append(lbs, pid)
 		} else {
 			others = append(others, describePid(pid))

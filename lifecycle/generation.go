@@ -1,0 +1,329 @@
+package lifecycle
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"lb/admin"
+	"lb/config"
+	"lb/listener"
+	"lb/proxy"
+	"lb/reload"
+	"lb/tlsconf"
+)
+
+// joinWait bounds how long a new generation waits for older generations to
+// close their listening sockets before it joins their SO_REUSEPORT groups.
+const joinWait = 10 * time.Second
+
+// envGeneration is how a generation started on SIGHUP learns its number.
+const envGeneration = "LB_GENERATION"
+
+// launchTimeout bounds how long -D, and a reload by signal, wait for the new
+// generation to become ready.
+const launchTimeout = 5 * time.Minute
+
+// queryTimeout bounds one exchange with an old generation's admin socket.
+const queryTimeout = 2 * time.Second
+
+// Generation states, as "show info" reports them.
+const (
+	stateStarting int32 = iota
+	stateServing
+	stateDraining
+)
+
+var stateNames = [...]string{"starting", "serving", "draining"}
+
+// Generation is this lb process: it binds or takes over the listeners,
+// replaces the old generations, serves, and drains when a newer one
+// replaces it. Set the exported fields, then call Run once.
+type Generation struct {
+	Opts    Options
+	Cfg     *config.Config
+	Proxy   *proxy.Proxy
+	Log     zerolog.Logger
+	Ready   *reload.Readiness // nil when lb was started directly
+	LogFile *os.File          // global.log_file, or nil when logs go to stderr
+	FDs     FDs               // the file descriptor limit and what the configuration needs
+	// Host does what the generation does to other processes and the
+	// system; nil: the real one, OS.
+	Host Host
+	// Signals are the signals the generation acts on; nil: this process's
+	// SIGINT, SIGTERM, SIGUSR1, SIGHUP and SIGUSR2.
+	Signals <-chan os.Signal
+
+	self   reload.Self
+	number int
+	start  time.Time
+	state  atomic.Int32
+	lns    []*boundListener
+	admin  *admin.Socket
+	lock   *reload.Lock // the reload lock, held until the old generations are signalled
+	// oldAdmin is the admin socket where the serving generation handed its
+	// state over, and hands its listeners over; "" when none did.
+	oldAdmin    string
+	saver       *saver           // writes state_file as the state changes
+	tookOver    bool             // the listening sockets were taken over from oldAdmin
+	tickets     *tlsconf.Tickets // the TLS frontends' session ticket keys; nil without TLS
+	releaseOnce sync.Once        // closeGiven
+	given       atomic.Bool      // the listeners were handed to a newer generation
+	srv         *servers         // health checks and server state
+}
+
+// boundListener is one listening address of a frontend.
+type boundListener struct {
+	f      *proxy.Frontend
+	bind   string
+	ln     *net.TCPListener
+	joined *listener.Joined // nil when taken over from the old generation
+	done   chan struct{}    // closed when its accept loop has ended
+}
+
+// run is the life of a generation, in the order that keeps a failed reload
+// harmless: everything that can fail happens before the old generations are
+// signalled, which is the point of no return.
+func (g *Generation) Run(ctx context.Context) error {
+	g.self, g.start = reload.LookupSelf(), g.host().Now()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sigs := g.Signals
+	if sigs == nil {
+		c := make(chan os.Signal, 8)
+		signal.Notify(c, syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR1, syscall.SIGHUP, syscall.SIGUSR2)
+		defer signal.Stop(c)
+		sigs = c
+	}
+
+	pidFile, err := g.prepare()
+	if err != nil {
+		return g.fail(err)
+	}
+	// From here until the old generations are signalled, this launch holds
+	// the reload lock: launches that overlap take turns.
+	defer g.lock.Release()
+	if err := g.lockReload(ctx); err != nil {
+		if pidFile != nil {
+			pidFile.Abort()
+		}
+		return g.fail(err)
+	}
+	saved, source := g.previousState()
+	g.Log = g.Log.With().Int("generation", g.number).Logger()
+	if on, err := listener.MigrateReq(); err == nil {
+		g.Log.Info().Bool("tcp_migrate_req", on).Msg("starting")
+	} else {
+		g.Log.Info().Str("tcp_migrate_req", "unknown: "+err.Error()).Msg("starting")
+	}
+	g.logDescriptors()
+	g.setUpServers(ctx, saved, source)
+	if err := g.setUpTickets(saved); err != nil {
+		if pidFile != nil {
+			pidFile.Abort()
+		}
+		return g.fail(err)
+	}
+	if err := g.bindAll(ctx); err != nil {
+		if pidFile != nil {
+			pidFile.Abort()
+		}
+		return g.abort(ctx, err, false)
+	}
+	for _, l := range g.lns {
+		go g.acceptLoop(ctx, l)
+	}
+	for _, l := range g.lns {
+		if l.joined != nil {
+			if err := listener.Steer(l.ln, l.joined.Index); err != nil {
+				g.Log.Warn().Err(err).Str("address", l.bind).Msg("cannot steer new connections to this generation: a reload may reset a few")
+			}
+		}
+	}
+	if pidFile != nil {
+		if err := pidFile.Commit(g.self.Pid); err != nil {
+			return g.abort(ctx, err, true)
+		}
+	}
+	// Before this generation's admin socket replaces the old one's path.
+	g.releaseOld()
+	// Last before the signal: from here on the admin path leads here, so
+	// nothing that can fail may come after it.
+	if g.admin != nil {
+		if err := g.admin.Publish(); err != nil {
+			g.Log.Error().Err(err).Msg("admin socket")
+		}
+		go g.serveAdmin(ctx)
+	}
+	// systemd learns the new main pid before the old one exits, or it
+	// would take the old one's exit for the service's.
+	if err := g.host().Notify(fmt.Sprintf("READY=1\nMAINPID=%d", g.self.Pid)); err != nil {
+		g.Log.Warn().Err(err).Msg("cannot notify systemd")
+	}
+	g.replaceOld()
+	g.lock.Release()
+	g.state.Store(stateServing)
+	g.srv.startChecks(ctx)
+	g.startSaving(ctx)
+	if g.tickets != nil {
+		go g.rotateTickets(ctx)
+	}
+	g.logStart()
+	g.announceReady()
+	return g.loop(ctx, sigs)
+}
+
+// pidPath is the pid file's path: -p, else global.pid_file; "" for none.
+func (g *Generation) pidPath() string {
+	if g.Opts.PidFile != "" {
+		return g.Opts.PidFile
+	}
+	return g.Cfg.Global.PidFile
+}
+
+// loop handles signals until the generation exits.
+func (g *Generation) loop(ctx context.Context, sigs <-chan os.Signal) error {
+	var drained <-chan struct{}
+	var hardStop <-chan time.Time
+	var next *succession // the successor being started, if any
+	for {
+		select {
+		case sig := <-sigs:
+			switch sig {
+			case syscall.SIGINT, syscall.SIGTERM:
+				g.Log.Info().Str("signal", sig.String()).Int64("connections", g.connections()).Msg("stopping now")
+				return g.exit(next)
+			case syscall.SIGUSR1:
+				if drained != nil {
+					continue
+				}
+				drained = g.softStop(ctx)
+				if d := g.Cfg.Global.HardStopAfter.D(); d > 0 {
+					hardStop = time.After(d)
+				}
+			case syscall.SIGHUP, syscall.SIGUSR2:
+				next = g.reloadSignal(ctx, sig, next)
+			}
+		case <-next.ended():
+			g.endSuccession(next)
+			next = nil
+		case <-drained:
+			g.Log.Info().Msg("drained: every connection has ended")
+			return g.exit(next)
+		case <-ctx.Done():
+			g.Log.Info().Int64("connections", g.connections()).Msg("stopping now: the caller is done")
+			return g.exit(next)
+		case <-hardStop:
+			g.Log.Warn().Int64("connections", g.connections()).Dur("hard_stop_after", g.Cfg.Global.HardStopAfter.D()).
+				Msg("hard stop: closing the connections that are left")
+			return g.exit(next)
+		}
+	}
+}
+
+// softStop stops taking connections without losing any the kernel already
+// queued, and returns a channel closed once every connection has ended.
+func (g *Generation) softStop(ctx context.Context) <-chan struct{} {
+	g.state.Store(stateDraining)
+	// A draining generation no longer checks: the new one does, from the
+	// state it took over.
+	g.srv.stopChecks()
+	g.stopSaving()
+	grace := g.Cfg.Global.HandshakeGrace.D()
+	if on, _ := listener.MigrateReq(); on {
+		grace = 0 // the kernel moves queued and half-open connections on close
+	}
+	// Listeners handed to a newer generation that released this one
+	// (_release) are closed already. Those it took without releasing
+	// drain the same way as others: the socket stays open in the newer
+	// process, so closing loses nothing, and draining also covers a newer
+	// generation that took the sockets and then failed to start.
+	g.Log.Info().Int64("connections", g.connections()).Bool("listeners_handed_over", g.given.Load()).
+		Dur("handshake_grace", grace).Msg("soft stop: draining")
+	for _, l := range g.lns {
+		go func() { _ = listener.Drain(ctx, l.ln, grace) }()
+	}
+	// HTTP frontends finish the requests in flight, then close their
+	// connections; idle ones over close_spread_time.
+	for _, f := range g.Proxy.Frontends {
+		f.SoftStop(g.Cfg.Global.CloseSpreadTime.D())
+	}
+	done := make(chan struct{})
+	go g.waitDrained(done)
+	return done
+}
+
+// waitDrained closes done once the listeners are closed and every
+// connection has ended.
+func (g *Generation) waitDrained(done chan<- struct{}) {
+	for _, l := range g.lns {
+		<-l.done
+	}
+	g.Log.Info().Int64("connections", g.connections()).Msg("listeners closed")
+	for _, f := range g.Proxy.Frontends {
+		f.Wait()
+	}
+	close(done)
+}
+
+// exit releases what the generation owns in the file system. A successor
+// this generation started (next, when not nil) replaces it long before its
+// launch times out, so waiting for the launch only delays the exit until
+// its outcome is logged.
+func (g *Generation) exit(next *succession) error {
+	if next != nil {
+		<-next.done
+		g.endSuccession(next)
+	}
+	if g.state.Load() == stateServing {
+		g.srv.stopChecks()
+		g.stopSaving()
+	}
+	if g.admin != nil {
+		g.admin.Close()
+	}
+	if path := g.pidPath(); path != "" && g.state.Load() == stateServing {
+		reload.RemovePidFile(path, g.self.Pid)
+	}
+	g.Log.Info().Dur("uptime", time.Since(g.start)).Msg("exiting")
+	return nil
+}
+
+// connections returns the number of connections being served.
+func (g *Generation) connections() int64 {
+	var n int64
+	for _, f := range g.Proxy.Frontends {
+		n += f.Active()
+	}
+	return n
+}
+
+// serveAdmin answers the admin socket until ctx is done.
+func (g *Generation) serveAdmin(ctx context.Context) {
+	var s admin.Server
+	s.Handle("show info", admin.HandlerFunc(g.showInfo))
+	s.Handle("show servers state", admin.HandlerFunc(g.showServersState))
+	s.Handle("show stat", admin.HandlerFunc(g.showStat))
+	s.Handle("set server", admin.HandlerFunc(g.setServer))
+	s.Handle("_getsocks", admin.HandlerFunc(g.giveListeners))
+	s.Handle("_getstate", admin.HandlerFunc(g.getState))
+	s.Handle("_release", admin.HandlerFunc(g.release))
+	s.Serve(ctx, g.admin.Listener)
+}
+
+// showInfo answers "show info".
+func (g *Generation) showInfo(w io.Writer, _ *admin.Request) error {
+	fmt.Fprintf(w, "pid: %d\ngeneration: %d\nversion: %s\nuptime: %s\nstate: %s\nconnections: %d\nlisteners: %d\n",
+		g.self.Pid, g.number, g.Opts.Version, time.Since(g.start).Round(time.Millisecond), stateNames[g.state.Load()],
+		g.connections(), len(g.lns))
+	return nil
+}

@@ -1,0 +1,133 @@
+package lifecycle
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+
+	"lb/admin"
+	"lb/listener"
+	"lb/state"
+)
+
+// takeOver receives the serving generation's listening sockets over the
+// admin socket where it handed its state over (-x, or the configuration's
+// admin socket). When it cannot, it says why and lb binds anew.
+func (g *Generation) takeOver() map[string]*net.TCPListener {
+	if g.oldAdmin == "" {
+		return nil
+	}
+	named, err := fetchListeners(g.oldAdmin)
+	if err != nil {
+		g.warnLauncher(fmt.Sprintf("cannot take the listening sockets over from the old generation (admin socket %s): %v: binding new ones",
+			g.oldAdmin, err))
+		return nil
+	}
+	taken := make(map[string]*net.TCPListener, len(named))
+	for _, n := range named {
+		taken[n.Bind] = n.Listener
+	}
+	g.tookOver = true
+	g.Log.Info().Int("listeners", len(named)).Str("socket", g.oldAdmin).Msg("took the listening sockets over from the old generation")
+	return taken
+}
+
+func fetchListeners(path string) ([]listener.Named, error) {
+	c, err := admin.Dial(path, queryTimeout)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "_getsocks\n"); err != nil {
+		return nil, err
+	}
+	return listener.Receive(c)
+}
+
+// giveListeners answers "_getsocks": it hands this generation's listening
+// sockets to a new generation (lb -x).
+func (g *Generation) giveListeners(_ io.Writer, r *admin.Request) error {
+	if g.state.Load() != stateServing {
+		return errors.New("this generation is draining: its listeners are closing")
+	}
+	named := make([]listener.Named, len(g.lns))
+	for i, l := range g.lns {
+		named[i] = listener.Named{Bind: l.bind, Listener: l.ln}
+	}
+	// Set first: the newer generation may ask for "_release" on another
+	// connection as soon as it has the sockets.
+	g.given.Store(true)
+	if err := listener.Send(r.Conn, named); err != nil {
+		return err
+	}
+	g.Log.Info().Int("listeners", len(named)).Msg("handed the listening sockets to a new generation")
+	return nil
+}
+
+// releaseOld tells the generation whose listening sockets this one took
+// over to stop accepting on them: from here on this generation alone
+// accepts. It comes after everything that can fail, since the old
+// generation no longer serves new connections afterwards.
+func (g *Generation) releaseOld() {
+	if !g.tookOver {
+		return
+	}
+	c, err := admin.Dial(g.oldAdmin, queryTimeout)
+	if err == nil {
+		defer c.Close()
+		_, err = io.WriteString(c, "_release\n")
+	}
+	var reply []byte
+	if err == nil {
+		reply, err = io.ReadAll(c)
+	}
+	if err == nil && string(reply) != "released\n" {
+		err = fmt.Errorf("reply %q", reply)
+	}
+	if err != nil {
+		g.Log.Warn().Err(err).Str("socket", g.oldAdmin).
+			Msg("cannot tell the old generation to stop accepting: it does so on the soft stop signal instead")
+	}
+}
+
+// release answers "_release": a newer generation that took this one's
+// listening sockets over serves, so this one stops accepting on its
+// copies of them at once. Closing a copy loses nothing: the socket and its
+// queue live on in the newer process.
+func (g *Generation) release(w io.Writer, _ *admin.Request) error {
+	if !g.given.Load() {
+		return errors.New("this generation did not hand its listening sockets over: it keeps accepting")
+	}
+	g.closeGiven()
+	_, err := io.WriteString(w, "released\n")
+	return err
+}
+
+// closeGiven closes this generation's copies of the listening sockets it
+// handed over, once.
+func (g *Generation) closeGiven() {
+	g.releaseOnce.Do(func() {
+		for _, l := range g.lns {
+			_ = l.ln.Close()
+		}
+		g.Log.Info().Msg("stopped accepting: the new generation accepts on the listening sockets it took over")
+	})
+}
+
+func fetchState(path string) (state.Doc, error) {
+	c, err := admin.Dial(path, queryTimeout)
+	if err != nil {
+		return state.Doc{}, err
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "_getstate\n"); err != nil {
+		return state.Doc{}, err
+	}
+	return state.Decode(c)
+}
+
+// getState answers "_getstate": the server state, for lb -sf/-st.
+func (g *Generation) getState(w io.Writer, _ *admin.Request) error {
+	return state.Encode(w, g.snapshot())
+}
