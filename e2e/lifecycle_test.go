@@ -384,3 +384,23 @@ func TestTicketKeysFile(t *testing.T) {
 		t.Fatalf("lb -c with a keys file others may read: exit %d, stderr:\n%s\nwant %q", code, stderr, want)
 	}
 }
+
+// A generation that a newer one replaced without signalling it (the pid
+// file names the newer one, written by a launch that went around the
+// reload lock) soft-stops itself.
+func TestSupersededGenerationStops(t *testing.T) {
+	s := startServer(t, "s")
+	a, b := newDaemons(t, "", s), newDaemons(t, "", s)
+	pa, pb := a.mustLaunch(), b.mustLaunch()
+	if err := os.WriteFile(a.pidFile, []byte(strconv.Itoa(pb)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitGoneWithin(t, 15*time.Second, "a generation the pid file no longer names", pa)
+	if !strings.Contains(a.log(), `"message":"superseded: the pid file names another serving lb, which did not signal this generation; soft-stopping"`) {
+		t.Errorf("the superseded generation did not say why it stopped:\n%s", a.log())
+	}
+	if !alive(pb) {
+		t.Fatal("the generation the pid file names stopped too")
+	}
+	expectAnswer(t, b.addr(), "s")
+}

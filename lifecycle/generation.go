@@ -195,8 +195,22 @@ func (g *Generation) loop(ctx context.Context, sigs <-chan os.Signal) error {
 	var drained <-chan struct{}
 	var hardStop <-chan time.Time
 	var next *succession // the successor being started, if any
+	superseded := g.watchPidFile(ctx)
+	stop := func() {
+		drained = g.softStop(ctx)
+		if d := g.Cfg.Global.HardStopAfter.D(); d > 0 {
+			hardStop = time.After(d)
+		}
+	}
 	for {
 		select {
+		case pid := <-superseded:
+			superseded = nil
+			if drained == nil {
+				g.Log.Warn().Int("new_pid", pid).Str("pid_file", g.pidPath()).
+					Msg("superseded: the pid file names another serving lb, which did not signal this generation; soft-stopping")
+				stop()
+			}
 		case sig := <-sigs:
 			switch sig {
 			case syscall.SIGINT, syscall.SIGTERM:
@@ -206,10 +220,7 @@ func (g *Generation) loop(ctx context.Context, sigs <-chan os.Signal) error {
 				if drained != nil {
 					continue
 				}
-				drained = g.softStop(ctx)
-				if d := g.Cfg.Global.HardStopAfter.D(); d > 0 {
-					hardStop = time.After(d)
-				}
+				stop()
 			case syscall.SIGHUP, syscall.SIGUSR2:
 				next = g.reloadSignal(ctx, sig, next)
 			}
@@ -326,4 +337,43 @@ func (g *Generation) showInfo(w io.Writer, _ *admin.Request) error {
 		g.self.Pid, g.number, g.Opts.Version, time.Since(g.start).Round(time.Millisecond), stateNames[g.state.Load()],
 		g.connections(), len(g.lns))
 	return nil
+}
+
+// supersedeCheck is how often a serving generation reads its pid file to
+// learn whether a newer generation replaced it without signalling it.
+const supersedeCheck = time.Second
+
+// watchPidFile returns a channel that yields the pid of another running lb
+// once the pid file names it instead of this generation: a newer
+// generation took over (the pid file is only ever written by a generation
+// that serves), and this one should stop. Nil, which never yields, without
+// a pid file.
+func (g *Generation) watchPidFile(ctx context.Context) <-chan int {
+	path := g.pidPath()
+	if path == "" {
+		return nil
+	}
+	c := make(chan int, 1)
+	go g.watchPid(ctx, path, c)
+	return c
+}
+
+// watchPid is watchPidFile's goroutine.
+func (g *Generation) watchPid(ctx context.Context, path string, c chan<- int) {
+	tick := time.NewTicker(supersedeCheck)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if g.state.Load() != stateServing {
+			return
+		}
+		if pid := reload.ReadPid(path); pid != 0 && pid != g.self.Pid && g.host().CheckLB(g.self, pid) == nil {
+			c <- pid
+			return
+		}
+	}
 }

@@ -24,12 +24,12 @@ const (
 	reloadTimeout = 30 * time.Second // one reload command
 	portWait      = 20 * time.Second // the first start's port to accept
 	warmUp        = 300 * time.Millisecond
-	settle        = 500 * time.Millisecond // after the last reload: longer than handshake_grace
-	clientsStop   = 20 * time.Second       // > dialTimeout + ioTimeout
-	drainWait     = 5 * time.Second        // old generations exiting on their own
-	termWait      = 10 * time.Second       // SIGTERM, then SIGKILL
-	maxInFlight   = 64                     // reload commands running at once; a tick beyond is skipped
-	procSample    = 50 * time.Millisecond  // how often the processes alive are counted
+	settle        = 1500 * time.Millisecond // after the last reload: longer than lb's default handshake_grace (1s)
+	clientsStop   = 20 * time.Second        // > dialTimeout + ioTimeout
+	drainWait     = 5 * time.Second         // old generations exiting on their own
+	termWait      = 10 * time.Second        // SIGTERM, then SIGKILL
+	maxInFlight   = 64                      // reload commands running at once; a tick beyond is skipped
+	procSample    = 50 * time.Millisecond   // how often the processes alive are counted
 )
 
 // system is one way of reloading: lb taking the sockets over through the
@@ -121,7 +121,7 @@ func (r *runner) config(backends []*backend, lbLogLevel string) string {
 	var b strings.Builder
 	if r.sys.kind == "haproxy" {
 		fmt.Fprintf(&b, `global
-    hard-stop-after 30s
+    hard-stop-after 10m
     stats socket %s mode 600 level admin expose-fd listeners
 
 defaults
@@ -150,8 +150,6 @@ backend app
 admin_socket = %q
 log_file = %q
 log_level = %q
-handshake_grace = "100ms"
-hard_stop_after = "30s"
 
 [defaults.timeout]
 connect = "2s"
