@@ -124,6 +124,8 @@ func TestSecondLBOnServedAddressIsRefused(t *testing.T) {
 
 	dir := t.TempDir()
 	cfg := writeConfig(t, withoutAdmin(daemonConfig(dir, d.port, "", other)))
+	// Should it start after all, it is stopped when the test ends.
+	t.Cleanup(func() { stopLBs(t, 15*time.Second, readPid(filepath.Join(dir, "lb.pid"))) })
 	code, stdout, stderr := runLB(t, "-f", cfg, "-p", filepath.Join(dir, "lb.pid"), "-D")
 	want := fmt.Sprintf("127.0.0.1:%d is served already by lb pid %d: to replace it, reload: lb -f %s -p %s -D -sf %d",
 		d.port, pid, cfg, filepath.Join(dir, "lb.pid"), pid)
