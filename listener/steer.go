@@ -125,16 +125,82 @@ func (j *Joined) SteerBack() error { return Steer(j.Listener, 0) }
 // the whole group and replaces any earlier one, whichever socket attached
 // it. ln must be listening already.
 func Steer(ln *net.TCPListener, index int) error {
-	if index < 0 || uint64(index) > math.MaxUint32 {
-		return fmt.Errorf("listener %s: steering index %d out of range", ln.Addr(), index)
+	return SteerShares(ln, []Share{{Index: index, Weight: 1}})
+}
+
+// Share is a part of the new connections for the socket at Index of a
+// reuseport group: Weight out of the sum of the weights.
+type Share struct {
+	Index  int
+	Weight uint32
+}
+
+// Classic BPF's ancillary load of a random number (SKF_AD_OFF +
+// SKF_AD_RANDOM), which x/sys/unix does not name.
+const (
+	skfAdOff    = -0x1000
+	skfAdRandom = 56
+)
+
+// maxShares bounds the shares of one program: each takes two instructions.
+const maxShares = 64
+
+// SteerShares is Steer for several sockets: each new connection goes to the
+// socket at one share's index, picked at random in proportion to the
+// weights, as a canary reload needs (a new generation takes a part of the
+// new connections, the old one the rest). A share of weight 0 gets none.
+func SteerShares(ln *net.TCPListener, shares []Share) error {
+	prog, err := sharesProgram(shares)
+	if err != nil {
+		return fmt.Errorf("listener %s: %w", ln.Addr(), err)
 	}
-	prog := []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: uint32(index)}}
 	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
-	err := control(ln, "setsockopt SO_ATTACH_REUSEPORT_CBPF", func(fd int) error {
+	err = control(ln, "setsockopt SO_ATTACH_REUSEPORT_CBPF", func(fd int) error {
 		return unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_REUSEPORT_CBPF, &fprog)
 	})
 	if err != nil {
-		return fmt.Errorf("listener %s: attach steering program (to index %d): %w", ln.Addr(), index, err)
+		return fmt.Errorf("listener %s: attach steering program (%v): %w", ln.Addr(), shares, err)
 	}
 	return nil
+}
+
+// sharesProgram compiles shares into a classic BPF program: one share
+// returns its index; several draw a random number modulo the total weight
+// and return the index of the share it falls in.
+func sharesProgram(shares []Share) ([]unix.SockFilter, error) {
+	var kept []Share
+	var total uint64
+	for _, sh := range shares {
+		if sh.Index < 0 || uint64(sh.Index) > math.MaxUint32 {
+			return nil, fmt.Errorf("steering index %d out of range", sh.Index)
+		}
+		if sh.Weight > 0 {
+			kept = append(kept, sh)
+			total += uint64(sh.Weight)
+		}
+	}
+	switch {
+	case len(kept) == 0:
+		return nil, fmt.Errorf("steering: no share with a weight above 0 in %v", shares)
+	case len(kept) > maxShares:
+		return nil, fmt.Errorf("steering: %d shares, at most %d", len(kept), maxShares)
+	case total > math.MaxUint32:
+		return nil, fmt.Errorf("steering: the weights add up to %d, over %d", total, uint32(math.MaxUint32))
+	case len(kept) == 1:
+		return []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: uint32(kept[0].Index)}}, nil
+	}
+	adRandom := int32(skfAdOff + skfAdRandom)
+	prog := []unix.SockFilter{
+		{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: uint32(adRandom)},
+		{Code: unix.BPF_ALU | unix.BPF_MOD | unix.BPF_K, K: uint32(total)},
+	}
+	var upTo uint32
+	for _, sh := range kept[:len(kept)-1] {
+		upTo += sh.Weight
+		// Below upTo: this share; else skip its return.
+		prog = append(prog,
+			unix.SockFilter{Code: unix.BPF_JMP | unix.BPF_JGE | unix.BPF_K, Jt: 1, Jf: 0, K: upTo},
+			unix.SockFilter{Code: unix.BPF_RET | unix.BPF_K, K: uint32(sh.Index)})
+	}
+	return append(prog, unix.SockFilter{Code: unix.BPF_RET | unix.BPF_K, K: uint32(kept[len(kept)-1].Index)}), nil
 }

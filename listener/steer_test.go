@@ -29,6 +29,53 @@ func TestSteer(t *testing.T) {
 	waitQueueLen(t, nw, 200)
 }
 
+// SteerShares splits new connections between the group's sockets in
+// proportion to the weights: 1 in 4 here, over 400 connections, with wide
+// margins (a binomial draw: 100 expected, standard deviation under 9).
+func TestSteerShares(t *testing.T) {
+	old := bindT(t, "127.0.0.1:0")
+	addr := old.Addr().String()
+	nw := bindT(t, addr)
+	if err := SteerShares(nw, []Share{{Index: 0, Weight: 3}, {Index: 1, Weight: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 400
+	dialN(t, addr, n)
+	var toNew, toOld int
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		var err error
+		if toNew, err = QueueLen(nw); err != nil {
+			t.Fatal(err)
+		}
+		if toOld, err = QueueLen(old); err != nil {
+			t.Fatal(err)
+		}
+		if toNew+toOld == n || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if toNew+toOld != n || toNew < 60 || toNew > 140 {
+		t.Fatalf("of %d connections, %d went to the socket with a share of 1 in 4 and %d to the other: want about 100 and 300", n, toNew, toOld)
+	}
+	// A share of weight 0 gets nothing: all to the new socket now.
+	if err := SteerShares(nw, []Share{{Index: 0, Weight: 0}, {Index: 1, Weight: 5}}); err != nil {
+		t.Fatal(err)
+	}
+	dialN(t, addr, 50)
+	waitQueueLen(t, nw, toNew+50)
+	waitQueueLen(t, old, toOld)
+}
+
+func TestSharesProgramErrors(t *testing.T) {
+	for _, shares := range [][]Share{nil, {{Index: 0, Weight: 0}}, {{Index: -1, Weight: 1}}, {{Index: 0, Weight: 1 << 31}, {Index: 1, Weight: 1 << 31}}} {
+		if _, err := sharesProgram(shares); err == nil {
+			t.Errorf("sharesProgram(%v) succeeded", shares)
+		}
+	}
+}
+
 func TestSteerErrors(t *testing.T) {
 	ln := bindT(t, "127.0.0.1:0")
 	if err := Steer(ln, -1); err == nil {
