@@ -19,6 +19,7 @@ import (
 	"lb/listener"
 	"lb/proxy"
 	"lb/reload"
+	"lb/servers"
 	"lb/tlsconf"
 )
 
@@ -78,7 +79,7 @@ type Generation struct {
 	tickets     *tlsconf.Tickets // the TLS frontends' session ticket keys; nil without TLS
 	releaseOnce sync.Once        // closeGiven
 	given       atomic.Bool      // the listeners were handed to a newer generation
-	srv         *servers         // health checks and server state
+	srv         *servers.Set     // health checks and server state
 }
 
 // boundListener is one listening address of a frontend.
@@ -126,7 +127,8 @@ func (g *Generation) Run(ctx context.Context) error {
 		g.Log.Info().Str("tcp_migrate_req", "unknown: "+err.Error()).Msg("starting")
 	}
 	g.logDescriptors()
-	g.setUpServers(ctx, saved, source)
+	g.srv = servers.New(g.Proxy, g.Log)
+	g.srv.SetUp(ctx, saved, source, g.Cfg.Global.StartupTimeout.D())
 	if err := g.setUpTickets(saved); err != nil {
 		if pidFile != nil {
 			pidFile.Abort()
@@ -172,7 +174,7 @@ func (g *Generation) Run(ctx context.Context) error {
 	g.replaceOld()
 	g.lock.Release()
 	g.state.Store(stateServing)
-	g.srv.startChecks(ctx)
+	g.srv.StartChecks(ctx)
 	g.startSaving(ctx)
 	if g.tickets != nil {
 		go g.rotateTickets(ctx)
@@ -247,7 +249,7 @@ func (g *Generation) softStop(ctx context.Context) <-chan struct{} {
 	g.state.Store(stateDraining)
 	// A draining generation no longer checks: the new one does, from the
 	// state it took over.
-	g.srv.stopChecks()
+	g.srv.StopChecks()
 	g.stopSaving()
 	grace := g.Cfg.Global.HandshakeGrace.D()
 	if on, _ := listener.MigrateReq(); on {
@@ -296,7 +298,7 @@ func (g *Generation) exit(next *succession) error {
 		g.endSuccession(next)
 	}
 	if g.state.Load() == stateServing {
-		g.srv.stopChecks()
+		g.srv.StopChecks()
 		g.stopSaving()
 	}
 	if g.admin != nil {
@@ -322,9 +324,7 @@ func (g *Generation) connections() int64 {
 func (g *Generation) serveAdmin(ctx context.Context) {
 	var s admin.Server
 	s.Handle("show info", admin.HandlerFunc(g.showInfo))
-	s.Handle("show servers state", admin.HandlerFunc(g.showServersState))
-	s.Handle("show stat", admin.HandlerFunc(g.showStat))
-	s.Handle("set server", admin.HandlerFunc(g.setServer))
+	g.srv.Register(&s)
 	s.Handle("_getsocks", admin.HandlerFunc(g.giveListeners))
 	s.Handle("_getstate", admin.HandlerFunc(g.getState))
 	s.Handle("_release", admin.HandlerFunc(g.release))

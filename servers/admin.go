@@ -1,0 +1,134 @@
+package servers
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"lb/admin"
+	"lb/balancer"
+	"lb/proxy"
+)
+
+// Register adds the commands that show and change the servers to an
+// admin server.
+func (s *Set) Register(a *admin.Server) {
+	a.Handle("show servers state", admin.HandlerFunc(s.showServersState))
+	a.Handle("show stat", admin.HandlerFunc(s.showStat))
+	a.Handle("set server", admin.HandlerFunc(s.setServer))
+}
+
+// findServer returns a server by backend and name, or nil.
+func (s *Set) findServer(backend, server string) *balancer.Server {
+	b := s.findBackend(backend)
+	if b == nil {
+		return nil
+	}
+	for _, srv := range b.Pool.Servers {
+		if srv.Name == server {
+			return srv
+		}
+	}
+	return nil
+}
+
+func (s *Set) findBackend(name string) *proxy.Backend {
+	for _, b := range s.proxy.Backends {
+		if b.Name() == name {
+			return b
+		}
+	}
+	return nil
+}
+
+// showServersState answers "show servers state".
+func (s *Set) showServersState(w io.Writer, _ *admin.Request) error {
+	fmt.Fprintln(w, "# backend server address health admin weight effective_weight checks reason")
+	for _, b := range s.proxy.Backends {
+		for _, srv := range b.Pool.Servers {
+			h, checks, reason := "up", "none", "-"
+			if !srv.Up() {
+				h = "down"
+			}
+			if sn, ok := s.checker.State(srv); ok {
+				checks = sn.Checks
+				if checks == "" {
+					checks = "-"
+				}
+				if sn.LastReason != "" {
+					reason = strconv.Quote(sn.LastReason)
+				}
+			}
+			fmt.Fprintf(w, "%s %s %s %s %s %d %d %s %s\n", b.Name(), srv.Name, srv.Addr, h, srv.Admin(),
+				srv.RuntimeWeight(), srv.EffectiveWeight(), checks, reason)
+		}
+	}
+	return nil
+}
+
+// showStat answers "show stat": each server's counters.
+func (s *Set) showStat(w io.Writer, _ *admin.Request) error {
+	fmt.Fprintln(w, "# backend server health admin active total errors bytes_in bytes_out")
+	for _, b := range s.proxy.Backends {
+		for _, srv := range b.Pool.Servers {
+			h := "up"
+			if !srv.Up() {
+				h = "down"
+			}
+			st := srv.Stats()
+			fmt.Fprintf(w, "%s %s %s %s %d %d %d %d %d\n", b.Name(), srv.Name, h, srv.Admin(),
+				st.Active, st.Total, st.Errors, st.BytesIn, st.BytesOut)
+		}
+	}
+	return nil
+}
+
+// setServer answers "set server BACKEND/SERVER state ready|drain|maint" and
+// "set server BACKEND/SERVER weight N".
+func (s *Set) setServer(w io.Writer, r *admin.Request) error {
+	const usage = "usage: set server BACKEND/SERVER state ready|drain|maint, or set server BACKEND/SERVER weight 0-256"
+	if len(r.Args) != 3 {
+		return fmt.Errorf("%s", usage)
+	}
+	bname, sname, ok := strings.Cut(r.Args[0], "/")
+	if !ok {
+		return fmt.Errorf("%q is not BACKEND/SERVER: %s", r.Args[0], usage)
+	}
+	b := s.findBackend(bname)
+	if b == nil {
+		return fmt.Errorf("no backend %q", bname)
+	}
+	srv := s.findServer(bname, sname)
+	if srv == nil {
+		names := make([]string, len(b.Pool.Servers))
+		for i, x := range b.Pool.Servers {
+			names[i] = x.Name
+		}
+		return fmt.Errorf("no server %q in backend %q (servers: %s)", sname, bname, strings.Join(names, ", "))
+	}
+	switch r.Args[1] {
+	case "state":
+		a, err := balancer.ParseAdmin(r.Args[2])
+		if err != nil {
+			return err
+		}
+		srv.SetAdmin(a)
+		s.log.Info().Str("backend", bname).Str("server", sname).Str("admin", a.String()).Msg("server admin state set")
+		fmt.Fprintf(w, "server %s/%s is now %s\n", bname, sname, a)
+	case "weight":
+		n, err := strconv.Atoi(r.Args[2])
+		if err != nil {
+			return fmt.Errorf("weight %q is not a number", r.Args[2])
+		}
+		if err := srv.SetWeight(n); err != nil {
+			return err
+		}
+		b.Pool.Refresh()
+		s.log.Info().Str("backend", bname).Str("server", sname).Int("weight", n).Msg("server weight set")
+		fmt.Fprintf(w, "server %s/%s weight is now %d\n", bname, sname, n)
+	default:
+		return fmt.Errorf("%s", usage)
+	}
+	return nil
+}
