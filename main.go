@@ -7,6 +7,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -171,6 +172,20 @@ func action(c *cli.Context, o options) error {
 	if o.daemon && !ready.Daemon() {
 		return lifecycle.LaunchDaemon(ctx, o.rawArgs)
 	}
+	// Launches that share a pid file take turns under its reload lock, and
+	// each serves the configuration as it is at its turn: the last launch
+	// serves the newest configuration, whichever launch read it first.
+	var lock *reload.Lock
+	if path := cmp.Or(o.pidFile, cfg.Global.PidFile); path != "" {
+		if lock, err = lifecycle.LockReload(ctx, path); err != nil {
+			return &exitError{Code: exitFailure, Msg: err.Error()}
+		}
+		defer lock.Release() // Run releases it once the old generations are signalled
+		if cfg, err = config.Load(o.files...); err != nil {
+			return configError(err)
+		}
+		fds = lifecycle.PlanFDs(cfg)
+	}
 	level := o.logLevel
 	if level == "" {
 		level = cfg.Global.LogLevel
@@ -195,7 +210,7 @@ func action(c *cli.Context, o options) error {
 	g := &lifecycle.Generation{
 		Opts: lifecycle.Options{Files: o.files, Daemon: o.daemon, PidFile: o.pidFile, Takeover: o.takeover,
 			Stop: o.stop, RawArgs: o.rawArgs, Version: version},
-		Cfg: cfg, Proxy: p, Log: log, Ready: ready, LogFile: logFile, FDs: fds,
+		Cfg: cfg, Proxy: p, Log: log, Ready: ready, LogFile: logFile, FDs: fds, Lock: lock,
 	}
 	return g.Run(ctx)
 }

@@ -406,3 +406,43 @@ func TestSupersededGenerationStops(t *testing.T) {
 	}
 	expectAnswer(t, b.addr(), "s")
 }
+
+// Launches that wait for the reload lock read the configuration at their
+// turn: however their turns fall, the last one serves the configuration
+// written last, even when an older launch gets the last turn.
+func TestWaitingLaunchesServeTheNewestConfiguration(t *testing.T) {
+	a, b := startServer(t, "a"), startServer(t, "b")
+	d := newDaemons(t, "", a)
+	first := d.mustLaunch()
+	gate := hfHoldReloadLock(t, d.pidFile)
+	var wg sync.WaitGroup
+	results := make([]cmdResult, 5)
+	launch := func(i int) {
+		defer wg.Done()
+		results[i] = runCmd(t, 2*time.Minute, nil, lbBin, "-f", d.cfg, "-p", d.pidFile, "-D", "-sf", strconv.Itoa(first))
+	}
+	for i := range 4 {
+		wg.Add(1)
+		go launch(i)
+	}
+	// The four read the configuration of server a and wait for the lock;
+	// then it changes to server b, and a fifth launch comes.
+	time.Sleep(500 * time.Millisecond)
+	d.writeConfig(daemonConfig(d.dir, d.port, "", b))
+	wg.Add(1)
+	go launch(4)
+	time.Sleep(300 * time.Millisecond)
+	gate.Close()
+	wg.Wait()
+	for _, p := range logPids(t, d.log()) {
+		d.seen[p] = true
+	}
+	for i, r := range results {
+		if r.code != 0 {
+			t.Fatalf("launch %d: %v", i, r)
+		}
+	}
+	for range 4 {
+		expectAnswer(t, d.addr(), "b")
+	}
+}

@@ -63,6 +63,9 @@ type Generation struct {
 	// Signals are the signals the generation acts on; nil: this process's
 	// SIGINT, SIGTERM, SIGUSR1, SIGHUP and SIGUSR2.
 	Signals <-chan os.Signal
+	// Lock is the reload lock, when the caller took it (LockReload) before
+	// it read the configuration; nil: Run takes it.
+	Lock *reload.Lock
 
 	self   reload.Self
 	number int

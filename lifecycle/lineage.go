@@ -48,13 +48,14 @@ func (g *Generation) lockReload(ctx context.Context) error {
 	if path == "" {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, launchTimeout)
-	defer cancel()
-	lock, err := reload.AcquireLock(ctx, path)
-	if err != nil {
-		return err
+	g.lock = g.Lock
+	if g.lock == nil {
+		lock, err := LockReload(ctx, path)
+		if err != nil {
+			return err
+		}
+		g.lock = lock
 	}
-	g.lock = lock
 	pid := reload.ReadPid(path)
 	if pid == 0 || pid == g.self.Pid {
 		return nil
@@ -69,6 +70,14 @@ func (g *Generation) lockReload(ctx context.Context) error {
 	}
 	g.replace(pid)
 	return nil
+}
+
+// LockReload takes the reload lock of the pid file at path, waiting for
+// the launches ahead (at most as long as a launch may take).
+func LockReload(ctx context.Context, path string) (*reload.Lock, error) {
+	ctx, cancel := context.WithTimeout(ctx, launchTimeout)
+	defer cancel()
+	return reload.AcquireLock(ctx, path)
 }
 
 // reloadCommand is the command line that would replace pid with this
