@@ -175,8 +175,10 @@ func (g *Generation) Run(ctx context.Context) error {
 		g.Log.Warn().Err(err).Msg("cannot notify systemd")
 	}
 	g.replaceOld()
-	g.lock.Release()
+	// Serving before the next launch may take the lock: it will ask this
+	// generation for its sockets.
 	g.state.Store(stateServing)
+	g.lock.Release()
 	g.srv.StartChecks(ctx)
 	g.startSaving(ctx)
 	if g.tickets != nil {
