@@ -1,8 +1,8 @@
 // Package state is what one lb generation knows about its servers and hands
 // to the next one: each server's health (and how far through rise or fall
 // it is), its admin state and its runtime weight. The old generation sends
-// it over its admin socket; a state file, written when a generation stops,
-// covers a next generation that cannot reach it.
+// it over its admin socket; a state file, kept current by the serving
+// generation, covers a next generation that cannot reach it.
 package state
 
 import (
