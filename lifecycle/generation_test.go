@@ -18,8 +18,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"lb/config"
-	"lb/provision"
+	"lb/internal/testproxy"
 	"lb/reload"
 )
 
@@ -157,9 +156,7 @@ func freeAddr(t *testing.T) string {
 // (-sf), with host as its Host and sigs as its signals.
 func newGeneration(t *testing.T, addr string, host *fakeHost, sigs <-chan os.Signal) *Generation {
 	t.Helper()
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "lb.toml")
-	text := fmt.Sprintf(`[global]
+	cfgPath, cfg, p := testproxy.Build(t, fmt.Sprintf(`[global]
 handshake_grace = "50ms"
 
 [[frontend]]
@@ -175,18 +172,8 @@ type = "none"
 [[backend.server]]
 name = "s1"
 address = "127.0.0.1:9"
-`, addr)
-	if err := os.WriteFile(cfgPath, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := provision.Build(context.Background(), cfg, nil, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
+`, addr))
+	dir := filepath.Dir(cfgPath)
 	pidFile := filepath.Join(dir, "lb.pid")
 	host.adminPath = pidFile + defaultAdminSuffix
 	raw := []string{"-f", cfgPath, "-p", pidFile, "-x", filepath.Join(dir, "typo.sock"), "-sf", strconv.Itoa(oldPid)}

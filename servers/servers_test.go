@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,8 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"lb/admin"
-	"lb/config"
-	"lb/provision"
+	"lb/internal/testproxy"
 	"lb/state"
 )
 
@@ -22,8 +20,7 @@ import (
 // servers s1 (weight 2), s2 and s3, unchecked.
 func newSet(t *testing.T) *Set {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "lb.toml")
-	text := `[[frontend]]
+	_, _, p := testproxy.Build(t, `[[frontend]]
 name = "web"
 bind = ["127.0.0.1:1"]
 default_backend = "app"
@@ -45,18 +42,7 @@ address = "127.0.0.1:9002"
 [[backend.server]]
 name = "s3"
 address = "127.0.0.1:9003"
-`
-	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := provision.Build(context.Background(), cfg, nil, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
+`)
 	return New(p, zerolog.Nop())
 }
 
