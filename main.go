@@ -85,8 +85,8 @@ func newApp(stdout, stderr io.Writer, stop reload.Stop, rawArgs []string) *cli.A
 		&cli.BoolFlag{Name: "q", Usage: "quiet: log errors only"},
 		&cli.StringFlag{Name: "log-level", Usage: "log `LEVEL`: debug, info, warn or error (overrides global.log_level)"},
 		&cli.BoolFlag{Name: "D", Usage: "daemon: run in the background; this command exits 0 once lb serves, or with lb's error"},
-		&cli.StringFlag{Name: "p", Usage: "write the pid to `FILE` (atomically, once lb serves; overrides global.pid_file)", TakesFile: true},
-		&cli.StringFlag{Name: "x", Usage: "take the listening sockets over from the old generation's admin `SOCKET` instead of binding new ones", TakesFile: true},
+		&cli.StringFlag{Name: "p", Usage: "write the pid to `FILE` (atomically, once lb serves; overrides global.pid_file); launches that share it take turns, and FILE.sock is the default admin socket", TakesFile: true},
+		&cli.StringFlag{Name: "x", Usage: "take the state and listening sockets over through the old generation's admin `SOCKET` (default: the configuration's admin socket)", TakesFile: true},
 		&cli.BoolFlag{Name: "sf", Usage: "`PID...`: once ready, tell these old generations to finish their connections and exit (soft stop)"},
 		&cli.BoolFlag{Name: "st", Usage: "`PID...`: once ready, stop these old generations at once (hard stop)"},
 	}

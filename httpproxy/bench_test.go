@@ -17,6 +17,33 @@ import (
 // and writes through fixed buffers, so that it allocates nothing per
 // request.
 func rawHTTPServer(tb testing.TB, resp []byte) string {
+	return serveEach(tb, func(c net.Conn) {
+		buf := make([]byte, 4096)
+		var have []byte
+		for {
+			n, err := c.Read(buf[len(have):])
+			if err != nil {
+				return
+			}
+			have = buf[:len(have)+n]
+			for {
+				i := bytes.Index(have, []byte("\r\n\r\n"))
+				if i < 0 {
+					break
+				}
+				if _, err := c.Write(resp); err != nil {
+					return
+				}
+				have = have[:copy(buf, have[i+4:])]
+			}
+		}
+	})
+}
+
+// serveEach listens on loopback until the test ends and serves each
+// connection with handle, in a goroutine of its own, closing it after.
+// It returns the address.
+func serveEach(tb testing.TB, handle func(c net.Conn)) string {
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
@@ -30,25 +57,7 @@ func rawHTTPServer(tb testing.TB, resp []byte) string {
 			}
 			go func() {
 				defer c.Close()
-				buf := make([]byte, 4096)
-				var have []byte
-				for {
-					n, err := c.Read(buf[len(have):])
-					if err != nil {
-						return
-					}
-					have = buf[:len(have)+n]
-					for {
-						i := bytes.Index(have, []byte("\r\n\r\n"))
-						if i < 0 {
-							break
-						}
-						if _, err := c.Write(resp); err != nil {
-							return
-						}
-						have = have[:copy(buf, have[i+4:])]
-					}
-				}
+				handle(c)
 			}()
 		}
 	}()

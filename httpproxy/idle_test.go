@@ -230,30 +230,16 @@ func TestWaitingConnectionsHoldNoReadBuffer(t *testing.T) {
 func TestRequestsWaitingForTheServerHoldNoClientBuffer(t *testing.T) {
 	gate := make(chan struct{})
 	var arrived atomic.Int64
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
-					return
-				}
-				arrived.Add(1)
-				<-gate
-				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
-			}()
+	srvAddr := serveEach(t, func(c net.Conn) {
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
 		}
-	}()
+		arrived.Add(1)
+		<-gate
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+	})
 	f := &Frontend{RequestTimeout: 10 * time.Second, KeepAliveTimeout: time.Minute, ClientTimeout: time.Minute}
-	addr, pf := parkFrontendTo(t, f, ln.Addr().String())
+	addr, pf := parkFrontendTo(t, f, srvAddr)
 	const n = 100
 	conns := dialConns(t, addr, n)
 	for _, c := range conns {

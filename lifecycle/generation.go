@@ -64,7 +64,8 @@ type Generation struct {
 	// SIGINT, SIGTERM, SIGUSR1, SIGHUP and SIGUSR2.
 	Signals <-chan os.Signal
 	// Lock is the reload lock, when the caller took it (LockReload) before
-	// it read the configuration; nil: Run takes it.
+	// it read the configuration; nil: Run takes it. It is held until the
+	// old generations are signalled.
 	Lock *reload.Lock
 
 	self   reload.Self
@@ -73,7 +74,6 @@ type Generation struct {
 	state  atomic.Int32
 	lns    []*boundListener
 	admin  *admin.Socket
-	lock   *reload.Lock // the reload lock, held until the old generations are signalled
 	// oldAdmin is the admin socket where the serving generation handed its
 	// state over, and hands its listeners over; "" when none did.
 	oldAdmin    string
@@ -115,7 +115,7 @@ func (g *Generation) Run(ctx context.Context) error {
 	}
 	// From here until the old generations are signalled, this launch holds
 	// the reload lock: launches that overlap take turns.
-	defer g.lock.Release()
+	defer g.Lock.Release()
 	if err := g.lockReload(ctx); err != nil {
 		if pidFile != nil {
 			pidFile.Abort()
@@ -149,7 +149,7 @@ func (g *Generation) Run(ctx context.Context) error {
 	}
 	for _, l := range g.lns {
 		if l.joined != nil {
-			if err := listener.Steer(l.ln, l.joined.Index); err != nil {
+			if err := l.joined.SteerSelf(); err != nil {
 				g.Log.Warn().Err(err).Str("address", l.bind).Msg("cannot steer new connections to this generation: a reload may reset a few")
 			}
 		}
@@ -178,7 +178,7 @@ func (g *Generation) Run(ctx context.Context) error {
 	// Serving before the next launch may take the lock: it will ask this
 	// generation for its sockets.
 	g.state.Store(stateServing)
-	g.lock.Release()
+	g.Lock.Release()
 	g.srv.StartChecks(ctx)
 	g.startSaving(ctx)
 	if g.tickets != nil {
@@ -365,20 +365,31 @@ func (g *Generation) watchPidFile(ctx context.Context) <-chan int {
 
 // watchPid is watchPidFile's goroutine.
 func (g *Generation) watchPid(ctx context.Context, path string, c chan<- int) {
-	tick := time.NewTicker(supersedeCheck)
+	every(ctx, supersedeCheck, func(time.Time) bool {
+		if g.state.Load() != stateServing {
+			return false
+		}
+		if pid := reload.ReadPid(path); pid != 0 && pid != g.self.Pid && g.host().CheckLB(g.self, pid) == nil {
+			c <- pid
+			return false
+		}
+		return true
+	})
+}
+
+// every calls f each period until ctx is done or f returns false: the
+// loop of the generation's periodic goroutines.
+func every(ctx context.Context, period time.Duration, f func(now time.Time) bool) {
+	tick := time.NewTicker(period)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
-		}
-		if g.state.Load() != stateServing {
-			return
-		}
-		if pid := reload.ReadPid(path); pid != 0 && pid != g.self.Pid && g.host().CheckLB(g.self, pid) == nil {
-			c <- pid
-			return
+		case now := <-tick.C:
+			if !f(now) {
+				return
+			}
 		}
 	}
 }

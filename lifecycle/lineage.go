@@ -48,13 +48,12 @@ func (g *Generation) lockReload(ctx context.Context) error {
 	if path == "" {
 		return nil
 	}
-	g.lock = g.Lock
-	if g.lock == nil {
+	if g.Lock == nil {
 		lock, err := LockReload(ctx, path)
 		if err != nil {
 			return err
 		}
-		g.lock = lock
+		g.Lock = lock
 	}
 	pid := reload.ReadPid(path)
 	if pid == 0 || pid == g.self.Pid {
@@ -65,7 +64,7 @@ func (g *Generation) lockReload(ctx context.Context) error {
 		return nil
 	}
 	if g.Opts.Stop.Empty() && g.Opts.Takeover == "" {
-		g.lock.Release()
+		g.Lock.Release()
 		return fmt.Errorf("pid file %s: lb pid %d serves already; to replace it, reload: %s", path, pid, g.reloadCommand(pid))
 	}
 	g.replace(pid)

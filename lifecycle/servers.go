@@ -111,16 +111,10 @@ func (g *Generation) startSaving(ctx context.Context) {
 // saveLoop is the saver's goroutine.
 func (g *Generation) saveLoop(ctx context.Context) {
 	defer close(g.saver.done)
-	tick := time.NewTicker(savePeriod)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-			g.saveState(false)
-		}
-	}
+	every(ctx, savePeriod, func(time.Time) bool {
+		g.saveState(false)
+		return true
+	})
 }
 
 // stopSaving stops the saver and writes the state one last time.

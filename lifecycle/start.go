@@ -81,7 +81,7 @@ func (g *Generation) abort(ctx context.Context, cause error, accepting bool) err
 	var wg sync.WaitGroup
 	for _, l := range g.lns {
 		if l.joined != nil && l.joined.Index > 0 {
-			_ = listener.Steer(l.ln, 0)
+			_ = l.joined.SteerBack()
 		}
 		if !accepting {
 			go g.acceptLoop(ctx, l)
@@ -102,7 +102,7 @@ func (g *Generation) abort(ctx context.Context, cause error, accepting bool) err
 // fail ends a start that did not succeed: the old generations were not
 // touched.
 func (g *Generation) fail(cause error) error {
-	g.lock.Release()
+	g.Lock.Release()
 	if g.admin != nil {
 		g.admin.Close()
 	}

@@ -42,21 +42,15 @@ func (g *Generation) setUpTickets(saved state.Doc) error {
 // rotateTickets rotates the session ticket keys as they come due, until
 // ctx is done.
 func (g *Generation) rotateTickets(ctx context.Context) {
-	tick := time.NewTicker(ticketCheck)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-tick.C:
-			changed, err := g.tickets.Rotate(now)
-			if err != nil {
-				g.Log.Error().Err(err).Msg("cannot rotate the TLS session ticket keys")
-			} else if changed {
-				g.Log.Info().Int("keys", len(g.tickets.Keys())).Msg("rotated the TLS session ticket keys")
-			}
+	every(ctx, ticketCheck, func(now time.Time) bool {
+		changed, err := g.tickets.Rotate(now)
+		if err != nil {
+			g.Log.Error().Err(err).Msg("cannot rotate the TLS session ticket keys")
+		} else if changed {
+			g.Log.Info().Int("keys", len(g.tickets.Keys())).Msg("rotated the TLS session ticket keys")
 		}
-	}
+		return true
+	})
 }
 
 // liveParts is what only a live generation hands to the next one.
