@@ -33,6 +33,9 @@ type Request struct {
 	Args []string
 	// Conn is the client connection, for commands that pass descriptors.
 	Conn *net.UnixConn
+	// Body reads what the client sent after the command's line, for
+	// commands that take a document.
+	Body io.Reader
 }
 
 // Handler answers one command, writing its reply to w. An error is sent to
@@ -96,18 +99,23 @@ func (s *Server) serveConn(c *net.UnixConn, wg *sync.WaitGroup) {
 	defer wg.Done()
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(ioTimeout))
-	line, err := bufio.NewReaderSize(io.LimitReader(c, maxLine), maxLine).ReadString('\n')
-	if err != nil && (err != io.EOF || line == "") {
+	br := bufio.NewReaderSize(c, maxLine)
+	line, err := br.ReadSlice('\n')
+	switch {
+	case err == bufio.ErrBufferFull:
+		fmt.Fprintf(c, "error: the command is longer than %d bytes\n", maxLine)
+		return
+	case err != nil && (err != io.EOF || len(line) == 0):
 		fmt.Fprintf(c, "error: no command received: send one command and a newline\n")
 		return
 	}
 	w := bufio.NewWriter(c)
 	defer w.Flush()
-	s.dispatch(w, strings.Fields(line), c)
+	s.dispatch(w, strings.Fields(string(line)), c, br)
 }
 
 // dispatch finds the handler of the longest command that words start with.
-func (s *Server) dispatch(w io.Writer, words []string, c *net.UnixConn) {
+func (s *Server) dispatch(w io.Writer, words []string, c *net.UnixConn, body io.Reader) {
 	s.mu.RLock()
 	var h Handler
 	n := 0
@@ -134,7 +142,7 @@ func (s *Server) dispatch(w io.Writer, words []string, c *net.UnixConn) {
 			fmt.Fprintf(w, "error: command %q failed: %v\n", strings.Join(words[:n], " "), p)
 		}
 	}()
-	if err := h.ServeAdmin(w, &Request{Args: words[n:], Conn: c}); err != nil {
+	if err := h.ServeAdmin(w, &Request{Args: words[n:], Conn: c, Body: body}); err != nil {
 		fmt.Fprintf(w, "error: %v\n", err)
 	}
 }
@@ -235,4 +243,15 @@ func Dial(path string, timeout time.Duration) (*net.UnixConn, error) {
 	uc := c.(*net.UnixConn)
 	_ = uc.SetDeadline(time.Now().Add(timeout))
 	return uc, nil
+}
+
+// Published reports whether the path names this socket: Publish renamed
+// it there and no newer generation has taken the path over since.
+func (s *Socket) Published() bool {
+	fi, err := os.Stat(s.path)
+	if err != nil || s.ino == 0 {
+		return false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && st.Ino == s.ino
 }

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"sync/atomic"
 	"time"
+
+	"lb/stats"
 )
 
 // Server is one backend server as the data path sees it. The identity fields
@@ -49,9 +51,10 @@ type Server struct {
 	upSince   atomic.Int64  // unix ns when it last came up, for slow start
 
 	// Counters for statistics.
-	errors   atomic.Uint64
-	bytesIn  atomic.Uint64
-	bytesOut atomic.Uint64
+	errors atomic.Uint64
+	// Counts are the server's traffic counters: HTTP exchanges, bytes and
+	// latencies.
+	Counts stats.Server
 }
 
 // NewServer returns a server ready to join a Pool: up, ready, at its
@@ -167,10 +170,7 @@ func (s *Server) refreshWeight(now int64) bool {
 func (s *Server) CountError() { s.errors.Add(1) }
 
 // CountBytes adds a finished connection's bytes for statistics.
-func (s *Server) CountBytes(in, out int64) {
-	s.bytesIn.Add(uint64(in))
-	s.bytesOut.Add(uint64(out))
-}
+func (s *Server) CountBytes(in, out int64) { s.Counts.Bytes(in, out) }
 
 // Stats is a snapshot of a server's counters.
 type Stats struct {
@@ -181,7 +181,7 @@ type Stats struct {
 func (s *Server) Stats() Stats {
 	return Stats{
 		Active: uint64(max(s.active.Load(), 0)), Total: s.total.Load(), Errors: s.errors.Load(),
-		BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load(),
+		BytesIn: s.Counts.BytesIn.Load(), BytesOut: s.Counts.BytesOut.Load(),
 	}
 }
 

@@ -11,6 +11,7 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
 	"time"
 
 	"lb/proxy"
@@ -22,12 +23,53 @@ type Config struct {
 	Defaults  Defaults   `toml:"defaults"`
 	Frontends []Frontend `toml:"frontend"`
 	Backends  []Backend  `toml:"backend"`
+	// Stats is the stats listener: Prometheus metrics, /stats.json and the
+	// stats page. No [stats] table (no bind), no listener.
+	Stats Stats `toml:"stats"`
 
 	// origin records where Parse found each setting; nil for a Config
 	// made in code.
 	origin *origin
 	// validated is set by a Validate that found nothing wrong.
 	validated bool
+}
+
+// Stats is the [stats] table.
+type Stats struct {
+	// Bind is the stats listener's "ip:port"; empty means none.
+	Bind string `toml:"bind"`
+	// Allow lists the client addresses or CIDRs that may connect; empty
+	// means any.
+	Allow []string `toml:"allow"`
+	// User and PasswordHash, when set, require HTTP basic authentication:
+	// PasswordHash is the password's bcrypt hash ("$2b$..."; lb
+	// hash-password makes one), never the password itself.
+	User         string `toml:"user"`
+	PasswordHash string `toml:"password_hash"`
+}
+
+// AllowPrefixes returns Allow parsed: an address stands for itself alone.
+// Validate reported any entry that does not parse; such entries are left
+// out.
+func (s *Stats) AllowPrefixes() []netip.Prefix {
+	var out []netip.Prefix
+	for _, a := range s.Allow {
+		if p, ok := parsePrefix(a); ok {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// parsePrefix parses a CIDR or an address (a prefix of its full length).
+func parsePrefix(s string) (netip.Prefix, bool) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), true
+	}
+	if a, err := netip.ParseAddr(s); err == nil {
+		return netip.PrefixFrom(a, a.BitLen()), true
+	}
+	return netip.Prefix{}, false
 }
 
 // Global holds process-wide settings.
@@ -74,6 +116,9 @@ type Global struct {
 // GlobalPos returns where the [global] key was set: its file and line, or
 // the first file when it was not set.
 func (c *Config) GlobalPos(key string) Pos { return c.origin.pos("global." + key) }
+
+// StatsPos returns where the [stats] key was set, as GlobalPos does.
+func (c *Config) StatsPos(key string) Pos { return c.origin.pos("stats." + key) }
 
 // MaxUnixPath is the longest path a unix socket may have on Linux.
 const MaxUnixPath = 107

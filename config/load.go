@@ -81,10 +81,12 @@ func Parse(srcs ...Source) (*Config, error) {
 				doc.d.section(doc.m[k], k, reflect.ValueOf(&cfg.Global).Elem(), o)
 			case "defaults":
 				doc.d.section(doc.m[k], k, reflect.ValueOf(&cfg.Defaults).Elem(), o)
+			case "stats":
+				doc.d.section(doc.m[k], k, reflect.ValueOf(&cfg.Stats).Elem(), o)
 			case "frontend", "backend":
 				// Pass 2.
 			default:
-				doc.d.errorf(doc.d.line(nil, k), "", "unknown key %q (valid keys: global, defaults, frontend, backend)", k)
+				doc.d.errorf(doc.d.line(nil, k), "", "unknown key %q (valid keys: global, defaults, frontend, backend, stats)", k)
 			}
 		}
 	}

@@ -189,7 +189,7 @@ func TestParseBad(t *testing.T) {
 		want []wantErr
 	}{
 		{"unknown_key_top.toml", []wantErr{
-			{"unknown_key_top.toml:12", `unknown key "listen" (valid keys: global, defaults, frontend, backend)`},
+			{"unknown_key_top.toml:12", `unknown key "listen" (valid keys: global, defaults, frontend, backend, stats)`},
 		}},
 		{"unknown_key_global.toml", []wantErr{
 			{"unknown_key_global.toml:3", `global: unknown key "loglevel" (valid keys: log_level, pid_file, hard_stop_after, handshake_grace, admin_socket, log_file, state_file, ticket_keys_file, startup_timeout, close_spread_time, http_head_budget)`},

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"golang.org/x/crypto/bcrypt"
+
 	"errors"
 	"fmt"
 	"net"
@@ -43,9 +45,55 @@ func (c *Config) validate() Errors {
 	v.global()
 	v.defaults()
 	v.httpDefaults()
-	v.frontends()
+	binds := v.frontends()
 	v.backends()
+	v.stats(binds)
 	return v.errs
+}
+
+// stats checks the [stats] table; binds are the frontends' addresses.
+func (v *validator) stats(binds map[string]bindUse) {
+	s, o := &v.c.Stats, v.c.origin
+	const obj = "stats"
+	if !o.rejected("stats.bind") && s.Bind != "" {
+		norm, problem := checkAddress(s.Bind, false)
+		switch {
+		case problem != "":
+			v.add(o.pos("stats.bind"), obj, "bind address %q%s", s.Bind, problem)
+		case binds[norm].object != "":
+			prev := binds[norm]
+			v.add(o.pos("stats.bind"), obj, "bind address %q is already used by %s%s: give the stats listener an address of its own", s.Bind, prev.object, at(prev.pos))
+		}
+	}
+	if s.Bind == "" {
+		for _, k := range []struct {
+			name string
+			set  bool
+		}{{"allow", len(s.Allow) > 0}, {"user", s.User != ""}, {"password_hash", s.PasswordHash != ""}} {
+			if k.set {
+				v.add(o.pos("stats."+k.name), obj, `%s is set but bind is not: without bind = "ip:port" there is no stats listener`, k.name)
+			}
+		}
+	}
+	if !o.rejected("stats.allow") {
+		for _, a := range s.Allow {
+			if _, ok := parsePrefix(a); !ok {
+				v.add(o.pos("stats.allow"), obj, "allow entry %q is neither an IP address nor a CIDR (like \"10.0.0.0/8\")", a)
+			}
+		}
+	}
+	if !o.rejected("stats.user") && !o.rejected("stats.password_hash") {
+		switch {
+		case s.User == "" && s.PasswordHash != "":
+			v.add(o.pos("stats.password_hash"), obj, "password_hash is set without user: set both, or neither")
+		case s.User != "" && s.PasswordHash == "":
+			v.add(o.pos("stats.user"), obj, "user is set without password_hash: set password_hash to a bcrypt hash (lb hash-password makes one)")
+		case s.PasswordHash != "":
+			if _, err := bcrypt.Cost([]byte(s.PasswordHash)); err != nil {
+				v.add(o.pos("stats.password_hash"), obj, "password_hash is not a bcrypt hash (%v): set it to what lb hash-password prints, never to the password itself", err)
+			}
+		}
+	}
 }
 
 func (v *validator) add(p Pos, object, format string, args ...any) {
@@ -120,7 +168,8 @@ type bindUse struct {
 	pos    Pos
 }
 
-func (v *validator) frontends() {
+// frontends checks the frontends, and returns their bind addresses.
+func (v *validator) frontends() map[string]bindUse {
 	c := v.c
 	if len(c.Frontends) == 0 && !c.origin.rejected("frontend") {
 		v.add(c.origin.first(), "", "no frontend defined: add a [[frontend]] table")
@@ -190,6 +239,7 @@ func (v *validator) frontends() {
 		}
 		v.httpFrontend(f, obj, modes)
 	}
+	return binds
 }
 
 func (v *validator) backends() {

@@ -220,6 +220,12 @@ type Snapshot struct {
 	// LastReason says why the server is down, or why its last check
 	// failed while it is up; "" when it is up and its last check passed.
 	LastReason string
+	// LastCheck is when the last active check began (zero: none yet),
+	// CheckDuration how long it took; Changed is when the state last
+	// changed in this process (zero: it has not).
+	LastCheck     time.Time
+	CheckDuration time.Duration
+	Changed       time.Time
 }
 
 // State returns the state of the target of server s, and false when s has

@@ -36,6 +36,12 @@ type target struct {
 	fast   bool      // a passive trigger asked for FastInterval
 	fastAt time.Time // when it did
 	reason string    // see Snapshot.LastReason
+	// lastCheck and took are when the last active check began and how
+	// long it took; changed is when the state last changed (zero: not
+	// since this process started).
+	lastCheck time.Time
+	took      time.Duration
+	changed   time.Time
 }
 
 // newTarget makes a target, bringing settings out of range back in.
@@ -141,6 +147,7 @@ type change struct {
 // began at began.
 func (c *Checker) record(t *target, err error, began time.Time) {
 	t.mu.Lock()
+	t.lastCheck, t.took = began, time.Since(began)
 	var ch *change
 	st := &t.state
 	switch {
@@ -222,7 +229,7 @@ func (c *Checker) markDown(t *target, n int64, last error) {
 // flip makes a state change: the target's state and the server's. The
 // caller holds t.mu, so that the two always agree.
 func (t *target) flip(ch *change) {
-	t.state = State{Up: ch.up}
+	t.state, t.changed = State{Up: ch.up}, time.Now()
 	t.fast = false
 	if ch.up {
 		t.reason = ""
@@ -258,7 +265,8 @@ func (c *Checker) report(t *target, ch *change) {
 func (t *target) snapshot() Snapshot {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	sn := Snapshot{Backend: t.backend, Server: t.server.Name, State: t.state, LastReason: t.reason}
+	sn := Snapshot{Backend: t.backend, Server: t.server.Name, State: t.state, LastReason: t.reason,
+		LastCheck: t.lastCheck, CheckDuration: t.took, Changed: t.changed}
 	switch {
 	case t.state.Count > 0 && t.state.Up:
 		sn.Checks = fmt.Sprintf("%d/%d", t.state.Count, t.Fall)

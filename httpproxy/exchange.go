@@ -76,7 +76,10 @@ type exchange struct {
 
 	be  *Backend
 	srv *balancer.Server
-	sc  *serverConn
+	// counted is the server that took the request, counted at the end
+	// when srv was released.
+	counted *balancer.Server
+	sc      *serverConn
 	// dial is the way to the server: the servers tried, the one a cookie
 	// named.
 	dial  proxy.Connecting

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"io"
 	"lb/sock"
+	"lb/stats"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -67,6 +68,9 @@ type Frontend struct {
 	TLS *tls.Config
 	// Log receives one line per request.
 	Log zerolog.Logger
+	// Counts, when set, counts the frontend's requests (the frontend's
+	// own counters, proxy.Frontend.Counts).
+	Counts *stats.Frontend
 	// heads bounds the memory of the request heads still arriving, with
 	// the other frontends of the process; nil means no bound.
 	heads *headBudget

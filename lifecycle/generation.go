@@ -17,9 +17,11 @@ import (
 	"lb/admin"
 	"lb/config"
 	"lb/listener"
+	"lb/metrics"
 	"lb/proxy"
 	"lb/reload"
 	"lb/servers"
+	"lb/stats"
 	"lb/tlsconf"
 )
 
@@ -83,6 +85,13 @@ type Generation struct {
 	releaseOnce sync.Once        // closeGiven
 	given       atomic.Bool      // the listeners were handed to a newer generation
 	srv         *servers.Set     // health checks and server state
+	fromLive    bool             // the state came from a serving generation
+	ledger      stats.Ledger     // what the other generations counted
+	stats       *metrics.Source  // the counters as the stats listener and admin socket show them
+	statsSrv    *metrics.Server  // the stats listener's server; nil without [stats]
+	exiting     atomic.Bool      // exit began: this generation counts no more
+	released    atomic.Bool      // a newer generation took the counters over (_release)
+	stopReports context.CancelFunc
 }
 
 // boundListener is one listening address of a frontend.
@@ -132,6 +141,7 @@ func (g *Generation) Run(ctx context.Context) error {
 	g.logDescriptors()
 	g.srv = servers.New(g.Proxy, g.Log)
 	g.srv.SetUp(ctx, saved, source, g.Cfg.Global.StartupTimeout.D())
+	g.setUpCounters(saved.Counters, g.fromLive)
 	if err := g.setUpTickets(saved); err != nil {
 		if pidFile != nil {
 			pidFile.Abort()
@@ -145,7 +155,9 @@ func (g *Generation) Run(ctx context.Context) error {
 		return g.abort(ctx, err, false)
 	}
 	for _, l := range g.lns {
-		go g.acceptLoop(ctx, l)
+		if l.f != nil {
+			go g.acceptLoop(ctx, l)
+		}
 	}
 	for _, l := range g.lns {
 		if l.joined != nil {
@@ -161,6 +173,7 @@ func (g *Generation) Run(ctx context.Context) error {
 	}
 	// Before this generation's admin socket replaces the old one's path.
 	g.releaseOld()
+	g.startStats()
 	// Last before the signal: from here on the admin path leads here, so
 	// nothing that can fail may come after it.
 	if g.admin != nil {
@@ -180,6 +193,7 @@ func (g *Generation) Run(ctx context.Context) error {
 	g.state.Store(stateServing)
 	g.Lock.Release()
 	g.srv.StartChecks(ctx)
+	go g.watchLedger(ctx)
 	g.startSaving(ctx)
 	if g.tickets != nil {
 		go g.rotateTickets(ctx)
@@ -275,6 +289,9 @@ func (g *Generation) softStop(ctx context.Context) <-chan struct{} {
 	for _, f := range g.Proxy.Frontends {
 		f.SoftStop(g.Cfg.Global.CloseSpreadTime.D())
 	}
+	rctx, cancel := context.WithCancel(ctx)
+	g.stopReports = cancel
+	go g.reportWhileDraining(rctx)
 	done := make(chan struct{})
 	go g.waitDrained(done)
 	return done
@@ -302,9 +319,15 @@ func (g *Generation) exit(next *succession) error {
 		<-next.done
 		g.endSuccession(next)
 	}
+	g.exiting.Store(true)
+	if g.stopReports != nil {
+		g.stopReports()
+	}
 	if g.state.Load() == stateServing {
 		g.srv.StopChecks()
 		g.stopSaving()
+	} else {
+		g.finalReport()
 	}
 	if g.admin != nil {
 		g.admin.Close()
@@ -333,6 +356,7 @@ func (g *Generation) serveAdmin(ctx context.Context) {
 	s.Handle("_getsocks", admin.HandlerFunc(g.giveListeners))
 	s.Handle("_getstate", admin.HandlerFunc(g.getState))
 	s.Handle("_release", admin.HandlerFunc(g.release))
+	s.Handle("_report", admin.HandlerFunc(g.takeReport))
 	s.Serve(ctx, g.admin.Listener)
 }
 
@@ -341,6 +365,19 @@ func (g *Generation) showInfo(w io.Writer, _ *admin.Request) error {
 	fmt.Fprintf(w, "pid: %d\ngeneration: %d\nversion: %s\nuptime: %s\nstate: %s\nconnections: %d\nlisteners: %d\n",
 		g.self.Pid, g.number, g.Opts.Version, time.Since(g.start).Round(time.Millisecond), stateNames[g.state.Load()],
 		g.connections(), len(g.lns))
+	var draining, conns int64
+	for _, r := range g.ledger.Live() {
+		if r.Pid != g.self.Pid {
+			draining++
+			conns += r.Connections
+		}
+	}
+	reloads := g.ledger.Sum()[stats.Key("lb_reloads_total")]
+	if g.stats != nil && g.stats.Process.Reloaded {
+		reloads++
+	}
+	fmt.Fprintf(w, "reloads: %.0f\ndraining_generations: %d\ndraining_connections: %d\nfd_limit: %d\nfds_open: %d\n",
+		reloads, draining, conns, g.FDs.limit.Int(), openFDs())
 	return nil
 }
 
@@ -392,4 +429,13 @@ func every(ctx context.Context, period time.Duration, f func(now time.Time) bool
 			}
 		}
 	}
+}
+
+// openFDs counts this process's open file descriptors; -1 when it cannot.
+func openFDs() int {
+	d, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return -1
+	}
+	return len(d)
 }

@@ -1,6 +1,7 @@
 package lifecycle
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"lb/admin"
 	"lb/listener"
 	"lb/state"
+	"lb/stats"
 )
 
 // takeOver receives the serving generation's listening sockets over the
@@ -78,12 +80,8 @@ func (g *Generation) releaseOld() {
 		defer c.Close()
 		_, err = io.WriteString(c, "_release\n")
 	}
-	var reply []byte
 	if err == nil {
-		reply, err = io.ReadAll(c)
-	}
-	if err == nil && string(reply) != "released\n" {
-		err = fmt.Errorf("reply %q", reply)
+		err = g.readReleased(c)
 	}
 	if err != nil {
 		g.Log.Warn().Err(err).Str("socket", g.oldAdmin).
@@ -100,8 +98,15 @@ func (g *Generation) release(w io.Writer, _ *admin.Request) error {
 		return errors.New("this generation did not hand its listening sockets over: it keeps accepting")
 	}
 	g.closeGiven()
-	_, err := io.WriteString(w, "released\n")
-	return err
+	// From here on the draining generations report to the newer one,
+	// which starts from this one's ledger as of now, and its counts:
+	// those this one shows as its own from now on.
+	g.released.Store(true)
+	own := stats.Report{Generation: g.number, Pid: g.self.Pid, Values: g.stats.Freeze(), Connections: g.connections()}
+	if _, err := io.WriteString(w, "released\n"); err != nil {
+		return err
+	}
+	return json.NewEncoder(w).Encode(g.ledger.Carry(own))
 }
 
 // closeGiven closes this generation's copies of the listening sockets it

@@ -27,6 +27,7 @@ func (g *Generation) previousState() (state.Doc, string) {
 		g.number = n // the predecessor that started this one on SIGHUP
 	}
 	os.Unsetenv(envGeneration)
+	g.fromLive = liveOK
 	switch {
 	case liveOK:
 		return live, "the old generation"
@@ -60,6 +61,7 @@ func (g *Generation) readStateFile() (state.Doc, bool) {
 func (g *Generation) snapshot() state.Doc {
 	d := state.New(g.number, g.srv.Snapshot())
 	d.Pid, d.Live = g.self.Pid, g.liveParts()
+	d.Counters = g.carried(g.exiting.Load())
 	return d
 }
 
@@ -67,14 +69,20 @@ func (g *Generation) snapshot() state.Doc {
 // server state to write to state_file: changes within it are coalesced.
 const savePeriod = time.Second
 
+// countersSave is how often the counters alone are written to state_file,
+// while they change: a restart loses at most what was counted since.
+const countersSave = 10 * time.Second
+
 // saver writes state_file when the server state changes, and never over a
 // newer generation's file.
 type saver struct {
-	mu      sync.Mutex
-	servers []byte // the servers as last written
-	written fileID // the file as last written
-	stop    context.CancelFunc
-	done    chan struct{}
+	mu       sync.Mutex
+	servers  []byte    // the servers as last written
+	counters []byte    // the counters as last written
+	at       time.Time // when the file was last written
+	written  fileID    // the file as last written
+	stop     context.CancelFunc
+	done     chan struct{}
 }
 
 // fileID tells whether a file was changed since it was last looked at.
@@ -147,7 +155,14 @@ func (g *Generation) saveState(last bool) {
 	}
 	id := statID(path)
 	if bytes.Equal(servers, sv.servers) && id == sv.written {
-		return
+		// The counters change with every request: they are written
+		// every countersSave at most, and last of all.
+		if !last && time.Since(sv.at) < countersSave {
+			return
+		}
+		if c, _ := json.Marshal(doc.Counters); bytes.Equal(c, sv.counters) {
+			return
+		}
 	}
 	if id != sv.written && id != (fileID{}) {
 		if d, err := state.ReadFile(path); err == nil && d.Generation > g.number {
@@ -160,7 +175,8 @@ func (g *Generation) saveState(last bool) {
 		g.Log.Error().Err(err).Msg("cannot save the server state")
 		return
 	}
-	sv.servers, sv.written = servers, statID(path)
+	sv.counters, _ = json.Marshal(doc.Counters)
+	sv.servers, sv.written, sv.at = servers, statID(path), time.Now()
 	ev := g.Log.Debug()
 	if last {
 		ev = g.Log.Info()

@@ -66,6 +66,23 @@ func (g *Generation) bindAll(ctx context.Context) error {
 			g.lns = append(g.lns, l)
 		}
 	}
+	if addr := g.Cfg.Stats.Bind; addr != "" {
+		l := &boundListener{bind: addr, done: make(chan struct{})}
+		if ln, ok := taken[addr]; ok {
+			l.ln = ln
+			delete(taken, addr)
+		} else {
+			if err := g.refuseJoin(addr); err != nil {
+				return fmt.Errorf("%s: stats: %w", g.Cfg.StatsPos("bind"), err)
+			}
+			j, err := listener.Join(ctx, addr, joinWait+g.Cfg.Global.HandshakeGrace.D())
+			if err != nil {
+				return fmt.Errorf("%s: stats: %w", g.Cfg.StatsPos("bind"), bindError(addr, err))
+			}
+			l.ln, l.joined = j.Listener, j
+		}
+		g.lns = append(g.lns, l)
+	}
 	for addr, ln := range taken {
 		g.Log.Info().Str("address", addr).Msg("closing a listener taken over from the old generation: no frontend binds it any more")
 		ln.Close()
@@ -112,6 +129,10 @@ func (g *Generation) fail(cause error) error {
 
 // acceptLoop serves one listener until it is closed.
 func (g *Generation) acceptLoop(ctx context.Context, l *boundListener) {
+	if l.f == nil {
+		g.serveStats(l)
+		return
+	}
 	defer close(l.done)
 	if err := l.f.Serve(ctx, l.ln); err != nil {
 		g.Log.Error().Err(err).Str("frontend", l.f.Name).Str("address", l.bind).Msg("listener failed")

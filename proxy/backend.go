@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"lb/balancer"
+	"lb/stats"
 )
 
 // Backend is a pool of servers and the way to connect to them.
@@ -26,6 +27,8 @@ type Backend struct {
 	// Observer, when set, hears how each connection to a server went: the
 	// passive health check.
 	Observer Observer
+	// Counts are the backend's counters.
+	Counts stats.Backend
 }
 
 // Observer hears the outcome of real traffic to a server: nil for a

@@ -75,14 +75,21 @@ func (b *Backend) Connect(c *Connecting, d Dialer, frontend string, log *zerolog
 		if srv == nil && c.Attempts == 0 && b.QueueTimeout > 0 && b.Pool.Available() {
 			// Every server that could take it is full: wait in the queue.
 			c.Queued = true
-			if srv = b.Pool.Wait(req, time.Now().Add(b.QueueTimeout), c.Done); srv == nil {
+			b.Counts.Queued.Add(1)
+			began := time.Now()
+			srv = b.Pool.Wait(req, began.Add(b.QueueTimeout), c.Done)
+			b.Counts.QueueTime.Observe(time.Since(began))
+			if srv == nil {
+				b.Counts.QueueTimeouts.Add(1)
 				return EndQueueTimeout
 			}
 		}
 		if srv == nil {
 			break
 		}
-		c.Attempts++
+		if c.Attempts++; c.Attempts > 1 {
+			b.Counts.Retries.Add(1)
+		}
 		err := d.DialServer(srv)
 		if err == nil {
 			c.Server = srv
@@ -90,6 +97,7 @@ func (b *Backend) Connect(c *Connecting, d Dialer, frontend string, log *zerolog
 		}
 		b.Observe(srv, err)
 		srv.CountError()
+		b.Counts.ConnectErrors.Add(1)
 		srv.Release()
 		c.Err = err
 		req.Tried = append(req.Tried, srv)

@@ -22,6 +22,7 @@ import (
 
 	"lb/fdlimit"
 	"lb/listener"
+	"lb/stats"
 )
 
 // Frontend accepts connections on its listeners and hands each one to its
@@ -54,6 +55,8 @@ type Frontend struct {
 	// Handler serves each connection: a *TCP in TCP mode, an HTTP
 	// frontend in HTTP mode. Nil closes every connection at once.
 	Handler ConnHandler
+	// Counts are the frontend's counters.
+	Counts stats.Frontend
 
 	slotsOnce sync.Once
 	slots     chan struct{}
@@ -87,6 +90,7 @@ type Conn struct {
 func (f *Frontend) NewConn(c *net.TCPConn) *Conn {
 	f.conns.Add(1)
 	f.active.Add(1)
+	f.Counts.Conns.Add(1)
 	return &Conn{TCPConn: c, f: f}
 }
 

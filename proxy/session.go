@@ -156,10 +156,15 @@ func (s *session) flowDone() {
 // goes out, and the frontend stops counting the connection.
 func (s *session) finish() {
 	_ = s.server.Close()
-	s.srv.CountBytes(s.bytes[clientSide], s.bytes[serverSide])
+	in, out := s.bytes[clientSide], s.bytes[serverSide]
+	s.srv.CountBytes(in, out)
+	s.be.Counts.Bytes(in, out)
+	s.conn.f.Counts.Bytes(in, out)
 	switch End(s.end.Load()) {
 	case EndServerError, EndServerTimeout:
 		s.srv.CountError()
+		s.srv.Counts.ResponseErrors.Add(1)
+		s.be.Counts.ResponseErrors.Add(1)
 		s.be.Observe(s.srv, serverFailure(End(s.end.Load())))
 	}
 	s.srv.Release()

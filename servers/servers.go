@@ -119,3 +119,12 @@ func (s *Set) Snapshot() []state.Server {
 	}
 	return out
 }
+
+// Health returns the health check state of srv, and false when it has no
+// check (or the checks are not set up yet).
+func (s *Set) Health(srv *balancer.Server) (health.Snapshot, bool) {
+	if s == nil || s.checker == nil {
+		return health.Snapshot{}, false
+	}
+	return s.checker.State(srv)
+}

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"lb/stats"
 )
 
 // version is the format's version; a document of another is refused.
@@ -54,6 +56,9 @@ type Doc struct {
 	// keys ("tls_ticket_keys"), and state that plugs in later. WriteFile
 	// leaves it out of the state file.
 	Live map[string]json.RawMessage `json:"live,omitempty"`
+	// Counters are the traffic counters of every generation so far, so
+	// that no reload or restart resets them.
+	Counters *stats.Carried `json:"counters,omitempty"`
 }
 
 // New returns a document of the current format.

@@ -1,0 +1,229 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// statsTable is a [stats] table listening on port.
+func statsTable(port int, extra string) string {
+	return fmt.Sprintf("\n\n[stats]\nbind = \"127.0.0.1:%d\"\n%s\n", port, extra)
+}
+
+// scrape reads /metrics at addr: every sample by its series (name and
+// labels, as written), and the text.
+func scrape(c *http.Client, addr string) (map[string]float64, string, error) {
+	resp, err := c.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, "", err
+	}
+	if resp.StatusCode != 200 {
+		return nil, "", fmt.Errorf("status %d: %s", resp.StatusCode, body)
+	}
+	out := map[string]float64{}
+	sc := bufio.NewScanner(strings.NewReader(string(body)))
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			return nil, "", fmt.Errorf("line %q: %v", line, err)
+		}
+		out[line[:i]] = v
+	}
+	return out, string(body), nil
+}
+
+// isCounterSeries says whether a series only grows.
+func isCounterSeries(series string) bool {
+	name := series
+	if i := strings.IndexByte(series, '{'); i >= 0 {
+		name = series[:i]
+	}
+	if !strings.HasPrefix(name, "lb_") {
+		return false
+	}
+	return strings.HasSuffix(name, "_total") || strings.HasSuffix(name, "_count") ||
+		strings.HasSuffix(name, "_sum") || strings.HasSuffix(name, "_bucket")
+}
+
+// TestMetricsAcrossReloads scrapes /metrics every 100 ms while HTTP clients
+// run and lb reloads 50 times on a fixed cadence: no scrape fails, no
+// counter ever goes backwards, and once the old generations are gone the
+// request counter equals the requests the clients made, exactly; promtool
+// finds the exposition valid.
+func TestMetricsAcrossReloads(t *testing.T) {
+	promtool := lookTool(t, "promtool", "apt-get install prometheus")
+	a, b := startHTTPBackend(t, "a"), startHTTPBackend(t, "b")
+	d := newDaemons(t, "")
+	statsPort := freePort(t)
+	statsAddr := fmt.Sprintf("127.0.0.1:%d", statsPort)
+	backend := serverLine("a", a.addr(), "") + "\n" + serverLine("b", b.addr(), "")
+	d.writeConfig(daemonConfigMode(d.dir, d.port, "", "http", "", backend) + statsTable(statsPort, ""))
+	d.mustLaunch()
+	waitPort(t, d.port)
+	waitPort(t, statsPort)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var made, failed atomic.Int64
+	var firstErr atomic.Value
+	var clients sync.WaitGroup
+	for i := range 4 {
+		clients.Add(1)
+		go func() {
+			defer clients.Done()
+			c := &http.Client{Timeout: 10 * time.Second}
+			for n := 0; ctx.Err() == nil && n < 100000; n++ {
+				resp, err := c.Get(fmt.Sprintf("http://%s/client/%d", d.addr(), i))
+				if err == nil {
+					_, err = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if err == nil && resp.StatusCode != 200 {
+						err = fmt.Errorf("status %d", resp.StatusCode)
+					}
+				}
+				made.Add(1)
+				if err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+		}()
+	}
+
+	var scrapes, scrapeFails atomic.Int64
+	var backwards []string
+	var mu sync.Mutex
+	var scraper sync.WaitGroup
+	scraper.Add(1)
+	go func() {
+		defer scraper.Done()
+		c := &http.Client{Timeout: 5 * time.Second}
+		last := map[string]float64{}
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for ctx.Err() == nil {
+			<-tick.C
+			m, _, err := scrape(c, statsAddr)
+			scrapes.Add(1)
+			mu.Lock()
+			if err != nil {
+				scrapeFails.Add(1)
+				backwards = append(backwards, "scrape failed: "+err.Error())
+			}
+			for k, v := range m {
+				if isCounterSeries(k) && v < last[k] {
+					backwards = append(backwards, fmt.Sprintf("%s went from %v to %v", k, last[k], v))
+				}
+				last[k] = v
+			}
+			mu.Unlock()
+		}
+	}()
+
+	const reloads = 50
+	deadline := guardDeadline(t, 3*time.Minute)
+	results := make(chan cmdResult, reloads)
+	tick := time.NewTicker(150 * time.Millisecond)
+	for i := range reloads {
+		<-tick.C
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d reloads before the test's guard ran out", i)
+		}
+		args := []string{lbBin, "-f", d.cfg, "-p", d.pidFile, "-D", "-sf"}
+		if old := d.pid(); old != 0 {
+			args = append(args, strconv.Itoa(old))
+		}
+		go func() { results <- runCmd(t, 2*time.Minute, nil, args...) }()
+	}
+	tick.Stop()
+	for range reloads {
+		if r := <-results; r.code != 0 {
+			t.Errorf("a reload failed: %s", r)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	cancel()
+	clients.Wait()
+	scraper.Wait()
+	for _, p := range logPids(t, d.log()) {
+		d.seen[p] = true
+	}
+
+	// Every old generation ends; the newest then holds their last counts.
+	c := &http.Client{Timeout: 5 * time.Second}
+	var m map[string]float64
+	var text string
+	want := float64(made.Load())
+	for end := time.Now().Add(20 * time.Second); ; {
+		var err error
+		m, text, err = scrape(c, statsAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m["lb_draining_generations"] == 0 && m[`lb_frontend_http_requests_total{frontend="web"}`] == want {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("after the old generations ended: lb_draining_generations %v, lb_frontend_http_requests_total %v; the clients made %v requests",
+				m["lb_draining_generations"], m[`lb_frontend_http_requests_total{frontend="web"}`], want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("%d requests (%d failed), %d scrapes, %d reloads", made.Load(), failed.Load(), scrapes.Load(), reloads)
+	if f := failed.Load(); f != 0 {
+		t.Errorf("%d requests failed; first: %v", f, firstErr.Load())
+	}
+	if len(backwards) > 0 {
+		t.Errorf("%d scrapes failed or went backwards; first: %v", len(backwards), backwards[:min(5, len(backwards))])
+	}
+	if scrapes.Load() < 50 {
+		t.Errorf("only %d scrapes", scrapes.Load())
+	}
+	if got := m["lb_reloads_total"]; got != reloads {
+		t.Errorf("lb_reloads_total %v, want %d", got, reloads)
+	}
+	var byServer float64
+	for _, s := range []string{"a", "b"} {
+		byServer += m[fmt.Sprintf(`lb_server_http_responses_total{backend="app",code="2xx",server=%q}`, s)]
+	}
+	if byServer != want {
+		t.Errorf("the servers' 2xx responses add up to %v, want %v", byServer, want)
+	}
+	if got := m[`lb_frontend_connections_total{frontend="web"}`]; got < 4 {
+		t.Errorf("lb_frontend_connections_total %v, want at least the 4 clients' connections", got)
+	}
+
+	file := filepath.Join(t.TempDir(), "metrics.txt")
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("sh", "-c", promtool+" check metrics < "+file).CombinedOutput()
+	if err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+}
