@@ -2,7 +2,8 @@
 
 GO          ?= go
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS     := -s -w -X main.version=$(VERSION)
+COMMIT      ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
+LDFLAGS     := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.7.0
 H2SPEC      := github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible
 GOBIN_DIR   := $(shell $(GO) env GOPATH)/bin

@@ -1,4 +1,5 @@
-// Command lb is a TCP load balancer configured by a TOML file.
+// Command lb is a TCP and HTTP load balancer configured by a TOML file,
+// reloaded without losing a connection or what it knew of its servers.
 //
 //	lb -f lb.toml            run in the foreground
 //	lb -c -f lb.toml         check the configuration and exit
@@ -14,6 +15,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strings"
 
 	"github.com/rs/zerolog"
@@ -26,8 +28,36 @@ import (
 	"lb/reload"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version and commit are set at build time with -ldflags "-X main.version=...
+// -X main.commit=..." (make build: the release tag as git describe gives
+// it, and the commit); without them, commit comes from the build's VCS
+// information.
+var (
+	version = "dev"
+	commit  = ""
+)
+
+// versionString is what lb --version prints after "lb version".
+func versionString() string {
+	c, modified := commit, false
+	if info, ok := debug.ReadBuildInfo(); ok && c == "" {
+		for _, s := range info.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				c = s.Value[:min(len(s.Value), 12)]
+			case "vcs.modified":
+				modified = s.Value == "true"
+			}
+		}
+	}
+	if c == "" {
+		c = "unknown"
+	}
+	if modified {
+		c += "-dirty"
+	}
+	return fmt.Sprintf("%s (commit %s, %s)", version, c, runtime.Version())
+}
 
 // Exit codes.
 const (
@@ -81,20 +111,30 @@ func newApp(stdout, stderr io.Writer, stop reload.Stop, rawArgs []string) *cli.A
 	cli.VersionPrinter = func(c *cli.Context) { fmt.Fprintf(c.App.Writer, "lb version %s\n", c.App.Version) }
 	flags := []cli.Flag{
 		&cli.StringSliceFlag{Name: "f", Usage: "read the configuration from `FILE`; repeat to merge several files in order", TakesFile: true},
-		&cli.BoolFlag{Name: "c", Usage: "check the configuration, print the result and exit without binding anything"},
-		&cli.BoolFlag{Name: "q", Usage: "quiet: log errors only"},
+		&cli.BoolFlag{Name: "c", Usage: "check the configuration, print the result and exit without binding anything", DisableDefaultText: true},
+		&cli.BoolFlag{Name: "q", Usage: "quiet: log errors only", DisableDefaultText: true},
 		&cli.StringFlag{Name: "log-level", Usage: "log `LEVEL`: debug, info, warn or error (overrides global.log_level)"},
-		&cli.BoolFlag{Name: "D", Usage: "daemon: run in the background; this command exits 0 once lb serves, or with lb's error"},
+		&cli.BoolFlag{Name: "D", Usage: "daemon: run in the background; this command exits 0 once lb serves, or with lb's error", DisableDefaultText: true},
 		&cli.StringFlag{Name: "p", Usage: "write the pid to `FILE` (atomically, once lb serves; overrides global.pid_file); launches that share it take turns, and FILE.sock is the default admin socket", TakesFile: true},
 		&cli.StringFlag{Name: "x", Usage: "take the state and listening sockets over through the old generation's admin `SOCKET` (default: the configuration's admin socket)", TakesFile: true},
-		&cli.BoolFlag{Name: "sf", Usage: "`PID...`: once ready, tell these old generations to finish their connections and exit (soft stop)"},
-		&cli.BoolFlag{Name: "st", Usage: "`PID...`: once ready, stop these old generations at once (hard stop)"},
+		// Parsed by reload.SplitStopPids before urfave/cli sees the
+		// command line; here for the help, the man page and completion.
+		&cli.BoolFlag{Name: "sf", Usage: "PID...: once ready, soft-stop these old generations: they finish their connections and exit", DisableDefaultText: true},
+		&cli.BoolFlag{Name: "st", Usage: "PID...: once ready, hard-stop these old generations: they close their connections and exit", DisableDefaultText: true},
 	}
 	return &cli.App{
-		Name:                      "lb",
-		Usage:                     "a TCP load balancer configured by a TOML file",
-		UsageText:                 "lb -f FILE [-f FILE]... [-c] [-q] [--log-level LEVEL] [-D] [-p PIDFILE] [-x SOCKET] [-sf|-st [PID...]]",
-		Version:                   version,
+		Name:  "lb",
+		Usage: "a TCP and HTTP load balancer that reloads without dropping a connection",
+		UsageText: "lb -f FILE [-f FILE]... [-c] [-q] [--log-level LEVEL] [-D] [-p PIDFILE] [-x SOCKET] [-sf|-st [PID...]]\n" +
+			"lb hash-password < password-file\n" +
+			"lb man | lb completion bash|fish",
+		Description: "Reload: lb -f lb.toml -p lb.pid -D -sf $(cat lb.pid) starts a new generation that takes the listening sockets, " +
+			"the server state and the counters over from the old one, which finishes its connections and exits. " +
+			"Signals: SIGUSR1 soft stop, SIGTERM/SIGINT hard stop, SIGHUP reload in place (the same command line), SIGUSR2 binary upgrade. " +
+			"The README is the manual: every flag, configuration key, signal and admin command.",
+		Version:                   versionString(),
+		EnableBashCompletion:      true,
+		Commands:                  commands(),
 		Writer:                    stdout,
 		ErrWriter:                 stderr,
 		HideHelpCommand:           true,

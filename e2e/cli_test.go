@@ -1,6 +1,10 @@
 package e2e
 
 import (
+	"os/exec"
+
+	"golang.org/x/crypto/bcrypt"
+
 	"fmt"
 	"os"
 	"path/filepath"
@@ -126,6 +130,12 @@ func TestCommandLine(t *testing.T) {
 		{"-D with a bad configuration", []string{"-f", "/nonexistent/lb.toml", "-D"}, 1, "", "/nonexistent/lb.toml"},
 		{"-p without a file", []string{"-f", cfg, "-p"}, 2, "", "flag needs an argument: -p"},
 		{"check ok", []string{"-c", "-f", cfg}, 0, "configuration is valid", ""},
+		{"help names HTTP", []string{"-h"}, 0, "a TCP and HTTP load balancer", ""},
+		{"version names the commit", []string{"-v"}, 0, "(commit ", ""},
+		{"man page", []string{"man"}, 0, ".SH NAME", ""},
+		{"bash completion", []string{"completion", "bash"}, 0, "complete -o default -F _lb lb", ""},
+		{"fish completion", []string{"completion", "fish"}, 0, "complete -c lb", ""},
+		{"completion of no shell", []string{"completion"}, 2, "", "name the shell"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, stdout, stderr := runLB(t, tc.args...)
@@ -148,5 +158,39 @@ func TestQuietLogsOnlyErrors(t *testing.T) {
 	p.stop(t)
 	if out := p.stderr.String(); out != "" {
 		t.Fatalf("lb -q logged:\n%s", out)
+	}
+}
+
+// TestHelpIsClean: each flag's placeholder once, and no "(default: false)" after the
+// flags that take no value.
+func TestHelpIsClean(t *testing.T) {
+	_, stdout, _ := runLB(t, "-h")
+	if strings.Contains(stdout, "(default: false)") {
+		t.Errorf("lb -h shows (default: false):\n%s", stdout)
+	}
+	for _, line := range strings.Split(stdout, "\n") {
+		if strings.Count(strings.ReplaceAll(line, "PIDFILE", ""), "PID") > 1 {
+			t.Errorf("lb -h names PID twice on a line: %q", line)
+		}
+	}
+}
+
+// TestHashPassword: the hash lb hash-password prints is one that
+// stats.password_hash takes, and it matches the password.
+func TestHashPassword(t *testing.T) {
+	cmd := exec.Command(lbBin, "hash-password")
+	cmd.Stdin = strings.NewReader("s3cret\n")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("lb hash-password: %v", err)
+	}
+	hash := strings.TrimSpace(string(out))
+	if err := bcrypt.CompareHashAndPassword([]byte(hash), []byte("s3cret")); err != nil {
+		t.Fatalf("lb hash-password printed %q: %v", hash, err)
+	}
+	cmd = exec.Command(lbBin, "hash-password")
+	cmd.Stdin = strings.NewReader("")
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "no password") {
+		t.Fatalf("lb hash-password with nothing on stdin: %v, %s", err, out)
 	}
 }
