@@ -40,8 +40,9 @@ type Server struct {
 	// pool is the Pool the server belongs to, whose queue Release serves.
 	pool *Pool
 
-	active atomic.Int64
-	total  atomic.Uint64
+	active    atomic.Int64
+	maxActive atomic.Int64
+	total     atomic.Uint64
 
 	// Runtime state, changed by health checks and operators.
 	down      atomic.Bool   // failed its health checks
@@ -205,7 +206,7 @@ func (s *Server) weight() int64 { return int64(s.eff.Load()) }
 // acquire takes one connection slot, failing when the server is full.
 func (s *Server) acquire() bool {
 	if s.MaxConn <= 0 {
-		s.active.Add(1)
+		s.noteActive(s.active.Add(1))
 		s.total.Add(1)
 		return true
 	}
@@ -215,11 +216,26 @@ func (s *Server) acquire() bool {
 			return false
 		}
 		if s.active.CompareAndSwap(n, n+1) {
+			s.noteActive(n + 1)
 			s.total.Add(1)
 			return true
 		}
 	}
 }
+
+// noteActive keeps the most connections held at once: a load and, only
+// when a new maximum is reached, a compare-and-swap.
+func (s *Server) noteActive(n int64) {
+	for {
+		m := s.maxActive.Load()
+		if n <= m || s.maxActive.CompareAndSwap(m, n) {
+			return
+		}
+	}
+}
+
+// MaxActive returns the most connections the server held at once.
+func (s *Server) MaxActive() int64 { return s.maxActive.Load() }
 
 // Release gives back the slot that a Pick took. When requests wait in the
 // pool's queue, the slot goes to the first of them instead.

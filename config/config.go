@@ -46,6 +46,12 @@ type Stats struct {
 	// hash-password makes one), never the password itself.
 	User         string `toml:"user"`
 	PasswordHash string `toml:"password_hash"`
+	// Admin turns the stats page's actions on: drain, ready, maint and
+	// weight. It requires User and PasswordHash.
+	Admin bool `toml:"admin"`
+	// HistoryStep is the step of the stats page's graphs, which keep 90
+	// points: the default 10s shows 15 minutes.
+	HistoryStep Duration `toml:"history_step"`
 }
 
 // AllowPrefixes returns Allow parsed: an address stands for itself alone.

@@ -43,6 +43,8 @@ func TestStatsTable(t *testing.T) {
 		{name: "bad allow", stats: `bind = ":8404"` + "\nallow = [\"10.0.0.0/33\"]", want: `lb.toml:3: stats: allow entry "10.0.0.0/33" is neither`},
 		{name: "user alone", stats: `bind = ":8404"` + "\nuser = \"ops\"", want: `lb.toml:3: stats: user is set without password_hash`},
 		{name: "plain password", stats: `bind = ":8404"` + "\nuser = \"ops\"\npassword_hash = \"secret\"", want: `lb.toml:4: stats: password_hash is not a bcrypt hash`},
+		{name: "admin", stats: `bind = ":8404"` + "\nadmin = true\nuser = \"ops\"\npassword_hash = \"" + bcryptHash + "\""},
+		{name: "admin without auth", stats: `bind = ":8404"` + "\nadmin = true", want: `lb.toml:3: stats: admin = true needs user and password_hash`},
 		{name: "unknown key", stats: `bnd = ":8404"`, want: `lb.toml:2: `},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -69,7 +69,7 @@ func (v *validator) stats(binds map[string]bindUse) {
 		for _, k := range []struct {
 			name string
 			set  bool
-		}{{"allow", len(s.Allow) > 0}, {"user", s.User != ""}, {"password_hash", s.PasswordHash != ""}} {
+		}{{"allow", len(s.Allow) > 0}, {"user", s.User != ""}, {"password_hash", s.PasswordHash != ""}, {"admin", s.Admin}} {
 			if k.set {
 				v.add(o.pos("stats."+k.name), obj, `%s is set but bind is not: without bind = "ip:port" there is no stats listener`, k.name)
 			}
@@ -81,6 +81,12 @@ func (v *validator) stats(binds map[string]bindUse) {
 				v.add(o.pos("stats.allow"), obj, "allow entry %q is neither an IP address nor a CIDR (like \"10.0.0.0/8\")", a)
 			}
 		}
+	}
+	if !o.rejected("stats.history_step") && (s.HistoryStep < 0 || (s.HistoryStep > 0 && s.HistoryStep.D() < 100*time.Millisecond) || s.HistoryStep.D() > time.Hour) {
+		v.add(o.pos("stats.history_step"), obj, "history_step %s is out of range: use 100ms to 1h (default 10s)", s.HistoryStep)
+	}
+	if !o.rejected("stats.admin") && s.Admin && s.User == "" && s.PasswordHash == "" {
+		v.add(o.pos("stats.admin"), obj, "admin = true needs user and password_hash: the page's actions change servers, so they are never open to anyone")
 	}
 	if !o.rejected("stats.user") && !o.rejected("stats.password_hash") {
 		switch {

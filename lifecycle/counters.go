@@ -34,7 +34,7 @@ const maxReport = 64 << 20
 // setUpCounters takes the other generations' counts from the previous
 // state (live says it came from a serving generation) and makes what the
 // stats listener and the admin socket show.
-func (g *Generation) setUpCounters(c *stats.Carried, live bool) {
+func (g *Generation) setUpCounters(c *stats.Carried, live bool, history map[string]json.RawMessage) {
 	if c != nil {
 		g.ledger.Restore(*c, g.host().Now())
 	}
@@ -43,12 +43,24 @@ func (g *Generation) setUpCounters(c *stats.Carried, live bool) {
 		Process: metrics.Process{Generation: g.number, Pid: g.self.Pid, Reloaded: live || g.replacing()},
 		Health:  g.srv.Health,
 		Ledger:  &g.ledger,
+		History: &g.history,
+		Act:     g.srv.Set,
+		Start:   g.start,
+	}
+	g.history.Step = g.Cfg.Stats.HistoryStep.D()
+	if raw, ok := history[liveHistory]; ok {
+		if err := g.history.Restore(raw); err != nil {
+			g.Log.Warn().Err(err).Msg("cannot take the stats page's history over")
+		}
 	}
 	if s := g.Cfg.Stats; s.Bind != "" {
-		access := metrics.Access{Allow: s.AllowPrefixes(), User: s.User, PasswordHash: []byte(s.PasswordHash)}
+		access := metrics.Access{Allow: s.AllowPrefixes(), User: s.User, PasswordHash: []byte(s.PasswordHash), Admin: s.Admin}
 		g.statsSrv = metrics.NewServer(g.stats, access, g.Log)
 	}
 }
+
+// liveHistory names the stats page's history in state.Doc.Live.
+const liveHistory = "stats_history"
 
 // ownReport is this generation's own counts.
 func (g *Generation) ownReport(final bool) stats.Report {
@@ -77,7 +89,11 @@ func (g *Generation) serveStats(l *boundListener) {
 // startStats starts serving the stats listener, once the generation it
 // took the socket from stopped accepting on it: a scrape never sees the
 // counters go backwards.
-func (g *Generation) startStats() {
+func (g *Generation) startStats(ctx context.Context) {
+	if g.statsSrv == nil {
+		return
+	}
+	go g.history.Run(ctx, g.Proxy)
 	for _, l := range g.lns {
 		if l.f == nil {
 			g.Log.Info().Str("address", l.bind).Msg("stats listener: /metrics, /stats.json")

@@ -88,6 +88,7 @@ type Generation struct {
 	fromLive    bool             // the state came from a serving generation
 	ledger      stats.Ledger     // what the other generations counted
 	stats       *metrics.Source  // the counters as the stats listener and admin socket show them
+	history     metrics.History  // the backends' recent rates, for the stats page
 	statsSrv    *metrics.Server  // the stats listener's server; nil without [stats]
 	exiting     atomic.Bool      // exit began: this generation counts no more
 	released    atomic.Bool      // a newer generation took the counters over (_release)
@@ -141,7 +142,7 @@ func (g *Generation) Run(ctx context.Context) error {
 	g.logDescriptors()
 	g.srv = servers.New(g.Proxy, g.Log)
 	g.srv.SetUp(ctx, saved, source, g.Cfg.Global.StartupTimeout.D())
-	g.setUpCounters(saved.Counters, g.fromLive)
+	g.setUpCounters(saved.Counters, g.fromLive, saved.Live)
 	if err := g.setUpTickets(saved); err != nil {
 		if pidFile != nil {
 			pidFile.Abort()
@@ -173,7 +174,7 @@ func (g *Generation) Run(ctx context.Context) error {
 	}
 	// Before this generation's admin socket replaces the old one's path.
 	g.releaseOld()
-	g.startStats()
+	g.startStats(ctx)
 	// Last before the signal: from here on the admin path leads here, so
 	// nothing that can fail may come after it.
 	if g.admin != nil {

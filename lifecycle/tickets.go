@@ -55,13 +55,19 @@ func (g *Generation) rotateTickets(ctx context.Context) {
 
 // liveParts is what only a live generation hands to the next one.
 func (g *Generation) liveParts() map[string]json.RawMessage {
-	keys := g.tickets.Keys()
-	if len(keys) == 0 {
+	out := map[string]json.RawMessage{}
+	if keys := g.tickets.Keys(); len(keys) > 0 {
+		if raw, err := json.Marshal(keys); err == nil {
+			out[liveTicketKeys] = raw
+		}
+	}
+	if g.statsSrv != nil {
+		if raw, err := json.Marshal(&g.history); err == nil {
+			out[liveHistory] = raw
+		}
+	}
+	if len(out) == 0 {
 		return nil
 	}
-	raw, err := json.Marshal(keys)
-	if err != nil {
-		return nil
-	}
-	return map[string]json.RawMessage{liveTicketKeys: raw}
+	return out
 }

@@ -3,6 +3,7 @@ package metrics
 import (
 	"strconv"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -31,6 +32,13 @@ type Source struct {
 	Health func(*balancer.Server) (health.Snapshot, bool)
 	// Ledger is what the other generations counted; nil: nothing.
 	Ledger *stats.Ledger
+	// History is the backends' recent rates, for the stats page; nil: none.
+	History *History
+	// Act changes a server for the stats page's actions (see
+	// servers.Set.Set); nil: the page has none.
+	Act func(backend, server, what, value string) (string, error)
+	// Start is when the generation started.
+	Start time.Time
 
 	frozen atomic.Pointer[stats.Values]
 }

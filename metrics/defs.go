@@ -111,6 +111,8 @@ var serverDefs = []def[server]{
 		value: func(s server) float64 { return float64(s.srv.EffectiveWeight()) }},
 	{name: "lb_server_connections_current", help: "Connections (HTTP: requests) the server holds now.", kind: gauge,
 		value: func(s server) float64 { return float64(max(s.srv.Active(), 0)) }},
+	{name: "lb_server_connections_max", help: "The most connections (HTTP: requests) the server held at once, in this generation.", kind: gauge,
+		value: func(s server) float64 { return float64(s.srv.MaxActive()) }},
 	{name: "lb_server_connections_total", help: "Connections (HTTP: requests) given to the server.", kind: counter,
 		value: func(s server) float64 { return float64(s.srv.Total()) }},
 	{name: "lb_server_http_responses_total", help: "HTTP responses from the server, by status class.", kind: counter,

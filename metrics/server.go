@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"embed"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -18,6 +20,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 	"golang.org/x/crypto/bcrypt"
+
+	"lb/balancer"
 )
 
 // Access is who may read the stats listener: clients in Allow (none: any),
@@ -27,6 +31,9 @@ type Access struct {
 	Allow        []netip.Prefix
 	User         string
 	PasswordHash []byte
+	// Admin turns the stats page's actions on (drain, ready, maint,
+	// weight); it takes a User.
+	Admin bool
 }
 
 // Server is the stats listener's HTTP server. Make it with NewServer.
@@ -50,7 +57,12 @@ func NewServer(src *Source, access Access, log zerolog.Logger) *Server {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{EnableOpenMetrics: true}))
 	mux.HandleFunc("GET /stats.json", s.statsJSON)
-	mux.HandleFunc("GET /{$}", s.page)
+	mux.HandleFunc("GET /history.json", s.historyJSON)
+	mux.HandleFunc("GET /{$}", s.index)
+	mux.Handle("GET /page/", http.FileServerFS(pageFS))
+	if access.Admin && access.User != "" && src.Act != nil {
+		mux.HandleFunc("POST /action", s.action)
+	}
 	s.http = http.Server{
 		Handler:           s.guard(mux),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -136,7 +148,9 @@ func (s *Server) authorized(r *http.Request) bool {
 type Doc struct {
 	Generation int      `json:"generation"`
 	Pid        int      `json:"pid"`
-	Time       float64  `json:"time"` // unix seconds
+	Time       float64  `json:"time"`  // unix seconds
+	Start      float64  `json:"start"` // unix seconds
+	Admin      bool     `json:"admin"` // the page's actions are on
 	Process    Values   `json:"process"`
 	Frontends  []Object `json:"frontends"`
 	Backends   []Object `json:"backends"`
@@ -152,6 +166,26 @@ type Object struct {
 	Backend  string `json:"backend,omitempty"`
 	Server   string `json:"server,omitempty"`
 	Values   Values `json:"values"`
+	// State is a server's state, as the stats page shows it.
+	State *ServerState `json:"state,omitempty"`
+}
+
+// ServerState is a server's state beyond its numbers.
+type ServerState struct {
+	// Status is up, down, rising (down, passing checks), falling (up,
+	// failing checks), drain or maint.
+	Status  string `json:"status"`
+	Address string `json:"address"`
+	Backup  bool   `json:"backup,omitempty"`
+	Checked bool   `json:"checked"`
+	// Checks is the progress toward the next change, such as "1/2".
+	Checks string `json:"checks,omitempty"`
+	// Reason says why the server is down, or why its last check failed.
+	Reason string `json:"reason,omitempty"`
+	// LastCheck and Changed are unix seconds: the last active check, and
+	// the last change of health in this process; 0 for none.
+	LastCheck float64 `json:"last_check,omitempty"`
+	Changed   float64 `json:"changed,omitempty"`
 }
 
 // Values are series by short name.
@@ -159,7 +193,8 @@ type Values map[string]any
 
 // Snapshot returns what /stats.json shows.
 func (src *Source) Snapshot() Doc {
-	d := Doc{Generation: src.Process.Generation, Pid: src.Process.Pid, Time: float64(time.Now().UnixNano()) / 1e9, Process: Values{}}
+	d := Doc{Generation: src.Process.Generation, Pid: src.Process.Pid, Time: unixSeconds(time.Now()), Start: unixSeconds(src.Start),
+		Process: Values{}}
 	objects := map[string]*Object{}
 	var order []string
 	src.totals(func(s *sample) {
@@ -218,6 +253,7 @@ func (src *Source) Snapshot() Doc {
 			vals[name] = s.value
 		}
 	})
+	src.addStates(objects)
 	for _, id := range order {
 		o := objects[id]
 		switch {
@@ -235,12 +271,118 @@ func (src *Source) Snapshot() Doc {
 func (s *Server) statsJSON(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
+	d := s.src.Snapshot()
+	d.Admin = s.access.Admin && s.access.User != "" && s.src.Act != nil
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", " ")
-	_ = enc.Encode(s.src.Snapshot())
+	_ = enc.Encode(d)
 }
 
-func (s *Server) page(w http.ResponseWriter, _ *http.Request) {
+// unixSeconds is t in unix seconds; 0 for the zero time.
+func unixSeconds(t time.Time) float64 {
+	if t.IsZero() {
+		return 0
+	}
+	return float64(t.UnixNano()) / 1e9
+}
+
+// addStates sets the state of the server objects.
+func (src *Source) addStates(objects map[string]*Object) {
+	if src.Proxy == nil {
+		return
+	}
+	for _, b := range src.Proxy.Backends {
+		for _, srv := range b.Pool.Servers {
+			o := objects["lb_server_\x00\x00"+b.Name()+"\x00"+srv.Name]
+			if o == nil {
+				continue
+			}
+			st := &ServerState{Address: srv.Addr, Backup: srv.Backup, Status: "up"}
+			if !srv.Up() {
+				st.Status = "down"
+			}
+			if src.Health != nil {
+				if h, ok := src.Health(srv); ok {
+					st.Checked, st.Checks, st.Reason = true, h.Checks, h.LastReason
+					st.LastCheck, st.Changed = unixSeconds(h.LastCheck), unixSeconds(h.Changed)
+					if h.Checks != "" {
+						st.Status = map[bool]string{true: "falling", false: "rising"}[h.State.Up]
+					}
+				}
+			}
+			switch srv.Admin() {
+			case balancer.AdminDrain:
+				st.Status = "drain"
+			case balancer.AdminMaint:
+				st.Status = "maint"
+			}
+			o.State = st
+		}
+	}
+}
+
+func (s *Server) historyJSON(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	doc := struct {
+		Step     float64            `json:"step_seconds"`
+		Backends map[string][]Point `json:"backends"`
+	}{Step: DefaultHistoryStep.Seconds(), Backends: map[string][]Point{}}
+	if h := s.src.History; h != nil {
+		doc.Backends = h.Points()
+		if h.Step > 0 {
+			doc.Step = h.Step.Seconds()
+		}
+	}
+	_ = json.NewEncoder(w).Encode(doc)
+}
+
+//go:embed page
+var pageFS embed.FS
+
+func (s *Server) index(w http.ResponseWriter, _ *http.Request) {
+	page, err := pageFS.ReadFile("page/index.html")
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:")
+	w.Header().Set("X-Frame-Options", "DENY")
+	_, _ = w.Write(page)
+}
+
+// actionRequest is a stats page action: what is "state" (value ready,
+// drain or maint) or "weight" (value 0 to 256).
+type actionRequest struct {
+	Backend string `json:"backend"`
+	Server  string `json:"server"`
+	What    string `json:"what"`
+	Value   string `json:"value"`
+}
+
+// action changes a server from the stats page. It takes a JSON body and
+// the X-LB-Action header, which a page of another site cannot send
+// without the browser asking this one first (CORS), and lb never agrees.
+func (s *Server) action(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("X-LB-Action") != "1" {
+		http.Error(w, "an action needs the header X-LB-Action: 1", http.StatusForbidden)
+		return
+	}
+	var a actionRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&a); err != nil {
+		http.Error(w, "bad action: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	msg, err := s.src.Act(a.Backend, a.Server, a.What, a.Value)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	user, _, _ := r.BasicAuth()
+	s.log.Info().Str("user", user).Str("client", r.RemoteAddr).Str("backend", a.Backend).Str("server", a.Server).
+		Str("what", a.What).Str("value", a.Value).Msg("stats page action")
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	_, _ = w.Write([]byte("lb stats: /metrics (Prometheus), /stats.json\n"))
+	_, _ = io.WriteString(w, msg+"\n")
 }

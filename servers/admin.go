@@ -87,17 +87,30 @@ func (s *Set) showStat(w io.Writer, _ *admin.Request) error {
 // setServer answers "set server BACKEND/SERVER state ready|drain|maint" and
 // "set server BACKEND/SERVER weight N".
 func (s *Set) setServer(w io.Writer, r *admin.Request) error {
-	const usage = "usage: set server BACKEND/SERVER state ready|drain|maint, or set server BACKEND/SERVER weight 0-256"
 	if len(r.Args) != 3 {
-		return fmt.Errorf("%s", usage)
+		return fmt.Errorf("%s", setUsage)
 	}
 	bname, sname, ok := strings.Cut(r.Args[0], "/")
 	if !ok {
-		return fmt.Errorf("%q is not BACKEND/SERVER: %s", r.Args[0], usage)
+		return fmt.Errorf("%q is not BACKEND/SERVER: %s", r.Args[0], setUsage)
 	}
+	msg, err := s.Set(bname, sname, r.Args[1], r.Args[2])
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(w, msg)
+	return err
+}
+
+const setUsage = "usage: set server BACKEND/SERVER state ready|drain|maint, or set server BACKEND/SERVER weight 0-256"
+
+// Set changes a server as an operator asks, what being "state" (value
+// ready, drain or maint) or "weight" (value 0 to 256), logs it, and says
+// what it did: for the admin socket and the stats page.
+func (s *Set) Set(bname, sname, what, value string) (string, error) {
 	b := s.findBackend(bname)
 	if b == nil {
-		return fmt.Errorf("no backend %q", bname)
+		return "", fmt.Errorf("no backend %q", bname)
 	}
 	srv := s.findServer(bname, sname)
 	if srv == nil {
@@ -105,30 +118,28 @@ func (s *Set) setServer(w io.Writer, r *admin.Request) error {
 		for i, x := range b.Pool.Servers {
 			names[i] = x.Name
 		}
-		return fmt.Errorf("no server %q in backend %q (servers: %s)", sname, bname, strings.Join(names, ", "))
+		return "", fmt.Errorf("no server %q in backend %q (servers: %s)", sname, bname, strings.Join(names, ", "))
 	}
-	switch r.Args[1] {
+	switch what {
 	case "state":
-		a, err := balancer.ParseAdmin(r.Args[2])
+		a, err := balancer.ParseAdmin(value)
 		if err != nil {
-			return err
+			return "", err
 		}
 		srv.SetAdmin(a)
 		s.log.Info().Str("backend", bname).Str("server", sname).Str("admin", a.String()).Msg("server admin state set")
-		fmt.Fprintf(w, "server %s/%s is now %s\n", bname, sname, a)
+		return fmt.Sprintf("server %s/%s is now %s", bname, sname, a), nil
 	case "weight":
-		n, err := strconv.Atoi(r.Args[2])
+		n, err := strconv.Atoi(value)
 		if err != nil {
-			return fmt.Errorf("weight %q is not a number", r.Args[2])
+			return "", fmt.Errorf("weight %q is not a number", value)
 		}
 		if err := srv.SetWeight(n); err != nil {
-			return err
+			return "", err
 		}
 		b.Pool.Refresh()
 		s.log.Info().Str("backend", bname).Str("server", sname).Int("weight", n).Msg("server weight set")
-		fmt.Fprintf(w, "server %s/%s weight is now %d\n", bname, sname, n)
-	default:
-		return fmt.Errorf("%s", usage)
+		return fmt.Sprintf("server %s/%s weight is now %d", bname, sname, n), nil
 	}
-	return nil
+	return "", fmt.Errorf("%s", setUsage)
 }

@@ -1,0 +1,142 @@
+package metrics
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"time"
+
+	"lb/proxy"
+	"lb/stats"
+)
+
+// DefaultHistoryStep is how often the history takes a point unless told,
+// and HistoryPoints how many it keeps: 15 minutes at the default step.
+const (
+	DefaultHistoryStep = 10 * time.Second
+	HistoryPoints      = 90
+)
+
+// Point is one step of a backend's history: requests and errors per
+// second over the step, and the 99th percentile of the response time
+// (upper bound of its histogram bucket), in seconds; 0 without requests.
+type Point struct {
+	Time     int64   `json:"t"` // unix seconds at the step's end
+	Requests float64 `json:"rps"`
+	Errors   float64 `json:"eps"`
+	P99      float64 `json:"p99"`
+}
+
+// History keeps the last HistoryPoints points of every backend, from the
+// counters, in memory. Its zero value is empty; Run fills it.
+type History struct {
+	// Step is how often Run takes a point; 0: DefaultHistoryStep.
+	Step time.Duration
+
+	mu       sync.Mutex
+	backends map[string][]Point
+	last     map[string]backendSample
+}
+
+// backendSample is what a point is the difference of.
+type backendSample struct {
+	at       time.Time
+	requests uint64
+	errors   uint64
+	total    stats.HistogramSnapshot
+}
+
+// sampleBackend reads b's counters: requests, errors (5xx responses,
+// failed connections, failed responses), and its servers' response times.
+func sampleBackend(b *proxy.Backend, now time.Time) backendSample {
+	s := backendSample{at: now, requests: b.Counts.Requests.Load()}
+	s.errors = b.Counts.Responses[stats.Class5xx].Load() + b.Counts.ConnectErrors.Load() + b.Counts.ResponseErrors.Load()
+	for _, srv := range b.Pool.Servers {
+		h := srv.Counts.Total.Snapshot()
+		for i := range h.Cumulative {
+			s.total.Cumulative[i] += h.Cumulative[i]
+		}
+		s.total.Count += h.Count
+		s.total.Sum += h.Sum
+	}
+	return s
+}
+
+// Run takes a point of every backend of p each Step until ctx is done.
+func (h *History) Run(ctx context.Context, p *proxy.Proxy) {
+	h.take(p, time.Now())
+	step := h.Step
+	if step <= 0 {
+		step = DefaultHistoryStep
+	}
+	tick := time.NewTicker(step)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			h.take(p, now)
+		}
+	}
+}
+
+// take adds a point of each backend at now.
+func (h *History) take(p *proxy.Proxy, now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.backends == nil {
+		h.backends = map[string][]Point{}
+	}
+	if h.last == nil {
+		h.last = map[string]backendSample{}
+	}
+	for _, b := range p.Backends {
+		s := sampleBackend(b, now)
+		prev, ok := h.last[b.Name()]
+		h.last[b.Name()] = s
+		if !ok {
+			continue
+		}
+		secs := s.at.Sub(prev.at).Seconds()
+		if secs <= 0 {
+			continue
+		}
+		pt := Point{Time: now.Unix(),
+			Requests: float64(s.requests-prev.requests) / secs,
+			Errors:   float64(s.errors-prev.errors) / secs,
+			P99:      s.total.Quantile(prev.total, 0.99).Seconds(),
+		}
+		pts := append(h.backends[b.Name()], pt)
+		if len(pts) > HistoryPoints {
+			pts = pts[len(pts)-HistoryPoints:]
+		}
+		h.backends[b.Name()] = pts
+	}
+}
+
+// Points returns every backend's points, oldest first.
+func (h *History) Points() map[string][]Point {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make(map[string][]Point, len(h.backends))
+	for k, v := range h.backends {
+		out[k] = append([]Point(nil), v...)
+	}
+	return out
+}
+
+// MarshalJSON is the points, for the next generation.
+func (h *History) MarshalJSON() ([]byte, error) { return json.Marshal(h.Points()) }
+
+// Restore takes the points an older generation kept.
+func (h *History) Restore(raw []byte) error {
+	var pts map[string][]Point
+	if err := json.Unmarshal(raw, &pts); err != nil {
+		return err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.backends = pts
+	return nil
+}
