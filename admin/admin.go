@@ -61,6 +61,40 @@ const maxLine = 4096
 type Server struct {
 	mu       sync.RWMutex
 	handlers map[string]Handler
+	docs     map[string]string
+}
+
+// Describe gives a command the one-line description that "help" shows,
+// its arguments first, like "[all]: clear the counters".
+func (s *Server) Describe(command, doc string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.docs == nil {
+		s.docs = make(map[string]string)
+	}
+	s.docs[strings.Join(strings.Fields(command), " ")] = doc
+}
+
+// help answers "help": every command but the internal ones (named with a
+// leading "_"), with its description.
+func (s *Server) help(w io.Writer, _ *Request) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var cmds []string
+	for cmd := range s.handlers {
+		if !strings.HasPrefix(cmd, "_") {
+			cmds = append(cmds, cmd)
+		}
+	}
+	sort.Strings(cmds)
+	for _, c := range cmds {
+		if d := s.docs[c]; d != "" {
+			fmt.Fprintf(w, "%s %s\n", c, d)
+		} else {
+			fmt.Fprintln(w, c)
+		}
+	}
+	return nil
 }
 
 // Handle registers h for a command of one or more words, like "show info".
@@ -68,7 +102,13 @@ func (s *Server) Handle(command string, h Handler) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.handlers == nil {
-		s.handlers = make(map[string]Handler)
+		s.handlers = map[string]Handler{"help": HandlerFunc(s.help)}
+	}
+	if s.docs == nil {
+		s.docs = make(map[string]string)
+	}
+	if _, ok := s.docs["help"]; !ok {
+		s.docs["help"] = ": list the commands"
 	}
 	s.handlers[strings.Join(strings.Fields(command), " ")] = h
 }

@@ -58,7 +58,7 @@ func TestCommands(t *testing.T) {
 		{"show info", "pid: 1\nargs: []\n", ""},
 		{"  show   info  extra  ", "pid: 1\nargs: [\"extra\"]\n", ""},
 		{"set server app/s1 state drain", "", "no such server"},
-		{"show nothing", "", `unknown command "show nothing": commands are panic, set server, show info`},
+		{"show nothing", "", `unknown command "show nothing": commands are help, panic, set server, show info`},
 		{"panic", "", `command "panic" failed: boom`},
 	} {
 		got, err := Query(path, tc.cmd, 5*time.Second)

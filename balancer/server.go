@@ -255,3 +255,14 @@ func (s *Server) Release() {
 func (s *Server) takesNew() bool {
 	return !s.down.Load() && s.admin.Load() == uint32(AdminReady) && s.weight() > 0
 }
+
+// ResetMax forgets the most connections held at once: clear counters.
+func (s *Server) ResetMax() { s.maxActive.Store(s.active.Load()) }
+
+// ResetCounters sets the server's counters to zero: clear counters all.
+func (s *Server) ResetCounters() {
+	s.total.Store(0)
+	s.errors.Store(0)
+	s.ResetMax()
+	s.Counts.Reset()
+}

@@ -290,7 +290,7 @@ func TestH2ClientErrorsSpareServers(t *testing.T) {
 		t.Errorf("the server is not up after 20 bad requests:\n%s", state)
 	}
 	stat := adminQuery(t, sock, "show stat")
-	if !regexp.MustCompile(`(?m)^app s1 up \S+ \d+ \d+ 0 `).MatchString(stat) {
+	if !regexp.MustCompile(`(?m)^app s1 up \S+ \d+ \d+ \d+ 0 `).MatchString(stat) {
 		t.Errorf("errors were counted against the server:\n%s", stat)
 	}
 	if n := len(p.logLines(t, "request")); n < 30 {

@@ -227,3 +227,73 @@ func TestMetricsAcrossReloads(t *testing.T) {
 		t.Errorf("promtool check metrics: %v\n%s", err, out)
 	}
 }
+
+// TestAdminCounters: show stat counts HTTP servers' bytes and responses,
+// help lists the commands, clear counters all zeroes the counters of
+// every generation, show info counts the reloads, and the counters carry
+// on from zero across a reload.
+func TestAdminCounters(t *testing.T) {
+	a := startHTTPBackend(t, "a")
+	d := newDaemons(t, "")
+	statsPort := freePort(t)
+	statsAddr := fmt.Sprintf("127.0.0.1:%d", statsPort)
+	d.writeConfig(daemonConfigMode(d.dir, d.port, "", "http", "", serverLine("a", a.addr(), "")) + statsTable(statsPort, ""))
+	d.mustLaunch()
+	waitPort(t, d.port)
+	c := &http.Client{Timeout: 5 * time.Second}
+	get := func(n int) {
+		t.Helper()
+		for range n {
+			resp, err := c.Get("http://" + d.addr() + "/x")
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}
+	get(5)
+	stat := adminQuery(t, d.adminSock, "show stat")
+	f := strings.Fields(strings.Split(stat, "\n")[1])
+	// backend server health admin active max total errors bytes_in bytes_out requests 2xx 4xx 5xx response_errors
+	if len(f) != 15 || f[6] != "5" || f[9] == "0" || f[10] != "5" || f[11] != "5" {
+		t.Fatalf("show stat after 5 requests:\n%s", stat)
+	}
+	help := adminQuery(t, d.adminSock, "help")
+	for _, cmd := range []string{"help", "show info", "show stat", "show servers state", "set server", "clear counters"} {
+		if !strings.Contains(help, "\n"+cmd) && !strings.HasPrefix(help, cmd) {
+			t.Errorf("help does not list %q:\n%s", cmd, help)
+		}
+	}
+	if strings.Contains(help, "_getstate") {
+		t.Errorf("help lists the internal commands:\n%s", help)
+	}
+
+	d.mustLaunch()
+	waitPort(t, statsPort)
+	get(3)
+	if info := adminQuery(t, d.adminSock, "show info"); !strings.Contains(info, "\nreloads: 1\n") {
+		t.Errorf("show info after one reload:\n%s", info)
+	}
+	key := `lb_frontend_http_requests_total{frontend="web"}`
+	waitMetric := func(want float64) {
+		t.Helper()
+		var m map[string]float64
+		for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+			var err error
+			if m, _, err = scrape(c, statsAddr); err == nil && m[key] == want {
+				return
+			}
+		}
+		t.Fatalf("%s is %v, want %v", key, m[key], want)
+	}
+	waitMetric(8)
+	if got := adminQuery(t, d.adminSock, "clear counters all"); got != "cleared every counter\n" {
+		t.Fatalf("clear counters all: %q", got)
+	}
+	waitMetric(0)
+	get(2)
+	d.mustLaunch()
+	get(1)
+	waitMetric(3)
+}

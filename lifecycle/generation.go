@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -353,6 +354,9 @@ func (g *Generation) connections() int64 {
 func (g *Generation) serveAdmin(ctx context.Context) {
 	var s admin.Server
 	s.Handle("show info", admin.HandlerFunc(g.showInfo))
+	s.Describe("show info", ": pid, generation, version, uptime, state, connections, reloads, draining generations, descriptors")
+	s.Handle("clear counters", admin.HandlerFunc(g.clearCounters))
+	s.Describe("clear counters", "[all]: forget the maximum connections of every server; with all, set every counter to zero, the older generations' included")
 	g.srv.Register(&s)
 	s.Handle("_getsocks", admin.HandlerFunc(g.giveListeners))
 	s.Handle("_getstate", admin.HandlerFunc(g.getState))
@@ -380,6 +384,39 @@ func (g *Generation) showInfo(w io.Writer, _ *admin.Request) error {
 	fmt.Fprintf(w, "reloads: %.0f\ndraining_generations: %d\ndraining_connections: %d\nfd_limit: %d\nfds_open: %d\n",
 		reloads, draining, conns, g.FDs.limit.Int(), openFDs())
 	return nil
+}
+
+// clearCounters answers "clear counters" (the maxima) and "clear counters
+// all" (every counter, in every generation's count: Prometheus sees a
+// counter reset).
+func (g *Generation) clearCounters(w io.Writer, r *admin.Request) error {
+	all := len(r.Args) == 1 && r.Args[0] == "all"
+	if len(r.Args) > 0 && !all {
+		return errors.New("usage: clear counters [all]")
+	}
+	for _, b := range g.Proxy.Backends {
+		for _, srv := range b.Pool.Servers {
+			if all {
+				srv.ResetCounters()
+			} else {
+				srv.ResetMax()
+			}
+		}
+		if all {
+			b.Counts.Reset()
+		}
+	}
+	if !all {
+		_, err := io.WriteString(w, "cleared the maximum connections of every server\n")
+		return err
+	}
+	for _, f := range g.Proxy.Frontends {
+		f.Counts.Reset()
+	}
+	g.ledger.Clear()
+	g.Log.Warn().Msg("clear counters all: every counter is zero again")
+	_, err := io.WriteString(w, "cleared every counter\n")
+	return err
 }
 
 // supersedeCheck is how often a serving generation reads its pid file to

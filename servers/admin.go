@@ -9,14 +9,18 @@ import (
 	"lb/admin"
 	"lb/balancer"
 	"lb/proxy"
+	"lb/stats"
 )
 
 // Register adds the commands that show and change the servers to an
 // admin server.
 func (s *Set) Register(a *admin.Server) {
 	a.Handle("show servers state", admin.HandlerFunc(s.showServersState))
+	a.Describe("show servers state", ": each server's health, admin state, weights and check progress")
 	a.Handle("show stat", admin.HandlerFunc(s.showStat))
+	a.Describe("show stat", ": each server's counters (this generation's): connections, errors, bytes, HTTP responses")
 	a.Handle("set server", admin.HandlerFunc(s.setServer))
+	a.Describe("set server", "BACKEND/SERVER state ready|drain|maint, or weight 0-256")
 }
 
 // findServer returns a server by backend and name, or nil.
@@ -69,16 +73,18 @@ func (s *Set) showServersState(w io.Writer, _ *admin.Request) error {
 
 // showStat answers "show stat": each server's counters.
 func (s *Set) showStat(w io.Writer, _ *admin.Request) error {
-	fmt.Fprintln(w, "# backend server health admin active total errors bytes_in bytes_out")
+	fmt.Fprintln(w, "# backend server health admin active max total errors bytes_in bytes_out requests 2xx 4xx 5xx response_errors")
 	for _, b := range s.proxy.Backends {
 		for _, srv := range b.Pool.Servers {
 			h := "up"
 			if !srv.Up() {
 				h = "down"
 			}
-			st := srv.Stats()
-			fmt.Fprintf(w, "%s %s %s %s %d %d %d %d %d\n", b.Name(), srv.Name, h, srv.Admin(),
-				st.Active, st.Total, st.Errors, st.BytesIn, st.BytesOut)
+			st, c := srv.Stats(), &srv.Counts
+			fmt.Fprintf(w, "%s %s %s %s %d %d %d %d %d %d %d %d %d %d %d\n", b.Name(), srv.Name, h, srv.Admin(),
+				st.Active, srv.MaxActive(), st.Total, st.Errors, st.BytesIn, st.BytesOut, c.Requests.Load(),
+				c.Responses[stats.Class2xx].Load(), c.Responses[stats.Class4xx].Load(), c.Responses[stats.Class5xx].Load(),
+				c.ResponseErrors.Load())
 		}
 	}
 	return nil

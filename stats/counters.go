@@ -168,3 +168,46 @@ type Server struct {
 	ResponseErrors atomic.Uint64
 	Latency
 }
+
+// Reset sets t's counts to zero.
+func (t *Traffic) Reset() {
+	t.Requests.Store(0)
+	for i := range t.Responses {
+		t.Responses[i].Store(0)
+	}
+	t.BytesIn.Store(0)
+	t.BytesOut.Store(0)
+}
+
+// Reset empties h.
+func (h *Histogram) Reset() {
+	for i := range h.counts {
+		h.counts[i].Store(0)
+	}
+	h.sum.Store(0)
+}
+
+// Reset sets f's counts to zero.
+func (f *Frontend) Reset() {
+	f.Conns.Store(0)
+	f.Traffic.Reset()
+	f.Duration.Reset()
+}
+
+// Reset sets b's counts to zero.
+func (b *Backend) Reset() {
+	b.Traffic.Reset()
+	for _, c := range []*atomic.Uint64{&b.ConnectErrors, &b.Retries, &b.ResponseErrors, &b.Queued, &b.QueueTimeouts} {
+		c.Store(0)
+	}
+	b.QueueTime.Reset()
+}
+
+// Reset sets s's counts to zero.
+func (s *Server) Reset() {
+	s.Traffic.Reset()
+	s.ResponseErrors.Store(0)
+	s.Connect.Reset()
+	s.FirstByte.Reset()
+	s.Total.Reset()
+}

@@ -39,6 +39,10 @@ type Report struct {
 	// Final says the generation has exited, or is about to: it counts
 	// nothing more.
 	Final bool `json:"final,omitempty"`
+	// Zero, in a handed-over ledger, is what the generation had counted
+	// when the counters were cleared (clear counters all): what it
+	// counts is its values less these.
+	Zero Values `json:"zero,omitempty"`
 }
 
 // ID names the generation of r in a ledger.
@@ -76,7 +80,13 @@ type Ledger struct {
 type liveGen struct {
 	Report
 	seen time.Time
+	// zero is what the generation had counted when the counters were
+	// cleared: what it counts is its values less these.
+	zero Values
 }
+
+// counted is what g counted since the counters were last cleared.
+func (g *liveGen) counted(k string, v float64) float64 { return max(v-g.zero[k], 0) }
 
 // Restore sets l to c, as the previous generation left it.
 func (l *Ledger) Restore(c Carried, now time.Time) {
@@ -125,6 +135,9 @@ func (l *Ledger) mergeLocked(r Report, now time.Time) bool {
 			g.Values[k] = v
 		}
 	}
+	if r.Zero != nil && g.zero == nil {
+		g.zero = r.Zero
+	}
 	g.Connections, g.seen = r.Connections, now
 	if r.Final {
 		l.endLocked(id)
@@ -152,7 +165,7 @@ func (l *Ledger) endLocked(id string) {
 		l.base = Values{}
 	}
 	for k, v := range g.Values {
-		l.base[k] += v
+		l.base[k] += g.counted(k, v)
 	}
 	delete(l.live, id)
 	l.endedLocked(id)
@@ -181,10 +194,26 @@ func (l *Ledger) resum() {
 	}
 	for _, g := range l.live {
 		for k, v := range g.Values {
-			sum[k] += v
+			sum[k] += g.counted(k, v)
 		}
 	}
 	l.sum = sum
+}
+
+// Clear forgets what the other generations counted until now: the ended
+// ones' counts, and the live ones' so far (what they report from now on
+// counts from here).
+func (l *Ledger) Clear() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.base = Values{}
+	for _, g := range l.live {
+		g.zero = make(Values, len(g.Values))
+		for k, v := range g.Values {
+			g.zero[k] = v
+		}
+	}
+	l.resum()
 }
 
 // Sum returns what the other generations counted, by series. The map is
@@ -224,6 +253,7 @@ func (l *Ledger) Carry(own Report) Carried {
 		for k, v := range g.Values {
 			r.Values[k] = v
 		}
+		r.Zero = g.zero
 		c.Live = append(c.Live, r)
 	}
 	sort.Slice(c.Live, func(i, j int) bool { return c.Live[i].Generation < c.Live[j].Generation })

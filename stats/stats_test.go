@@ -78,3 +78,27 @@ func TestClass(t *testing.T) {
 		}
 	}
 }
+
+func TestLedgerClear(t *testing.T) {
+	var l Ledger
+	now := time.Unix(1000, 0)
+	k := Key("lb_frontend_http_requests_total", "web")
+	l.Merge(Report{Generation: 1, Pid: 10, Values: Values{k: 5}, Final: true}, now)
+	l.Merge(Report{Generation: 2, Pid: 11, Values: Values{k: 7}}, now)
+	l.Clear()
+	if got := l.Sum()[k]; got != 0 {
+		t.Fatalf("sum after Clear %v, want 0", got)
+	}
+	l.Merge(Report{Generation: 2, Pid: 11, Values: Values{k: 9}}, now)
+	if got := l.Sum()[k]; got != 2 {
+		t.Fatalf("sum after a report since Clear %v, want 2", got)
+	}
+	// Handed over: the next generation counts generation 2 from the clear
+	// too.
+	var next Ledger
+	next.Restore(l.Carry(Report{Generation: 3, Pid: 12, Values: Values{k: 1}}), now)
+	next.Merge(Report{Generation: 2, Pid: 11, Values: Values{k: 10}, Final: true}, now)
+	if got := next.Sum()[k]; got != 3+1 {
+		t.Fatalf("sum in the next generation %v, want 4", got)
+	}
+}
