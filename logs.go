@@ -6,16 +6,28 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
+
+	"lb/config"
+	"lb/httpproxy"
+	"lb/proxy"
+	"lb/reload"
+	"lb/syslog"
 )
 
+// logGeneration is the generation number every log line carries, once
+// the generation knows it.
+var logGeneration atomic.Int64
+
 // newLogger returns lb's logger: JSON lines on w, or readable console output
-// when w is a terminal.
-func newLogger(w io.Writer, level string) (zerolog.Logger, error) {
+// when w is a terminal, and to sys too when it is not nil. Every line
+// carries the pid and, once it is known, the generation.
+func newLogger(w io.Writer, sys *syslog.Writer, level string) (zerolog.Logger, error) {
 	lvl, err := parseLevel(level)
 	if err != nil {
 		return zerolog.Nop(), err
@@ -25,7 +37,39 @@ func newLogger(w io.Writer, level string) (zerolog.Logger, error) {
 	if f, ok := w.(*os.File); ok && isTerminal(f) {
 		w = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000"}
 	}
-	return zerolog.New(w).Level(lvl).With().Timestamp().Int("pid", os.Getpid()).Logger(), nil
+	if sys != nil {
+		w = zerolog.MultiLevelWriter(w, sys)
+	}
+	hook := zerolog.HookFunc(func(e *zerolog.Event, _ zerolog.Level, _ string) {
+		if n := logGeneration.Load(); n > 0 {
+			e.Int64("generation", n)
+		}
+	})
+	return zerolog.New(w).Level(lvl).Hook(hook).With().Timestamp().Int("pid", os.Getpid()).Logger(), nil
+}
+
+// defaultSyslog is where a daemon with no log file logs: the local
+// syslog daemon's socket.
+const defaultSyslog = "/dev/log"
+
+// openSyslog connects to global.syslog: for a daemon (-D) with no log file
+// whose stderr is not the journal, /dev/log by default when it is there;
+// nil when lb logs to no syslog.
+func openSyslog(g config.Global, daemon bool, logFile *os.File) (*syslog.Writer, error) {
+	target := g.Syslog
+	if target == "" && daemon && logFile == nil && !reload.StderrIsJournal() {
+		if fi, err := os.Stat(defaultSyslog); err == nil && fi.Mode().Type() == os.ModeSocket {
+			target = defaultSyslog
+		}
+	}
+	if target == "" || target == "none" {
+		return nil, nil
+	}
+	fac, err := syslog.Facility(g.SyslogFacility)
+	if err != nil {
+		return nil, err
+	}
+	return syslog.Dial(target, fac, g.SyslogTag)
 }
 
 // openLog opens global.log_file for appending; with no path it returns a
@@ -123,4 +167,33 @@ func fileType(m os.FileMode) string {
 func isTerminal(f *os.File) bool {
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
+}
+
+// accessLines writes the access log lines of frontends with log_format =
+// "httplog": each line as it is, to the log output and to syslog as the
+// message.
+type accessLines struct {
+	out io.Writer
+	sys *syslog.Writer
+}
+
+func (a accessLines) Write(p []byte) (int, error) {
+	n, err := a.out.Write(p)
+	if a.sys != nil {
+		_, _ = a.sys.WriteLevel(zerolog.InfoLevel, p)
+	}
+	return n, err
+}
+
+// useHTTPLog gives the frontends with log_format = "httplog" their
+// access log output.
+func useHTTPLog(cfg *config.Config, p *proxy.Proxy, out io.Writer, sys *syslog.Writer) {
+	for i, fc := range cfg.Frontends {
+		if fc.LogFormat != config.LogFormatHTTPLog || i >= len(p.Frontends) {
+			continue
+		}
+		if h, ok := p.Frontends[i].Handler.(*httpproxy.Frontend); ok {
+			h.HTTPLog = accessLines{out: out, sys: sys}
+		}
+	}
 }

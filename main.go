@@ -238,7 +238,11 @@ func action(c *cli.Context, o options) error {
 	if logFile != nil {
 		logOut = logFile
 	}
-	log, err := newLogger(logOut, level)
+	sys, err := openSyslog(cfg.Global, o.daemon, logFile)
+	if err != nil {
+		return &exitError{Code: exitFailure, Msg: fmt.Sprintf("%s: %v", cfg.GlobalPos("syslog"), err)}
+	}
+	log, err := newLogger(logOut, sys, level)
 	if err != nil {
 		return &exitError{Code: exitFailure, Msg: err.Error()}
 	}
@@ -247,10 +251,12 @@ func action(c *cli.Context, o options) error {
 		return configError(err)
 	}
 	fds.Apply(p)
+	useHTTPLog(cfg, p, logOut, sys)
 	g := &lifecycle.Generation{
 		Opts: lifecycle.Options{Files: o.files, Daemon: o.daemon, PidFile: o.pidFile, Takeover: o.takeover,
 			Stop: o.stop, RawArgs: o.rawArgs, Version: version},
 		Cfg: cfg, Proxy: p, Log: log, Ready: ready, LogFile: logFile, FDs: fds, Lock: lock,
+		OnNumber: func(n int) { logGeneration.Store(int64(n)) }, Syslog: sys != nil,
 	}
 	return g.Run(ctx)
 }

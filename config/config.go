@@ -34,6 +34,12 @@ type Config struct {
 	validated bool
 }
 
+// Access log formats.
+const (
+	LogFormatJSON    = "json"
+	LogFormatHTTPLog = "httplog"
+)
+
 // Stats is the [stats] table.
 type Stats struct {
 	// Bind is the stats listener's "ip:port"; empty means none.
@@ -96,6 +102,15 @@ type Global struct {
 	// LogFile is a file to append logs to instead of stderr; empty means
 	// stderr.
 	LogFile string `toml:"log_file"`
+	// Syslog sends the logs to syslog too, as RFC 5424 messages: a unix
+	// datagram socket's path ("/dev/log") or "udp://host:port". Empty: a
+	// daemon (-D) with no log_file whose stderr is not systemd's journal
+	// logs to /dev/log when that socket exists; "none": never.
+	Syslog string `toml:"syslog"`
+	// SyslogFacility is the facility of the syslog messages. Default daemon.
+	SyslogFacility string `toml:"syslog_facility"`
+	// SyslogTag is the APP-NAME of the syslog messages. Default lb.
+	SyslogTag string `toml:"syslog_tag"`
 	// StateFile is where the serving generation saves what it knows of the
 	// servers, as it changes, for a next generation that cannot ask it
 	// directly. Empty means none.
@@ -197,6 +212,13 @@ type Frontend struct {
 	HTTP    HTTPOptions  `toml:"http"`
 	// TLS terminates TLS on the frontend's addresses (HTTP mode).
 	TLS FrontendTLS `toml:"tls"`
+	// LogFormat is the format of the access log lines: "json" (lb's log
+	// lines), or "httplog" (HTTP mode: HAProxy's option httplog, one
+	// line of text each, for its parsers). Default json.
+	LogFormat string `toml:"log_format"`
+	// LogQuery puts the query string in the access log lines. Default
+	// true; false keeps secrets in query strings out of the logs.
+	LogQuery bool `toml:"log_query"`
 
 	Pos Pos `toml:"-"`
 }
@@ -362,6 +384,8 @@ func Default() Config {
 	return Config{
 		Global: Global{
 			LogLevel:        "info",
+			SyslogFacility:  "daemon",
+			SyslogTag:       "lb",
 			HardStopAfter:   Duration(10 * time.Minute),
 			HandshakeGrace:  Duration(time.Second),
 			StartupTimeout:  Duration(5 * time.Second),

@@ -99,8 +99,10 @@ func Parse(srcs ...Source) (*Config, error) {
 			case "frontend":
 				for i, m := range doc.d.array(doc.m[k], k, o) {
 					f := Frontend{
-						Mode:    def.Mode,
-						MaxConn: def.MaxConn,
+						Mode:      def.Mode,
+						MaxConn:   def.MaxConn,
+						LogFormat: LogFormatJSON,
+						LogQuery:  true,
 						Timeout: FrontendTimeouts{
 							Client:        def.Timeout.Client,
 							HTTPRequest:   def.Timeout.HTTPRequest,

@@ -68,18 +68,18 @@ func TestParseValid(t *testing.T) {
 	}
 	want := Config{
 		Global: Global{LogLevel: "debug", PidFile: "/run/lb.pid", HardStopAfter: d("30s"), HandshakeGrace: d("250ms"),
-			AdminSocket: "/run/lb/admin.sock", LogFile: "/var/log/lb.log"},
+			AdminSocket: "/run/lb/admin.sock", LogFile: "/var/log/lb.log", SyslogFacility: "daemon", SyslogTag: "lb"},
 		Defaults: Defaults{
 			Balance: BalanceLeastConn, Retries: 2, MaxConn: 1000,
 			Timeout: Timeouts{Connect: d("2s"), Client: d("30s"), Server: d("45s")},
 		},
 		Frontends: []Frontend{
 			{
-				Name: "web", Bind: []string{":8080", "127.0.0.1:8443"}, DefaultBackend: "app",
+				Name: "web", Bind: []string{":8080", "127.0.0.1:8443"}, DefaultBackend: "app", LogFormat: "json", LogQuery: true,
 				MaxConn: 1000, Timeout: FrontendTimeouts{Client: d("30s")},
 			},
 			{
-				Name: "admin", Bind: []string{"[::1]:9000", "127.0.0.2:9001"}, DefaultBackend: "static",
+				Name: "admin", Bind: []string{"[::1]:9000", "127.0.0.2:9001"}, DefaultBackend: "static", LogFormat: "json", LogQuery: true,
 				MaxConn: 10, Timeout: FrontendTimeouts{Client: d("5s")},
 			},
 		},
@@ -192,7 +192,7 @@ func TestParseBad(t *testing.T) {
 			{"unknown_key_top.toml:12", `unknown key "listen" (valid keys: global, defaults, frontend, backend, stats)`},
 		}},
 		{"unknown_key_global.toml", []wantErr{
-			{"unknown_key_global.toml:3", `global: unknown key "loglevel" (valid keys: log_level, pid_file, hard_stop_after, handshake_grace, admin_socket, log_file, state_file, ticket_keys_file, startup_timeout, close_spread_time, http_head_budget)`},
+			{"unknown_key_global.toml:3", `global: unknown key "loglevel" (valid keys: log_level, pid_file, hard_stop_after, handshake_grace, admin_socket, log_file, syslog, syslog_facility, syslog_tag, state_file, ticket_keys_file, startup_timeout, close_spread_time, http_head_budget)`},
 		}},
 		{"bad_global.toml", []wantErr{
 			{"bad_global.toml:2", `global: handshake_grace 2m0s is out of range: use 0s to 1m`},
@@ -463,7 +463,7 @@ func TestMerge(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Parse: %v", err)
 		}
-		want := Global{LogLevel: "warn", PidFile: "/run/lb.pid", HardStopAfter: Duration(time.Minute), HandshakeGrace: Duration(time.Second), StartupTimeout: Duration(5 * time.Second), CloseSpreadTime: Duration(time.Second), HTTPHeadBudget: DefaultHTTPHeadBudget}
+		want := Global{LogLevel: "warn", PidFile: "/run/lb.pid", HardStopAfter: Duration(time.Minute), HandshakeGrace: Duration(time.Second), StartupTimeout: Duration(5 * time.Second), CloseSpreadTime: Duration(time.Second), HTTPHeadBudget: DefaultHTTPHeadBudget, SyslogFacility: "daemon", SyslogTag: "lb"}
 		if cfg.Global != want {
 			t.Errorf("global = %+v, want %+v", cfg.Global, want)
 		}

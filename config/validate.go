@@ -1,6 +1,8 @@
 package config
 
 import (
+	"lb/syslog"
+
 	"golang.org/x/crypto/bcrypt"
 
 	"errors"
@@ -119,6 +121,19 @@ func (v *validator) global() {
 	}
 	if !o.rejected("global.startup_timeout") && (g.StartupTimeout <= 0 || g.StartupTimeout.D() > 10*time.Minute) {
 		v.add(o.pos("global.startup_timeout"), "global", "startup_timeout %s is out of range: use more than 0s, up to 10m", g.StartupTimeout)
+	}
+	if !o.rejected("global.syslog") && g.Syslog != "" && g.Syslog != "none" {
+		if _, _, err := syslog.ParseTarget(g.Syslog); err != nil {
+			v.add(o.pos("global.syslog"), "global", "%v (or \"none\")", err)
+		}
+	}
+	if !o.rejected("global.syslog_facility") {
+		if _, err := syslog.Facility(g.SyslogFacility); err != nil {
+			v.add(o.pos("global.syslog_facility"), "global", "%v", err)
+		}
+	}
+	if !o.rejected("global.syslog_tag") && (g.SyslogTag == "" || len(g.SyslogTag) > 48 || strings.ContainsAny(g.SyslogTag, " \t\n")) {
+		v.add(o.pos("global.syslog_tag"), "global", "syslog_tag %q is not valid: use 1 to 48 characters without spaces", g.SyslogTag)
 	}
 	if !o.rejected("global.admin_socket") && len(g.AdminSocket) > MaxUnixPath {
 		v.add(o.pos("global.admin_socket"), "global", "admin_socket path is %d bytes long: a unix socket path may have at most %d", len(g.AdminSocket), MaxUnixPath)
@@ -242,6 +257,14 @@ func (v *validator) frontends() map[string]bindUse {
 		}
 		if !rejected(p.bad, "timeout.client") && !inherited(p, "timeout.client", f.Timeout.Client == c.Defaults.Timeout.Client) && f.Timeout.Client < 0 {
 			v.add(p.Key("timeout.client"), obj, "%s", negative("timeout.client", f.Timeout.Client))
+		}
+		if !rejected(p.bad, "log_format") {
+			switch {
+			case f.LogFormat != "" && f.LogFormat != LogFormatJSON && f.LogFormat != LogFormatHTTPLog:
+				v.add(p.Key("log_format"), obj, "log_format %q is not valid: use %q or %q", f.LogFormat, LogFormatJSON, LogFormatHTTPLog)
+			case f.LogFormat == LogFormatHTTPLog && f.Mode != ModeHTTP:
+				v.add(p.Key("log_format"), obj, "log_format %q is for HTTP mode: this frontend is in %s mode", f.LogFormat, f.Mode)
+			}
 		}
 		v.httpFrontend(f, obj, modes)
 	}

@@ -14,6 +14,7 @@ package h2
 
 import (
 	"bufio"
+	"crypto/tls"
 	"net"
 	"net/netip"
 	"sync"
@@ -143,3 +144,12 @@ func newConn(s *Server, nc net.Conn, raw *net.TCPConn) *conn {
 
 // RemoteAddr returns the address of the stream's client.
 func (st *Stream) RemoteAddr() netip.AddrPort { return st.c.remote }
+
+// TLS returns the TLS state of the stream's connection; false when the
+// connection is not TLS.
+func (st *Stream) TLS() (tls.ConnectionState, bool) {
+	if tc, ok := st.c.nc.(*tls.Conn); ok {
+		return tc.ConnectionState(), true
+	}
+	return tls.ConnectionState{}, false
+}

@@ -2,6 +2,7 @@ package httpproxy
 
 import (
 	"bufio"
+	"crypto/tls"
 	"io"
 	"net/netip"
 	"sync"
@@ -55,6 +56,9 @@ type client interface {
 	writeError(status int)
 	// continue100 tells the client to send its body.
 	continue100() error
+	// tlsState returns the TLS state of the client's connection, false
+	// when it is not TLS: for the access log.
+	tlsState() (tls.ConnectionState, bool)
 }
 
 // exchange is one request and its response. Exchanges are reused: an

@@ -71,6 +71,14 @@ type Frontend struct {
 	// Counts, when set, counts the frontend's requests (the frontend's
 	// own counters, proxy.Frontend.Counts).
 	Counts *stats.Frontend
+	// Active, when set, counts the frontend's connections, for the
+	// httplog lines.
+	Active func() int64
+	// LogQuery puts the query string in the access log lines.
+	LogQuery bool
+	// HTTPLog, when set, gets the access log lines in the format of
+	// HAProxy's option httplog, one per write, instead of Log.
+	HTTPLog io.Writer
 	// heads bounds the memory of the request heads still arriving, with
 	// the other frontends of the process; nil means no bound.
 	heads *headBudget
@@ -541,6 +549,13 @@ func (cc *clientConn) endBody(trailer *h1.Head) error {
 // requestTrailer implements client: a request body that goes chunked to
 // the server came chunked, read by cc.cr.
 func (cc *clientConn) requestTrailer() *h1.Head { return cc.cr.Trailer() }
+
+func (cc *clientConn) tlsState() (tls.ConnectionState, bool) {
+	if tc, ok := cc.c.(*tls.Conn); ok {
+		return tc.ConnectionState(), true
+	}
+	return tls.ConnectionState{}, false
+}
 
 // writeDeadline bounds the next write to the client by timeout.client:
 // the deadline of an earlier response may have passed since.

@@ -139,6 +139,8 @@ func (s *h2Stream) endBody(trailer *h1.Head) error { return s.st.Close(trailer) 
 // requestTrailer implements client.
 func (s *h2Stream) requestTrailer() *h1.Head { return s.st.Trailer() }
 
+func (s *h2Stream) tlsState() (tls.ConnectionState, bool) { return s.st.TLS() }
+
 // writeError implements client.
 func (s *h2Stream) writeError(status int) {
 	_, body := statusText(status)

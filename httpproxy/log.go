@@ -1,6 +1,9 @@
 package httpproxy
 
 import (
+	"bytes"
+	"crypto/tls"
+	"fmt"
 	"time"
 
 	"lb/stats"
@@ -11,6 +14,10 @@ func (x *exchange) finish(ok bool) {
 	now := time.Now()
 	x.count(now)
 	f := x.f
+	if f.HTTPLog != nil {
+		x.httplog(now)
+		return
+	}
 	e := f.Log.Info()
 	if !ok && x.status >= 500 {
 		e = f.Log.Warn()
@@ -26,8 +33,20 @@ func (x *exchange) finish(ok bool) {
 	if x.env.Server != "" {
 		e = e.Str("server", x.env.Server)
 	}
-	e = e.Bytes("method", x.req.Method).Bytes("host", x.req.Host()).Bytes("path", x.req.Path()).
-		Int("status", x.status).Int64("bytes_in", x.bytesIn).Int64("bytes_out", x.bytesOut).
+	e = e.Bytes("method", x.req.Method).Bytes("host", x.req.Host()).Bytes("path", x.req.Path())
+	if q := x.query(); f.LogQuery && q != nil {
+		e = e.Bytes("query", q)
+	}
+	e = e.Str("http", x.httpVersion())
+	if ua, ok := x.req.Get("User-Agent"); ok {
+		e = e.Bytes("user_agent", ua)
+	}
+	if x.tls {
+		if cs, ok := x.cl.tlsState(); ok {
+			e = e.Str("tls", tls.VersionName(cs.Version)).Str("sni", cs.ServerName)
+		}
+	}
+	e = e.Int("status", x.status).Int64("bytes_in", x.bytesIn).Int64("bytes_out", x.bytesOut).
 		Bytes("request_id", x.env.RequestID)
 	if x.retries > 0 {
 		e = e.Int("retries", x.retries)
@@ -39,11 +58,147 @@ func (x *exchange) finish(ok bool) {
 	if !x.tResp.IsZero() {
 		e = e.Dur("t_response", x.tResp.Sub(x.tHead))
 	}
-	e = e.Dur("t_total", now.Sub(x.tStart)).Str("end", x.end)
+	t := x.termination()
+	e = e.Dur("t_total", now.Sub(x.tStart)).Str("end", x.end).Bytes("term", t[:])
 	if x.err != nil {
 		e = e.Err(x.err)
 	}
 	e.Msg("request")
+}
+
+// query returns the request target's query string, without the "?"; nil
+// when there is none.
+func (x *exchange) query() []byte {
+	t := x.req.Target
+	i := bytes.IndexByte(t, '?')
+	if i < 0 {
+		return nil
+	}
+	q := t[i+1:]
+	if j := bytes.IndexByte(q, '#'); j >= 0 {
+		q = q[:j]
+	}
+	return q
+}
+
+// httpVersion is the client's HTTP version: "1.0", "1.1" or "2.0".
+func (x *exchange) httpVersion() string {
+	if _, ok := x.cl.(*h2Stream); ok {
+		return "2.0"
+	}
+	if x.req.Minor == 0 {
+		return "1.0"
+	}
+	return "1.1"
+}
+
+// termination is the exchange's termination state as HAProxy writes it:
+// who or what ended it (- for nobody: it went well; C the client, S the
+// server, P lb, R a resource limit; lower case c and s for their
+// timeouts), then where it was (R reading the request, Q waiting in the
+// queue, C connecting, H waiting for or reading the response head, D
+// sending the body, - done).
+func (x *exchange) termination() [2]byte {
+	stage := byte('H')
+	if x.headSent {
+		stage = 'D'
+	}
+	switch x.end {
+	case endOK, endTunnel:
+		return [2]byte{'-', '-'}
+	case endClientAborted:
+		if x.tConnect.IsZero() {
+			return [2]byte{'C', 'R'}
+		}
+		return [2]byte{'C', stage}
+	case endClientTimeout:
+		if x.tConnect.IsZero() {
+			return [2]byte{'c', 'R'}
+		}
+		return [2]byte{'c', stage}
+	case endBadRequest, endTooLarge:
+		return [2]byte{'P', 'R'}
+	case endHeadBudget:
+		return [2]byte{'R', 'R'}
+	case endNoServer:
+		return [2]byte{'S', 'C'}
+	case endQueueTimeout:
+		return [2]byte{'s', 'Q'}
+	case endConnectFailed:
+		return [2]byte{'S', 'C'}
+	case endServerError:
+		return [2]byte{'S', stage}
+	case endServerTimeout:
+		return [2]byte{'s', stage}
+	case endBadResponse:
+		return [2]byte{'P', 'H'}
+	}
+	return [2]byte{'-', '-'}
+}
+
+// ms is d in milliseconds for the httplog line, -1 when the stage was
+// not reached (from or to is zero).
+func ms(from, to time.Time) int64 {
+	if from.IsZero() || to.IsZero() {
+		return -1
+	}
+	return to.Sub(from).Milliseconds()
+}
+
+// httplog writes the exchange's line in the format of HAProxy's option
+// httplog: client [accept date] frontend backend/server TR/Tw/Tc/Tr/Ta
+// status bytes request-cookie response-cookie termination-state
+// actconn/feconn/beconn/srv_conn/retries srv_queue/backend_queue "request".
+func (x *exchange) httplog(now time.Time) {
+	f := x.f
+	b := x.scratch[:0]
+	b = x.peer.AppendTo(b)
+	b = append(b, " ["...)
+	b = x.tStart.UTC().AppendFormat(b, "02/Jan/2006:15:04:05.000")
+	b = append(b, "] "...)
+	b = append(b, f.Name...)
+	if x.tls {
+		b = append(b, '~')
+	}
+	b = append(b, ' ')
+	if x.be != nil {
+		b = append(b, x.be.Name()...)
+	} else {
+		b = append(b, f.Name...)
+	}
+	b = append(b, '/')
+	if x.env.Server != "" {
+		b = append(b, x.env.Server...)
+	} else {
+		b = append(b, "<NOSRV>"...)
+	}
+	b = fmt.Appendf(b, " %d/%d/%d/%d/%d %d %d - - %s-- ", ms(x.tStart, x.tHead), 0, ms(x.tHead, x.tConnect),
+		ms(x.tConnect, x.tResp), now.Sub(x.tStart).Milliseconds(), x.status, x.bytesOut, x.termination())
+	var fe, be, srv int64
+	if f.Active != nil {
+		fe = f.Active()
+	}
+	if x.counted != nil {
+		srv = x.counted.Active()
+	}
+	if x.be != nil {
+		for _, s := range x.be.Pool.Servers {
+			be += max(s.Active(), 0)
+		}
+	}
+	b = fmt.Appendf(b, "%d/%d/%d/%d/%d 0/0 \"", fe, fe, be, srv, x.retries)
+	b = append(b, x.req.Method...)
+	b = append(b, ' ')
+	if f.LogQuery {
+		b = append(b, x.req.Target...)
+	} else {
+		b = append(b, x.req.Path()...)
+	}
+	b = append(b, " HTTP/"...)
+	b = append(b, x.httpVersion()...)
+	b = append(b, "\"\n"...)
+	_, _ = f.HTTPLog.Write(b)
+	x.scratch = b[:0]
 }
 
 // count adds the exchange, which ended at now, to the counters of its

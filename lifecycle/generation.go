@@ -59,6 +59,7 @@ type Generation struct {
 	Log     zerolog.Logger
 	Ready   *reload.Readiness // nil when lb was started directly
 	LogFile *os.File          // global.log_file, or nil when logs go to stderr
+	Syslog  bool              // the logs go to syslog too
 	FDs     FDs               // the file descriptor limit and what the configuration needs
 	// Host does what the generation does to other processes and the
 	// system; nil: the real one, OS.
@@ -66,6 +67,9 @@ type Generation struct {
 	// Signals are the signals the generation acts on; nil: this process's
 	// SIGINT, SIGTERM, SIGUSR1, SIGHUP and SIGUSR2.
 	Signals <-chan os.Signal
+	// OnNumber, when set, hears the generation's number as soon as it is
+	// known, for the logs; unset, the generation's own log lines say it.
+	OnNumber func(int)
 	// Lock is the reload lock, when the caller took it (LockReload) before
 	// it read the configuration; nil: Run takes it. It is held until the
 	// old generations are signalled.
@@ -134,7 +138,11 @@ func (g *Generation) Run(ctx context.Context) error {
 		return g.fail(err)
 	}
 	saved, source := g.previousState()
-	g.Log = g.Log.With().Int("generation", g.number).Logger()
+	if g.OnNumber != nil {
+		g.OnNumber(g.number)
+	} else {
+		g.Log = g.Log.With().Int("generation", g.number).Logger()
+	}
 	if on, err := listener.MigrateReq(); err == nil {
 		g.Log.Info().Bool("tcp_migrate_req", on).Msg("starting")
 	} else {

@@ -165,6 +165,10 @@ func (g *Generation) replaceOld() {
 // -D launcher or a predecessor, through the readiness pipe.
 func (g *Generation) announceReady() {
 	daemon := g.Ready.Daemon()
+	if daemon && !reload.StderrIsJournal() && g.LogFile == nil && !g.Syslog {
+		// Said on the launcher's stderr, the last thing it shows.
+		g.Log.Warn().Msg("this daemon's logs are discarded from now on: there is no log_file, and no syslog (global.syslog unset, and no /dev/log here); set global.log_file or global.syslog")
+	}
 	if err := g.Ready.Ready(); err != nil {
 		g.Log.Warn().Err(err).Msg("cannot report readiness")
 	}

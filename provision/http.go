@@ -58,6 +58,7 @@ func httpFrontend(fc *config.Frontend, backends map[string]*httpproxy.Backend, l
 	obj := fmt.Sprintf("frontend %q", fc.Name)
 	f := &httpproxy.Frontend{
 		Name:             fc.Name,
+		LogQuery:         fc.LogQuery,
 		Default:          backends[fc.DefaultBackend],
 		Limits:           h1.Limits{MaxHeaderBytes: fc.HTTP.MaxHeaderBytes, MaxHeaders: fc.HTTP.MaxHeaders},
 		MaxBodyBytes:     fc.HTTP.MaxBodyBytes,

@@ -93,7 +93,7 @@ func Build(ctx context.Context, cfg *config.Config, r Resolver, log zerolog.Logg
 			h, err := httpFrontend(fc, httpBackends, log)
 			errs = append(errs, err...)
 			f.Handler = h
-			h.Counts = &f.Counts
+			h.Counts, h.Active = &f.Counts, f.Active
 			httpFrontends = append(httpFrontends, h)
 			if h.TLS != nil {
 				p.TLS = append(p.TLS, h.TLS)
