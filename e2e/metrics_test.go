@@ -297,3 +297,35 @@ func TestAdminCounters(t *testing.T) {
 	get(1)
 	waitMetric(3)
 }
+
+// TestShowSess: a TCP connection in flight shows with its client, server
+// and bytes; it is gone once closed.
+func TestShowSess(t *testing.T) {
+	a := startServer(t, "a")
+	d := newDaemons(t, "", a)
+	d.mustLaunch()
+	waitPort(t, d.port)
+	name, c := holdConn(t, d.addr())
+	defer c.Close()
+	local := c.LocalAddr().String()
+	if name != "a" {
+		t.Fatalf("answered by %q", name)
+	}
+	var sess string
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		sess = adminQuery(t, d.adminSock, "show sess")
+		if strings.Contains(sess, "web "+local+" a ") {
+			break
+		}
+	}
+	if !strings.HasPrefix(sess, "# frontend client server age bytes_in bytes_out\n") || !strings.Contains(sess, "web "+local+" a ") {
+		t.Fatalf("show sess with %s in flight:\n%s", local, sess)
+	}
+	c.Close()
+	for end := time.Now().Add(5 * time.Second); strings.Contains(sess, local) && time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		sess = adminQuery(t, d.adminSock, "show sess")
+	}
+	if strings.Contains(sess, local) {
+		t.Fatalf("show sess after the close:\n%s", sess)
+	}
+}

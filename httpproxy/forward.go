@@ -39,6 +39,9 @@ func (x *exchange) pickAndConnect() bool {
 		// comes: a success here would reset a count of 5xx answers.
 		x.srv, x.stuck = c.Server, c.Server == c.Sticky
 		x.counted = x.srv
+		if cc, ok := x.cl.(*clientConn); ok {
+			cc.conn.SetServer(x.srv)
+		}
 		if x.sc.used && c.Attempts == 1 && !c.Queued {
 			// A pooled connection taken at once: no connect time to
 			// measure, nor a clock to read.

@@ -13,6 +13,10 @@ import (
 func (x *exchange) finish(ok bool) {
 	now := time.Now()
 	x.count(now)
+	if cc, ok := x.cl.(*clientConn); ok && cc.conn != nil {
+		cc.conn.CountBytes(x.bytesIn, x.bytesOut)
+		cc.conn.SetServer(nil)
+	}
 	f := x.f
 	if f.HTTPLog != nil {
 		x.httplog(now)

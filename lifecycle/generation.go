@@ -363,6 +363,8 @@ func (g *Generation) serveAdmin(ctx context.Context) {
 	var s admin.Server
 	s.Handle("show info", admin.HandlerFunc(g.showInfo))
 	s.Describe("show info", ": pid, generation, version, uptime, state, connections, reloads, draining generations, descriptors")
+	s.Handle("show sess", admin.HandlerFunc(g.showSess))
+	s.Describe("show sess", ": the connections in flight: frontend, client, server, age in seconds, bytes in and out")
 	s.Handle("clear counters", admin.HandlerFunc(g.clearCounters))
 	s.Describe("clear counters", "[all]: forget the maximum connections of every server; with all, set every counter to zero, the older generations' included")
 	g.srv.Register(&s)
@@ -391,6 +393,22 @@ func (g *Generation) showInfo(w io.Writer, _ *admin.Request) error {
 	}
 	fmt.Fprintf(w, "reloads: %.0f\ndraining_generations: %d\ndraining_connections: %d\nfd_limit: %d\nfds_open: %d\n",
 		reloads, draining, conns, g.FDs.limit.Int(), openFDs())
+	return nil
+}
+
+// showSess answers "show sess": one line per connection in flight.
+func (g *Generation) showSess(w io.Writer, _ *admin.Request) error {
+	fmt.Fprintln(w, "# frontend client server age bytes_in bytes_out")
+	now := time.Now()
+	for _, f := range g.Proxy.Frontends {
+		f.Sessions(func(s proxy.Session) {
+			srv := s.Server
+			if srv == "" {
+				srv = "-"
+			}
+			fmt.Fprintf(w, "%s %s %s %.1f %d %d\n", s.Frontend, s.Client, srv, now.Sub(s.Since).Seconds(), s.In, s.Out)
+		})
+	}
 	return nil
 }
 

@@ -63,6 +63,8 @@ type Frontend struct {
 	stalls    stallLog
 	conns     sync.WaitGroup
 	active    atomic.Int64
+	sessions  [sessShards]sessShard
+	nextShard atomic.Uint32
 }
 
 // ConnHandler serves accepted connections. It owns each Conn it is given:
@@ -82,6 +84,7 @@ type Conn struct {
 	slots chan struct{}
 	fds   int // descriptors taken from f.Descriptors
 	done  atomic.Bool
+	links sessLinks
 }
 
 // NewConn makes c a Conn of f, counted until Done. Serve does this for
@@ -91,7 +94,9 @@ func (f *Frontend) NewConn(c *net.TCPConn) *Conn {
 	f.conns.Add(1)
 	f.active.Add(1)
 	f.Counts.Conns.Add(1)
-	return &Conn{TCPConn: c, f: f}
+	conn := &Conn{TCPConn: c, f: f}
+	f.register(conn)
+	return conn
 }
 
 // Done says the connection has ended (the handler closed it): it is no
@@ -102,6 +107,7 @@ func (c *Conn) Done() {
 		return
 	}
 	f := c.f
+	c.unregister()
 	f.active.Add(-1)
 	if c.slots != nil {
 		<-c.slots

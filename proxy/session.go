@@ -193,6 +193,7 @@ func (s *session) connect() bool {
 		return false
 	}
 	s.srv = s.dial.Server
+	s.conn.SetServer(s.srv)
 	return true
 }
 
@@ -213,6 +214,11 @@ func (s *session) DialServer(srv *balancer.Server) error {
 // It returns when, as since does: the one clock read a relay makes.
 func (s *session) moved(from side, n int) int64 {
 	s.bytes[from] += int64(n)
+	if from == clientSide {
+		s.conn.CountBytes(int64(n), 0)
+	} else {
+		s.conn.CountBytes(0, int64(n))
+	}
 	now := s.since()
 	s.last.Store(now)
 	return now
