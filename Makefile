@@ -30,7 +30,7 @@ run: build bin/demo
 	./bin/demo -name spare -listen 127.0.0.1:9003 & pids="$$pids $$!"; \
 	./bin/demo -name api1 -listen 127.0.0.1:9004 & pids="$$pids $$!"; \
 	sleep 1; \
-	echo "lb listens on 127.0.0.1:8080 (HTTP) and :8081 (TCP); try: curl -i http://127.0.0.1:8080/  (Ctrl-C stops)"; \
+	echo "lb listens on 127.0.0.1:8080 (HTTP) and :8081 (TCP); try: curl -i http://127.0.0.1:8080/ ; stats page: http://127.0.0.1:8404/ ; admin: ./lb admin help  (Ctrl-C stops)"; \
 	./lb -f config.example.toml
 
 ## test: unit and integration tests, with the race detector when a C compiler is there for it (cgo)

@@ -3,7 +3,11 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"strings"
+	"time"
+
+	"lb/admin"
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/crypto/bcrypt"
@@ -17,6 +21,15 @@ func commands() []*cli.Command {
 			Usage:     "read a password on standard input and print its bcrypt hash, for stats.password_hash",
 			UsageText: "lb hash-password < password-file   (or type it, then Enter)",
 			Action:    hashPassword,
+		},
+		{
+			Name:      "admin",
+			Usage:     "send a command to a running lb's admin socket and print the answer",
+			UsageText: "lb admin [-s SOCKET] show info   (SOCKET: default lb-admin.sock, as config.example.toml sets it)",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "s", Usage: "the admin `SOCKET`", Value: "lb-admin.sock", TakesFile: true},
+			},
+			Action: adminCommand,
 		},
 		{
 			Name:      "man",
@@ -38,6 +51,31 @@ func commands() []*cli.Command {
 			Action:    completion,
 		},
 	}
+}
+
+// adminCommand is "lb admin": one command, its answer on stdout; exit 1
+// when lb answers with an error.
+func adminCommand(c *cli.Context) error {
+	if c.NArg() == 0 {
+		return usageError("admin: name a command, such as: lb admin show info (lb admin help lists them)")
+	}
+	conn, err := admin.Dial(c.String("s"), 5*time.Second)
+	if err != nil {
+		return &exitError{Code: exitFailure, Msg: fmt.Sprintf("admin socket %s: %v", c.String("s"), err)}
+	}
+	defer conn.Close()
+	if _, err := fmt.Fprintln(conn, strings.Join(c.Args().Slice(), " ")); err != nil {
+		return &exitError{Code: exitFailure, Msg: err.Error()}
+	}
+	reply, err := io.ReadAll(conn)
+	if err != nil {
+		return &exitError{Code: exitFailure, Msg: err.Error()}
+	}
+	_, _ = c.App.Writer.Write(reply)
+	if strings.HasPrefix(string(reply), "error: ") {
+		return &exitError{Code: exitFailure}
+	}
+	return nil
 }
 
 // hashPassword is "lb hash-password".
