@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -121,6 +122,41 @@ func TestStatsPage(t *testing.T) {
 	}
 	if !strings.Contains(d.log(), `"stats page action"`) {
 		t.Errorf("the action is not in the log")
+	}
+
+	// When b went down survives a reload.
+	changed := func() float64 {
+		t.Helper()
+		req, _ := http.NewRequest("GET", page+"stats.json", nil)
+		req.SetBasicAuth("ops", "pw")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var doc struct {
+			Servers []struct {
+				Server string `json:"server"`
+				State  struct {
+					Changed float64 `json:"changed"`
+				} `json:"state"`
+			} `json:"servers"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
+			t.Fatal(err)
+		}
+		for _, sv := range doc.Servers {
+			if sv.Server == "b" {
+				return sv.State.Changed
+			}
+		}
+		t.Fatal("no server b in stats.json")
+		return 0
+	}
+	before := changed()
+	d.mustLaunch()
+	if after := changed(); before == 0 || after != before {
+		t.Errorf("b went down at %v; after a reload, stats.json says %v", before, after)
 	}
 
 	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))

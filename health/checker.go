@@ -97,6 +97,9 @@ type Target struct {
 	// Known says that Start was taken over from the previous lb process:
 	// ColdStart leaves such a target alone.
 	Known bool
+	// Changed is when the state last changed, as the previous lb process
+	// saw it; zero when unknown.
+	Changed time.Time
 }
 
 // Checker checks servers: actively, on a timer, from Run; once, from

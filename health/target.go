@@ -56,7 +56,8 @@ func newTarget(tg Target) *target {
 		}
 	}
 	s.Rise, s.Fall = max(s.Rise, 1), max(s.Fall, 1)
-	t := &target{Settings: *s, backend: tg.Backend, pool: tg.Pool, server: tg.Server, known: tg.Known, wake: make(chan struct{}, 1)}
+	t := &target{Settings: *s, backend: tg.Backend, pool: tg.Pool, server: tg.Server, known: tg.Known, wake: make(chan struct{}, 1),
+		changed: tg.Changed}
 	t.state = tg.Start
 	limit := t.Fall
 	if !t.state.Up {

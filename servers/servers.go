@@ -64,7 +64,7 @@ func (s *Set) SetUp(ctx context.Context, saved state.Doc, source string, startup
 				_ = srv.SetWeight(st.Weight)
 			}
 			if t := byServer[srv]; t != nil && st.Checked {
-				t.Start, t.Known = health.State{Up: st.Up, Count: st.Count}, true
+				t.Start, t.Known, t.Changed = health.State{Up: st.Up, Count: st.Count}, true, st.Changed
 				known++
 			}
 		}
@@ -112,7 +112,7 @@ func (s *Set) Snapshot() []state.Server {
 			sn, checked := s.checker.State(srv)
 			out = append(out, state.Server{
 				Backend: b.Name(), Server: srv.Name, Address: srv.Addr, ConfigWeight: srv.Weight,
-				Checked: checked, Up: sn.State.Up, Count: sn.State.Count,
+				Checked: checked, Up: sn.State.Up, Count: sn.State.Count, Changed: sn.Changed,
 				Admin: srv.Admin().String(), Weight: srv.RuntimeWeight(),
 			})
 		}

@@ -37,6 +37,9 @@ type Server struct {
 	Checked bool `json:"checked"`
 	Up      bool `json:"up"`
 	Count   int  `json:"count"`
+	// Changed is when the health last changed, as far as any generation
+	// saw; zero when none did.
+	Changed time.Time `json:"changed,omitzero"`
 	// Admin is "ready", "drain" or "maint"; Weight is the runtime weight.
 	Admin  string `json:"admin"`
 	Weight int    `json:"weight"`
