@@ -15,7 +15,6 @@ func (x *exchange) finish(ok bool) {
 	x.count(now)
 	if cc, ok := x.cl.(*clientConn); ok && cc.conn != nil {
 		cc.conn.CountBytes(x.bytesIn, x.bytesOut)
-		cc.conn.SetServer(nil)
 	}
 	f := x.f
 	if f.HTTPLog != nil {
@@ -226,7 +225,7 @@ func (x *exchange) count(now time.Time) {
 	}
 	if srv := x.counted; srv != nil {
 		c := &srv.Counts
-		c.Exchange(x.status, x.bytesIn, x.bytesOut)
+		c.Response(x.status, x.bytesIn, x.bytesOut) // its requests: srv.Total
 		if serverFailed {
 			c.ResponseErrors.Add(1)
 		}
@@ -234,9 +233,11 @@ func (x *exchange) count(now time.Time) {
 	}
 }
 
-// countLatency adds the exchange's timings with its server to l.
+// countLatency adds the exchange's timings with its server to l: the
+// connect time only for a connection made for it (a pooled one takes no
+// time to count).
 func countLatency(l *stats.Latency, x *exchange, total time.Duration) {
-	if !x.tConnect.IsZero() {
+	if !x.tConnect.IsZero() && x.tConnect != x.tHead {
 		l.Connect.Observe(x.tConnect.Sub(x.tHead))
 	}
 	if !x.tResp.IsZero() {

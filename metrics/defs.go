@@ -129,7 +129,7 @@ var serverDefs = []def[server]{
 		value: func(s server) float64 { return s.h.checkSeconds }},
 	{name: "lb_server_last_change_timestamp_seconds", help: "When the server's health last changed (0: not seen by this lb).", kind: gauge,
 		value: func(s server) float64 { return s.h.changedSeconds }},
-	{name: "lb_server_connect_seconds", help: "Time to connect to the server (0 for a pooled connection), HTTP.", kind: histogram,
+	{name: "lb_server_connect_seconds", help: "Time to connect to the server, HTTP, for the requests that made a new connection (not those that took a pooled one).", kind: histogram,
 		hist: func(s server) *stats.Histogram { return &s.srv.Counts.Connect }},
 	{name: "lb_server_first_byte_seconds", help: "Time from the request sent to the response's first byte, HTTP.", kind: histogram,
 		hist: func(s server) *stats.Histogram { return &s.srv.Counts.FirstByte }},

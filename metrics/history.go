@@ -17,8 +17,8 @@ const (
 	HistoryPoints      = 90
 )
 
-// Point is one step of a backend's history: requests and errors per
-// second over the step, and the 99th percentile of the response time
+// Point is one step of a backend's history: requests (TCP mode:
+// connections) and errors per second over the step, and the 99th percentile of the response time
 // (upper bound of its histogram bucket), in seconds; 0 without requests.
 type Point struct {
 	Time     int64   `json:"t"` // unix seconds at the step's end
@@ -51,13 +51,18 @@ type backendSample struct {
 func sampleBackend(b *proxy.Backend, now time.Time) backendSample {
 	s := backendSample{at: now, requests: b.Counts.Requests.Load()}
 	s.errors = b.Counts.Responses[stats.Class5xx].Load() + b.Counts.ConnectErrors.Load() + b.Counts.ResponseErrors.Load()
+	var conns uint64
 	for _, srv := range b.Pool.Servers {
+		conns += srv.Total()
 		h := srv.Counts.Total.Snapshot()
 		for i := range h.Cumulative {
 			s.total.Cumulative[i] += h.Cumulative[i]
 		}
 		s.total.Count += h.Count
 		s.total.Sum += h.Sum
+	}
+	if s.requests == 0 {
+		s.requests = conns // TCP mode: connections
 	}
 	return s
 }

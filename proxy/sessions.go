@@ -64,9 +64,14 @@ func (c *Conn) unregister() {
 	sh.mu.Unlock()
 }
 
-// SetServer says which server the connection is being served by now (nil:
-// none).
-func (c *Conn) SetServer(s *balancer.Server) { c.links.server.Store(s) }
+// SetServer says which server the connection is being served by now, or
+// (HTTP) served its last request. It stores only a change: a keep-alive
+// connection to one server stores once.
+func (c *Conn) SetServer(s *balancer.Server) {
+	if c.links.server.Load() != s {
+		c.links.server.Store(s)
+	}
+}
 
 // CountBytes adds bytes the connection moved, from the client (in) and to
 // it (out), for "show sess".

@@ -160,7 +160,7 @@ function render(doc) {
         el("span", { text: num(code(v.http_responses_total, "5xx")) + " 5xx" }),
         el("span", { text: "queue " + num(v.queue_current) })),
       el("div", { class: "graphs" },
-        graph("requests/s", pts, "rps", "#2f81f7", (x) => x.toFixed(1)),
+        graph(v.http_requests_total || !v.bytes_in_total ? "requests/s" : "connections/s", pts, "rps", "#2f81f7", (x) => x.toFixed(1)),
         graph("errors/s", pts, "eps", "#cf222e", (x) => x.toFixed(2)),
         graph("p99 latency", pts, "p99", "#8250df", secs)),
       el("div", { class: "scroll" }, el("table", { class: "servers" }, el("thead", {}, head), el("tbody", {}, ...servers.map((s) => serverRow(s, doc))))));

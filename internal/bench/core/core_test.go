@@ -111,13 +111,14 @@ func TestSummaries(t *testing.T) {
 }
 
 func TestConfigs(t *testing.T) {
-	fe := frontends{http: "127.0.0.1:18080", tcp: "127.0.0.1:18081", bulk: "127.0.0.1:18082"}
+	fe := frontends{http: "127.0.0.1:18080", tcp: "127.0.0.1:18081", bulk: "127.0.0.1:18082", stats: "127.0.0.1:18083"}
 	lb := lbConfig(fe, "127.0.0.1:19001", "127.0.0.1:19002")
 	for _, want := range []string{
 		"[defaults.check]\ntype = \"none\"\n",
 		"name = \"http\"\nmode = \"http\"\nbind = [\"127.0.0.1:18080\"]\n",
 		"name = \"tcp\"\nbind = [\"127.0.0.1:18081\"]\n",
 		"name = \"sink\"\n\n[[backend.server]]\nname = \"s1\"\naddress = \"127.0.0.1:19002\"\n",
+		"[stats]\nbind = \"127.0.0.1:18083\"\n",
 	} {
 		if !strings.Contains(lb, want) {
 			t.Errorf("lb config lacks %q:\n%s", want, lb)
@@ -128,7 +129,8 @@ func TestConfigs(t *testing.T) {
 	}
 	ha := haproxyConfig(fe, "127.0.0.1:19001", "127.0.0.1:19002")
 	for _, want := range []string{"nbthread 1\n", "mode http\n    bind 127.0.0.1:18080\n", "mode tcp\n    bind 127.0.0.1:18081\n",
-		"backend sink\n    mode tcp\n    server s1 127.0.0.1:19002\n", "timeout http-keep-alive 15s"} {
+		"backend sink\n    mode tcp\n    server s1 127.0.0.1:19002\n", "timeout http-keep-alive 15s",
+		"bind 127.0.0.1:18083\n    http-request use-service prometheus-exporter if { path /metrics }\n"} {
 		if !strings.Contains(ha, want) {
 			t.Errorf("HAProxy config lacks %q:\n%s", want, ha)
 		}
@@ -265,7 +267,7 @@ func TestOptions(t *testing.T) {
 	if o.check() == "" {
 		t.Error("-conns 0 accepted")
 	}
-	if n := len(rows(options{measures: allMeasures, conns: 1, bulkGB: 1})); n != 29 {
+	if n := len(rows(options{measures: allMeasures, conns: 1, bulkGB: 1})); n != 37 {
 		t.Errorf("%d rows", n)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -33,6 +35,10 @@ func (r *runner) measureLoad(ctx context.Context, round int, p *proxy, mode stri
 			addr = in.fe.tcp
 		}
 	}
+	var scrapes *scraper
+	if mode == "http-scraped" && in != nil {
+		scrapes = startScraper(ctx, "http://"+in.fe.stats+"/metrics", time.Second)
+	}
 	url := "http://" + addr + "/bench"
 	if r.o.warmup > 0 {
 		if _, err := runWrk(ctx, r.wrk, r.o.loadCPU, r.o.loadConns, r.o.warmup, url); err != nil {
@@ -43,6 +49,13 @@ func (r *runner) measureLoad(ctx context.Context, round int, p *proxy, mode stri
 	win := r.openWindow(in)
 	w, err := runWrk(ctx, r.wrk, r.o.loadCPU, r.o.loadConns, r.o.duration, url)
 	r.closeWindow(&win, mode, target, round)
+	if scrapes != nil {
+		ok, failed := scrapes.stop()
+		r.res.set(mode+".scrapes", target, round, float64(ok))
+		if failed > 0 || ok == 0 {
+			r.res.note("round %d: %s: %s: %d scrapes of /metrics failed, %d worked", round+1, mode, target, failed, ok)
+		}
+	}
 	if ctx.Err() != nil {
 		return // cut short: not a measurement
 	}
@@ -400,4 +413,54 @@ func (w *window) String() string {
 		s += fmt.Sprintf(", proxy CPU busy apart from the proxy %.2f cores", w.otherCores)
 	}
 	return s
+}
+
+// scraper GETs a metrics URL on a fixed cadence, as Prometheus does, until
+// stopped.
+type scraper struct {
+	cancel     context.CancelFunc
+	done       chan struct{}
+	ok, failed int
+}
+
+// startScraper scrapes url every period.
+func startScraper(ctx context.Context, url string, period time.Duration) *scraper {
+	ctx, cancel := context.WithCancel(ctx)
+	s := &scraper{cancel: cancel, done: make(chan struct{})}
+	go s.run(ctx, url, period)
+	return s
+}
+
+func (s *scraper) run(ctx context.Context, url string, period time.Duration) {
+	defer close(s.done)
+	c := &http.Client{Timeout: period}
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		resp, err := c.Get(url)
+		if err == nil {
+			_, err = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if err == nil && resp.StatusCode != 200 {
+				err = fmt.Errorf("status %d", resp.StatusCode)
+			}
+		}
+		if err != nil {
+			s.failed++
+		} else {
+			s.ok++
+		}
+	}
+}
+
+// stop stops the scraper and returns how many scrapes worked and failed.
+func (s *scraper) stop() (ok, failed int) {
+	s.cancel()
+	<-s.done
+	return s.ok, s.failed
 }

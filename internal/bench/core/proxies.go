@@ -26,6 +26,7 @@ type proxy struct {
 // in front of the HTTP backend, and TCP mode in front of the sink.
 type frontends struct {
 	http, tcp, bulk string
+	stats           string // Prometheus metrics at /metrics
 }
 
 // instance is a started proxy.
@@ -42,6 +43,9 @@ func lbConfig(fe frontends, backend, sink string) string {
 	return fmt.Sprintf(`# bench-core: lb's defaults, no health checks (HAProxy's default).
 [defaults.check]
 type = "none"
+
+[stats]
+bind = %q
 
 [[frontend]]
 name = "http"
@@ -80,7 +84,7 @@ name = "sink"
 [[backend.server]]
 name = "s1"
 address = %q
-`, fe.http, fe.tcp, fe.bulk, backend, backend, sink)
+`, fe.stats, fe.http, fe.tcp, fe.bulk, backend, backend, sink)
 }
 
 // haproxyConfig is HAProxy's equivalent: one thread, the timeouts lb has
@@ -124,7 +128,12 @@ frontend bulk
 backend sink
     mode tcp
     server s1 %s
-`, fe.http, backend, fe.tcp, backend, fe.bulk, sink)
+
+frontend stats
+    mode http
+    bind %s
+    http-request use-service prometheus-exporter if { path /metrics }
+`, fe.http, backend, fe.tcp, backend, fe.bulk, sink, fe.stats)
 }
 
 // spec is how p is started, pinned to cpus, with its configuration in
@@ -146,7 +155,7 @@ func (p *proxy) command(cpus string) string {
 // on every frontend and has served one request through each of the two
 // in front of the HTTP backend. The caller stops it.
 func (r *runner) startProxy(ctx context.Context, p *proxy) (*instance, error) {
-	var ports [3]int
+	var ports [4]int
 	for i := range ports {
 		port, err := benchutil.FreePort()
 		if err != nil {
@@ -157,7 +166,8 @@ func (r *runner) startProxy(ctx context.Context, p *proxy) (*instance, error) {
 	fe := frontends{
 		http: fmt.Sprintf("127.0.0.1:%d", ports[0]),
 		tcp:  fmt.Sprintf("127.0.0.1:%d", ports[1]),
-		bulk: fmt.Sprintf("127.0.0.1:%d", ports[2]),
+		bulk:  fmt.Sprintf("127.0.0.1:%d", ports[2]),
+		stats: fmt.Sprintf("127.0.0.1:%d", ports[3]),
 	}
 	r.seq++
 	name := fmt.Sprintf("%s-%02d", p.name, r.seq)
@@ -176,7 +186,7 @@ func (r *runner) startProxy(ctx context.Context, p *proxy) (*instance, error) {
 	}
 	r.reg.Add(proc)
 	in := &instance{p: p, proc: proc, fe: fe}
-	for _, addr := range []string{fe.http, fe.tcp, fe.bulk} {
+	for _, addr := range []string{fe.http, fe.tcp, fe.bulk, fe.stats} {
 		if err := proc.WaitReady(ctx, addr); err != nil {
 			r.stopProxy(in)
 			return nil, err

@@ -153,10 +153,13 @@ func rows(o options) []row {
 	var out []row
 	for _, m := range o.measures {
 		switch m {
-		case "http", "tcp":
+		case "http", "http-scraped", "tcp":
 			head := fmt.Sprintf("HTTP mode, wrk -t1 -c%d keep-alive, %d-byte responses", o.loadConns, o.body)
-			if m == "tcp" {
+			switch m {
+			case "tcp":
 				head = "TCP mode, the same load"
+			case "http-scraped":
+				head = "HTTP mode, the same load, /metrics scraped every second (lb's stats listener, HAProxy's prometheus-exporter)"
 			}
 			out = append(out,
 				row{label: head},
@@ -167,6 +170,9 @@ func rows(o options) []row {
 				row{key: m + ".other", label: fmt.Sprintf("  CPU %s busy apart from the proxy, cores", o.proxyCPU), format: fmtF2},
 				row{key: m + ".load_cpu", label: fmt.Sprintf("  CPU %s (load) busy, cores", o.loadCPU), format: fmtF2, direct: m == "http"},
 			)
+			if m == "http-scraped" {
+				out = append(out, row{key: m + ".scrapes", label: "  scrapes that worked", format: fmtInt})
+			}
 		case "bulk":
 			out = append(out,
 				row{label: fmt.Sprintf("bulk TCP, %g GB over %d connections", o.bulkGB, o.streams)},
