@@ -164,8 +164,8 @@ func (r *runner) startProxy(ctx context.Context, p *proxy) (*instance, error) {
 		ports[i] = port
 	}
 	fe := frontends{
-		http: fmt.Sprintf("127.0.0.1:%d", ports[0]),
-		tcp:  fmt.Sprintf("127.0.0.1:%d", ports[1]),
+		http:  fmt.Sprintf("127.0.0.1:%d", ports[0]),
+		tcp:   fmt.Sprintf("127.0.0.1:%d", ports[1]),
 		bulk:  fmt.Sprintf("127.0.0.1:%d", ports[2]),
 		stats: fmt.Sprintf("127.0.0.1:%d", ports[3]),
 	}
