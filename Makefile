@@ -42,10 +42,10 @@ test: tools
 	echo "$(GO) test $$race -count=1 -timeout 9m ./..."; \
 	$(GO) test $$race -count=1 -timeout 9m ./...
 
-## tools: the peers the tests run: h2spec (Go module proxy); from Debian's packages nghttp (nghttp2-client), strace, curl, HAProxy, ip (iproute2), systemd-analyze (systemd), promtool (prometheus)
+## tools: the peers the tests run: h2spec (Go module proxy); from Debian's packages nghttp (nghttp2-client), strace, curl, HAProxy, ip (iproute2), systemd-analyze (systemd), promtool (prometheus), chromium
 tools:
 	@command -v h2spec >/dev/null 2>&1 || test -x $(GOBIN_DIR)/h2spec || $(GO) install $(H2SPEC)
-	@for p in nghttp:nghttp2-client strace:strace curl:curl haproxy:haproxy ip:iproute2 systemd-analyze:systemd promtool:prometheus; do \
+	@for p in nghttp:nghttp2-client strace:strace curl:curl haproxy:haproxy ip:iproute2 systemd-analyze:systemd promtool:prometheus chromium:chromium; do \
 		cmd=$${p%%:*}; pkg=$${p#*:}; \
 		command -v $$cmd >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq $$pkg >/dev/null) || echo "make tools: could not install $$cmd (Debian package $$pkg): the tests that need it will fail"; \
 	done

@@ -335,3 +335,55 @@ func TestShowSess(t *testing.T) {
 		t.Fatalf("show sess after the close:\n%s", sess)
 	}
 }
+
+// TestServerDownMetric: a server whose checks fail shows lb_server_up 0
+// as soon as lb takes it down, and lb_server_up 1 again when it is back;
+// the metric and show servers state never disagree for long.
+func TestServerDownMetric(t *testing.T) {
+	a, b := startChecked(t, "a"), startChecked(t, "b")
+	d := newDaemons(t, "")
+	statsPort := freePort(t)
+	statsAddr := fmt.Sprintf("127.0.0.1:%d", statsPort)
+	d.writeConfig(healthConfig(d, "", "", a, b) + statsTable(statsPort, ""))
+	d.mustLaunch()
+	waitPort(t, statsPort)
+	c := &http.Client{Timeout: 5 * time.Second}
+	up := func(server string) float64 {
+		t.Helper()
+		m, _, err := scrape(c, statsAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, ok := m[fmt.Sprintf(`lb_server_up{backend="app",server=%q}`, server)]
+		if !ok {
+			t.Fatalf("no lb_server_up for %s", server)
+		}
+		return v
+	}
+	if up("a") != 1 || up("b") != 1 {
+		t.Fatalf("lb_server_up at start: a %v, b %v", up("a"), up("b"))
+	}
+	b.checkDown()
+	// Checks every 100ms, fall = 2: down within about 200ms; the wide
+	// bound is for a busy machine.
+	start := time.Now()
+	for up("b") != 0 {
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("lb_server_up for b still 1 after 10s; show servers state:\n%s", adminQuery(t, d.adminSock, "show servers state"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("lb_server_up 0 %v after the check port closed", time.Since(start).Round(time.Millisecond))
+	if f := serverState(t, d, "b"); f[3] != "down" {
+		t.Errorf("lb_server_up is 0 but show servers state says %v", f)
+	}
+	if up("a") != 1 {
+		t.Errorf("a went down too")
+	}
+	b.checkUp()
+	for start := time.Now(); up("b") != 1; time.Sleep(20 * time.Millisecond) {
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("lb_server_up for b still 0 10s after its check came back")
+		}
+	}
+}
