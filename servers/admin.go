@@ -73,7 +73,7 @@ func (s *Set) showServersState(w io.Writer, _ *admin.Request) error {
 
 // showStat answers "show stat": each server's counters.
 func (s *Set) showStat(w io.Writer, _ *admin.Request) error {
-	fmt.Fprintln(w, "# backend server health admin active max total errors bytes_in bytes_out requests 2xx 4xx 5xx response_errors")
+	fmt.Fprintln(w, "# backend server health admin active max total errors bytes_in bytes_out 2xx 4xx 5xx response_errors")
 	for _, b := range s.proxy.Backends {
 		for _, srv := range b.Pool.Servers {
 			h := "up"
@@ -81,8 +81,8 @@ func (s *Set) showStat(w io.Writer, _ *admin.Request) error {
 				h = "down"
 			}
 			st, c := srv.Stats(), &srv.Counts
-			fmt.Fprintf(w, "%s %s %s %s %d %d %d %d %d %d %d %d %d %d %d\n", b.Name(), srv.Name, h, srv.Admin(),
-				st.Active, srv.MaxActive(), st.Total, st.Errors, st.BytesIn, st.BytesOut, c.Requests.Load(),
+			fmt.Fprintf(w, "%s %s %s %s %d %d %d %d %d %d %d %d %d %d\n", b.Name(), srv.Name, h, srv.Admin(),
+				st.Active, srv.MaxActive(), st.Total, st.Errors, st.BytesIn, st.BytesOut,
 				c.Responses[stats.Class2xx].Load(), c.Responses[stats.Class4xx].Load(), c.Responses[stats.Class5xx].Load(),
 				c.ResponseErrors.Load())
 		}
