@@ -174,7 +174,13 @@ func TestMistypedTakeoverKeepsLiveState(t *testing.T) {
 		if st := serverState(t, d, "b"); st[4] != "maint" {
 			t.Fatalf("after %s, b is %v: want maint, as set on the live generation", after, st)
 		}
-		if g := showGeneration(t, d.adminSock); g != gen {
+		// The pid file names the new generation a moment before its
+		// admin socket takes the path over.
+		g := showGeneration(t, d.adminSock)
+		for end := time.Now().Add(10 * time.Second); g != gen && time.Now().Before(end); g = showGeneration(t, d.adminSock) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if g != gen {
 			t.Fatalf("after %s the serving generation is number %d, want %d", after, g, gen)
 		}
 		for range 4 {

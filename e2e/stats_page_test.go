@@ -113,9 +113,9 @@ func TestStatsPage(t *testing.T) {
 	pageEval(t, ctx, 20*time.Second, `[...document.querySelectorAll('[data-backend="app"] canvas')].map(c => +(c.dataset.points || 0) > 1).join()`, "true,true,true")
 
 	// An action from the page.
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`tr[data-server="a"] .actions button:nth-of-type(2)`))); err != nil {
-		t.Fatal(err)
-	}
+	// Clicked from within the page: it redraws its tables every 2 s, so a
+	// node found by one DevTools call may be gone by the next.
+	pageEval(t, ctx, 10*time.Second, `(() => { const b = document.querySelector('tr[data-server="a"] .actions button:nth-of-type(2)'); if (!b || b.textContent !== "drain") return "no drain button"; b.click(); return "clicked" })()`, "clicked")
 	pageEval(t, ctx, 10*time.Second, badge("a"), "drain")
 	if f := serverState(t, d, "a"); f[4] != "drain" {
 		t.Fatalf("after the page's drain, show servers state says %v", f)

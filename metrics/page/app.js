@@ -174,7 +174,9 @@ async function refresh() {
     const r = await fetch(url("stats.json"), { cache: "no-store" });
     if (!r.ok) throw new Error("stats.json: HTTP " + r.status);
     last = await r.json();
-    render(last);
+    // Not while the user types a weight: the redraw would take the field away.
+    const a = document.activeElement;
+    if (!(a && a.tagName === "INPUT" && a.closest("#backends"))) render(last);
     status.className = "status";
     status.textContent = "updated " + new Date().toLocaleTimeString();
   } catch (e) {
