@@ -225,7 +225,7 @@ func (x *exchange) count(now time.Time) {
 	}
 	if srv := x.counted; srv != nil {
 		c := &srv.Counts
-		c.Response(x.status, x.bytesIn, x.bytesOut) // its requests: srv.Total
+		c.Exchange(x.status, x.bytesIn, x.bytesOut)
 		if serverFailed {
 			c.ResponseErrors.Add(1)
 		}

@@ -127,6 +127,8 @@ func walkDefs[T any](defs []def[T], obj T, labels []string, s *sample, emit func
 			continue
 		case d.hist != nil:
 			s.hist = d.hist(obj).Snapshot()
+		case d.snap != nil:
+			s.hist = d.snap(obj)
 		default:
 			s.value = d.value(obj)
 		}

@@ -28,6 +28,27 @@ type def[T any] struct {
 	value      func(T) float64
 	codes      func(T) *stats.Traffic
 	hist       func(T) *stats.Histogram
+	// snap is a histogram made at scrape time, such as the sum of a
+	// backend's servers'.
+	snap func(T) stats.HistogramSnapshot
+}
+
+// serversHist sums one histogram of every server of b.
+func serversHist(b *proxy.Backend, h func(*balancer.Server) *stats.Histogram) stats.HistogramSnapshot {
+	var out stats.HistogramSnapshot
+	for _, s := range b.Pool.Servers {
+		out.Add(h(s).Snapshot())
+	}
+	return out
+}
+
+// serversSum sums a figure of every server of b.
+func serversSum(b *proxy.Backend, f func(*balancer.Server) float64) float64 {
+	var n float64
+	for _, s := range b.Pool.Servers {
+		n += f(s)
+	}
+	return n
 }
 
 // server is what the server metrics read: the server and its health.
@@ -64,6 +85,14 @@ var frontendDefs = []def[*proxy.Frontend]{
 }
 
 var backendDefs = []def[*proxy.Backend]{
+	{name: "lb_backend_connections_current", help: "Connections (HTTP: requests) its servers hold now.", kind: gauge,
+		value: func(b *proxy.Backend) float64 {
+			return serversSum(b, func(s *balancer.Server) float64 { return float64(max(s.Active(), 0)) })
+		}},
+	{name: "lb_backend_connections_total", help: "Connections (HTTP: requests) given to its servers.", kind: counter,
+		value: func(b *proxy.Backend) float64 {
+			return serversSum(b, func(s *balancer.Server) float64 { return float64(s.Total()) })
+		}},
 	{name: "lb_backend_http_requests_total", help: "HTTP requests routed to the backend.", kind: counter,
 		value: func(b *proxy.Backend) float64 { return float64(b.Counts.Requests.Load()) }},
 	{name: "lb_backend_http_responses_total", help: "HTTP responses to the backend's requests, by status class.", kind: counter,
@@ -86,6 +115,18 @@ var backendDefs = []def[*proxy.Backend]{
 		value: func(b *proxy.Backend) float64 { return float64(b.Counts.QueueTimeouts.Load()) }},
 	{name: "lb_backend_queue_time_seconds", help: "Time spent in the queue.", kind: histogram,
 		hist: func(b *proxy.Backend) *stats.Histogram { return &b.Counts.QueueTime }},
+	{name: "lb_backend_connect_seconds", help: "Its servers' lb_server_connect_seconds, summed.", kind: histogram,
+		snap: func(b *proxy.Backend) stats.HistogramSnapshot {
+			return serversHist(b, func(s *balancer.Server) *stats.Histogram { return &s.Counts.Connect })
+		}},
+	{name: "lb_backend_first_byte_seconds", help: "Its servers' lb_server_first_byte_seconds, summed.", kind: histogram,
+		snap: func(b *proxy.Backend) stats.HistogramSnapshot {
+			return serversHist(b, func(s *balancer.Server) *stats.Histogram { return &s.Counts.FirstByte })
+		}},
+	{name: "lb_backend_response_seconds", help: "Its servers' lb_server_response_seconds, summed.", kind: histogram,
+		snap: func(b *proxy.Backend) stats.HistogramSnapshot {
+			return serversHist(b, func(s *balancer.Server) *stats.Histogram { return &s.Counts.Total })
+		}},
 	{name: "lb_backend_servers_up", help: "Servers up (passing their checks, or unchecked) and ready.", kind: gauge,
 		value: func(b *proxy.Backend) float64 {
 			n := 0
@@ -115,6 +156,8 @@ var serverDefs = []def[server]{
 		value: func(s server) float64 { return float64(s.srv.MaxActive()) }},
 	{name: "lb_server_connections_total", help: "Connections (HTTP: requests) given to the server.", kind: counter,
 		value: func(s server) float64 { return float64(s.srv.Total()) }},
+	{name: "lb_server_http_requests_total", help: "HTTP requests that the server took.", kind: counter,
+		value: func(s server) float64 { return float64(s.srv.Counts.Requests.Load()) }},
 	{name: "lb_server_http_responses_total", help: "HTTP responses from the server, by status class.", kind: counter,
 		codes: func(s server) *stats.Traffic { return &s.srv.Counts.Traffic }},
 	{name: "lb_server_bytes_in_total", help: "Bytes sent to the server (HTTP: bodies).", kind: counter,

@@ -54,12 +54,7 @@ func sampleBackend(b *proxy.Backend, now time.Time) backendSample {
 	var conns uint64
 	for _, srv := range b.Pool.Servers {
 		conns += srv.Total()
-		h := srv.Counts.Total.Snapshot()
-		for i := range h.Cumulative {
-			s.total.Cumulative[i] += h.Cumulative[i]
-		}
-		s.total.Count += h.Count
-		s.total.Sum += h.Sum
+		s.total.Add(srv.Counts.Total.Snapshot())
 	}
 	if s.requests == 0 {
 		s.requests = conns // TCP mode: connections

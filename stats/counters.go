@@ -115,6 +115,15 @@ func (h *Histogram) Snapshot() HistogramSnapshot {
 	return s
 }
 
+// Add adds o's observations to s.
+func (s *HistogramSnapshot) Add(o HistogramSnapshot) {
+	for i := range s.Cumulative {
+		s.Cumulative[i] += o.Cumulative[i]
+	}
+	s.Count += o.Count
+	s.Sum += o.Sum
+}
+
 // Quantile estimates the q-quantile (0 < q < 1) of the observations
 // between two snapshots, prev and s, as the upper bound of the bucket it
 // falls in; 0 when none was made.
