@@ -387,3 +387,28 @@ func TestServerDownMetric(t *testing.T) {
 		}
 	}
 }
+
+// TestStatsAllowList: a client outside stats.allow gets 403, one inside
+// the metrics.
+func TestStatsAllowList(t *testing.T) {
+	a := startServer(t, "a")
+	for _, tc := range []struct {
+		allow string
+		want  int
+	}{{`["10.0.0.0/8"]`, 403}, {`["10.0.0.0/8", "127.0.0.0/8"]`, 200}} {
+		d := newDaemons(t, "", a)
+		statsPort := freePort(t)
+		d.writeConfig(daemonConfig(d.dir, d.port, "", a) + statsTable(statsPort, "allow = "+tc.allow))
+		d.mustLaunch()
+		waitPort(t, statsPort)
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", statsPort))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("allow = %s: status %d for 127.0.0.1, want %d", tc.allow, resp.StatusCode, tc.want)
+		}
+		d.stopAll()
+	}
+}
