@@ -93,7 +93,11 @@ func (g *Generation) startStats(ctx context.Context) {
 	if g.statsSrv == nil {
 		return
 	}
-	go g.history.Run(ctx, g.Proxy)
+	g.history.Take(g.Proxy, g.host().Now())
+	go every(ctx, g.history.Period(), func(now time.Time) bool {
+		g.history.Take(g.Proxy, now)
+		return true
+	})
 	for _, l := range g.lns {
 		if l.f == nil {
 			g.Log.Info().Str("address", l.bind).Msg("stats listener: /metrics, /stats.json")

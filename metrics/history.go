@@ -1,7 +1,6 @@
 package metrics
 
 import (
-	"context"
 	"encoding/json"
 	"sync"
 	"time"
@@ -28,9 +27,10 @@ type Point struct {
 }
 
 // History keeps the last HistoryPoints points of every backend, from the
-// counters, in memory. Its zero value is empty; Run fills it.
+// counters, in memory. Its zero value is empty; Take fills it, every
+// Period.
 type History struct {
-	// Step is how often Run takes a point; 0: DefaultHistoryStep.
+	// Step is the time between points; 0: DefaultHistoryStep.
 	Step time.Duration
 
 	mu       sync.Mutex
@@ -62,27 +62,18 @@ func sampleBackend(b *proxy.Backend, now time.Time) backendSample {
 	return s
 }
 
-// Run takes a point of every backend of p each Step until ctx is done.
-func (h *History) Run(ctx context.Context, p *proxy.Proxy) {
-	h.take(p, time.Now())
-	step := h.Step
-	if step <= 0 {
-		step = DefaultHistoryStep
+// Period is how often the caller should Take points: Step, or
+// DefaultHistoryStep.
+func (h *History) Period() time.Duration {
+	if h.Step <= 0 {
+		return DefaultHistoryStep
 	}
-	tick := time.NewTicker(step)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-tick.C:
-			h.take(p, now)
-		}
-	}
+	return h.Step
 }
 
-// take adds a point of each backend at now.
-func (h *History) take(p *proxy.Proxy, now time.Time) {
+// Take adds a point of each backend of p at now: the rates since the
+// previous Take.
+func (h *History) Take(p *proxy.Proxy, now time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.backends == nil {
