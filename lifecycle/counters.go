@@ -194,16 +194,22 @@ func (g *Generation) finalReport() {
 	}
 }
 
+// staleReport is how long a generation in the ledger may go unheard
+// before it is taken for ended: it reports every reportPeriod while it
+// lives. (Its pid alone cannot tell: after a restart from state_file, in
+// a new container, say, the pid may be another process's.)
+const staleReport = 10 * reportPeriod
+
 // watchLedger ends, in the ledger, the generations that died without
 // their last report, once a second while this generation serves: they
 // count no more, and are no longer shown as draining.
 func (g *Generation) watchLedger(ctx context.Context) {
-	every(ctx, time.Second, func(time.Time) bool {
+	every(ctx, time.Second, func(now time.Time) bool {
 		if g.state.Load() != stateServing {
 			return false
 		}
 		for _, r := range g.ledger.Live() {
-			if r.Pid != g.self.Pid && syscall.Kill(r.Pid, 0) == syscall.ESRCH {
+			if r.Pid != g.self.Pid && (syscall.Kill(r.Pid, 0) == syscall.ESRCH || now.Sub(r.Seen) > staleReport) {
 				g.ledger.End(r.ID())
 			}
 		}

@@ -39,6 +39,9 @@ type Report struct {
 	// Final says the generation has exited, or is about to: it counts
 	// nothing more.
 	Final bool `json:"final,omitempty"`
+	// Seen, in Live's answer, is when the ledger last heard of the
+	// generation.
+	Seen time.Time `json:"-"`
 	// Zero, in a handed-over ledger, is what the generation had counted
 	// when the counters were cleared (clear counters all): what it
 	// counts is its values less these.
@@ -231,7 +234,7 @@ func (l *Ledger) Live() []Report {
 	out := make([]Report, 0, len(l.live))
 	for _, g := range l.live {
 		r := g.Report
-		r.Values = nil
+		r.Values, r.Zero, r.Seen = nil, nil, g.seen
 		out = append(out, r)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Generation < out[j].Generation })
