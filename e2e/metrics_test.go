@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -410,5 +411,45 @@ func TestStatsAllowList(t *testing.T) {
 			t.Errorf("allow = %s: status %d for 127.0.0.1, want %d", tc.allow, resp.StatusCode, tc.want)
 		}
 		d.stopAll()
+	}
+}
+
+// TestCountersSurviveRestart: with state_file, a stop and a start carry
+// the counters on.
+func TestCountersSurviveRestart(t *testing.T) {
+	a := startHTTPBackend(t, "a")
+	d := newDaemons(t, "")
+	statsPort := freePort(t)
+	statsAddr := fmt.Sprintf("127.0.0.1:%d", statsPort)
+	global := fmt.Sprintf("state_file = %q", filepath.Join(d.dir, "lb.state"))
+	d.writeConfig(daemonConfigMode(d.dir, d.port, global, "http", "", serverLine("a", a.addr(), "")) + statsTable(statsPort, ""))
+	c := &http.Client{Timeout: 5 * time.Second}
+	key := `lb_frontend_http_requests_total{frontend="web"}`
+	total := 0
+	for run := range 3 {
+		d.mustLaunch()
+		waitPort(t, statsPort)
+		for range 4 {
+			resp, err := c.Get("http://" + d.addr() + "/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			total++
+		}
+		m, _, err := scrape(c, statsAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m[key] != float64(total) {
+			t.Fatalf("start %d: %s = %v, want %d", run+1, key, m[key], total)
+		}
+		pid := d.pid()
+		c.CloseIdleConnections()
+		if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		waitGoneWithin(t, 10*time.Second, "lb after SIGTERM", pid)
 	}
 }
