@@ -219,6 +219,19 @@ func TestMetricsAcrossReloads(t *testing.T) {
 		t.Errorf("lb_frontend_connections_total %v, want at least the 4 clients' connections", got)
 	}
 
+	// OpenMetrics when the scraper asks for it.
+	req, _ := http.NewRequest("GET", "http://"+statsAddr+"/metrics", nil)
+	req.Header.Set("Accept", "application/openmetrics-text;version=1.0.0,text/plain;q=0.5")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	om, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/openmetrics-text") || !strings.HasSuffix(string(om), "# EOF\n") {
+		t.Errorf("asked for OpenMetrics: Content-Type %q, %d bytes ending %q", ct, len(om), om[max(0, len(om)-20):])
+	}
+
 	file := filepath.Join(t.TempDir(), "metrics.txt")
 	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
 		t.Fatal(err)

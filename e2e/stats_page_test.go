@@ -159,6 +159,13 @@ func TestStatsPage(t *testing.T) {
 		t.Errorf("b went down at %v; after a reload, stats.json says %v", before, after)
 	}
 
+	// On a phone's screen, the page itself does not scroll sideways: wide
+	// tables scroll within their box.
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile, chromedp.EmulateScale(3))); err != nil {
+		t.Fatal(err)
+	}
+	pageEval(t, ctx, 10*time.Second, `document.querySelector('tr[data-server="a"]') !== null && document.documentElement.scrollWidth <= window.innerWidth ? "fits" : "wider: " + document.documentElement.scrollWidth + " > " + window.innerWidth`, "fits")
+
 	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
 	if err != nil {
 		t.Fatal(err)
