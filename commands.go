@@ -23,9 +23,12 @@ func commands() []*cli.Command {
 			Action:    hashPassword,
 		},
 		{
-			Name:      "admin",
-			Usage:     "send a command to a running lb's admin socket and print the answer",
-			UsageText: "lb admin [-s SOCKET] show info   (SOCKET: default lb-admin.sock, as config.example.toml sets it)",
+			Name:  "admin",
+			Usage: "send a command to a running lb's admin socket and print the answer",
+			// "lb admin help" is the admin socket's help: the command's
+			// own is "lb admin -h".
+			HideHelpCommand: true,
+			UsageText:       "lb admin [-s SOCKET] show info   (SOCKET: default lb-admin.sock, as config.example.toml sets it)",
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "s", Usage: "the admin `SOCKET`", Value: "lb-admin.sock", TakesFile: true},
 			},

@@ -285,6 +285,9 @@ func TestAdminCounters(t *testing.T) {
 	if code, out, _ := runLB(t, "admin", "-s", d.adminSock, "show", "info"); code != 0 || !strings.Contains(out, "generation: 1\n") {
 		t.Errorf("lb admin show info: exit %d\n%s", code, out)
 	}
+	if code, out, _ := runLB(t, "admin", "-s", d.adminSock, "help"); code != 0 || !strings.Contains(out, "show sess") {
+		t.Errorf("lb admin help: exit %d\n%s", code, out)
+	}
 	if code, out, _ := runLB(t, "admin", "-s", d.adminSock, "show", "nothing"); code != 1 || !strings.Contains(out, "error: unknown command") {
 		t.Errorf("lb admin show nothing: exit %d, want 1\n%s", code, out)
 	}
