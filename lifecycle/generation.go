@@ -342,6 +342,11 @@ func (g *Generation) exit(next *succession) error {
 	if g.admin != nil {
 		g.admin.Close()
 	}
+	for _, l := range g.lns {
+		if l.f == nil {
+			_ = l.ln.Close() // the stats listener: its server stops (serveStats)
+		}
+	}
 	if path := g.pidPath(); path != "" && g.state.Load() == stateServing {
 		reload.RemovePidFile(path, g.self.Pid)
 	}
