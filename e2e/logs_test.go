@@ -98,3 +98,43 @@ log_query = false
 		t.Errorf("web2 has log_query = false, yet its line has the query string: %s", l)
 	}
 }
+
+// TestAccessLogTLS: the access line of a request over TLS names the TLS
+// version and the name the client asked for (SNI).
+func TestAccessLogTLS(t *testing.T) {
+	d, cfg := tlsDaemons(t, "")
+	d.mustLaunch()
+	waitPort(t, d.port)
+	cfg.ServerName = "127.0.0.1"
+	tlsVisit(t, d.addr(), cfg)
+	cfg2 := cfg.Clone()
+	cfg2.ServerName, cfg2.InsecureSkipVerify = "lb.example", true
+	tlsVisit(t, d.addr(), cfg2)
+	// No SNI for an IP address (RFC 6066): no sni field then.
+	want := []string{`"http":"1.1","tls":"TLS 1.3","status":200`, `"tls":"TLS 1.3","sni":"lb.example"`}
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if log := d.log(); strings.Contains(log, want[0]) && strings.Contains(log, want[1]) {
+			return
+		}
+	}
+	t.Errorf("the access lines lack %q or %q:\n%s", want[0], want[1], d.log())
+}
+
+// TestDaemonSaysWhereItsLogsGo: a daemon with no log_file and no syslog
+// (no /dev/log here, or syslog = "none") says on the launcher's stderr
+// that its logs are lost from then on.
+func TestDaemonSaysWhereItsLogsGo(t *testing.T) {
+	a := startServer(t, "a")
+	d := newDaemons(t, "")
+	text := daemonConfig(d.dir, d.port, `syslog = "none"`, a)
+	i := strings.Index(text, "log_file = ")
+	j := i + strings.IndexByte(text[i:], '\n')
+	d.writeConfig(text[:i] + text[j+1:])
+	code, out := d.launch()
+	if code != 0 {
+		t.Fatalf("lb -D: exit %d\n%s", code, out)
+	}
+	if !strings.Contains(out, "this daemon's logs are discarded from now on") {
+		t.Errorf("the launcher's output does not say the logs are lost:\n%s", out)
+	}
+}

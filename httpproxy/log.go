@@ -46,7 +46,10 @@ func (x *exchange) finish(ok bool) {
 	}
 	if x.tls {
 		if cs, ok := x.cl.tlsState(); ok {
-			e = e.Str("tls", tls.VersionName(cs.Version)).Str("sni", cs.ServerName)
+			e = e.Str("tls", tls.VersionName(cs.Version))
+			if cs.ServerName != "" {
+				e = e.Str("sni", cs.ServerName) // none for an IP address (RFC 6066)
+			}
 		}
 	}
 	e = e.Int("status", x.status).Int64("bytes_in", x.bytesIn).Int64("bytes_out", x.bytesOut).
