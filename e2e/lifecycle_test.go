@@ -316,6 +316,12 @@ func tlsDaemons(t *testing.T, global string) (*daemons, *tls.Config) {
 func TestTLSSessionResumesAcrossReloads(t *testing.T) {
 	hrFastExit(t)
 	d, client := tlsDaemons(t, "")
+	statsPort := freePort(t)
+	text, err := os.ReadFile(d.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.writeConfig(string(text) + statsTable(statsPort, ""))
 	d.mustLaunch()
 	if tlsVisit(t, d.addr(), client) {
 		t.Fatal("the first connection resumed a session it never had")
@@ -334,6 +340,18 @@ func TestTLSSessionResumesAcrossReloads(t *testing.T) {
 			t.Fatalf("after reload %d the client made a full TLS handshake: the session was not resumed\nlog:\n%s", i+1, d.log())
 		}
 	}
+	// The metrics count them, across the 20 reloads: 21 handshakes, 20
+	// resumed.
+	c := &http.Client{Timeout: 5 * time.Second}
+	var m map[string]float64
+	for end := time.Now().Add(15 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if m, _, err = scrape(c, fmt.Sprintf("127.0.0.1:%d", statsPort)); err == nil &&
+			m[`lb_frontend_tls_handshakes_total{frontend="web"}`] == 21 && m[`lb_frontend_tls_resumed_total{frontend="web"}`] == 20 {
+			return
+		}
+	}
+	t.Errorf("after 21 TLS connections, 20 of them resumed: handshakes %v, resumed %v (%v)",
+		m[`lb_frontend_tls_handshakes_total{frontend="web"}`], m[`lb_frontend_tls_resumed_total{frontend="web"}`], err)
 }
 
 // ticket_keys_file: lbs that share it (a fleet) resume each other's

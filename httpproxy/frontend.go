@@ -227,11 +227,21 @@ func (f *Frontend) ServeConn(conn *proxy.Conn) {
 		cancel()
 		if err != nil {
 			f.Log.Debug().Str("frontend", f.Name).Str("client", raw.RemoteAddr().String()).Err(err).Msg("TLS handshake failed")
+			if f.Counts != nil {
+				f.Counts.TLSFailed.Add(1)
+			}
 			_ = raw.Close()
 			conn.Done()
 			return
 		}
-		if tc.ConnectionState().NegotiatedProtocol == "h2" {
+		cs := tc.ConnectionState()
+		if f.Counts != nil {
+			f.Counts.TLSHandshakes.Add(1)
+			if cs.DidResume {
+				f.Counts.TLSResumed.Add(1)
+			}
+		}
+		if cs.NegotiatedProtocol == "h2" {
 			proxy.Busy(1)
 			f.serveH2(tc, raw)
 			proxy.Busy(-1)

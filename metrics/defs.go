@@ -80,6 +80,12 @@ var frontendDefs = []def[*proxy.Frontend]{
 		value: func(f *proxy.Frontend) float64 { return float64(f.Counts.BytesIn.Load()) }},
 	{name: "lb_frontend_bytes_out_total", help: "Bytes sent to clients (HTTP: bodies).", kind: counter,
 		value: func(f *proxy.Frontend) float64 { return float64(f.Counts.BytesOut.Load()) }},
+	{name: "lb_frontend_tls_handshakes_total", help: "TLS handshakes that succeeded.", kind: counter,
+		value: func(f *proxy.Frontend) float64 { return float64(f.Counts.TLSHandshakes.Load()) }},
+	{name: "lb_frontend_tls_resumed_total", help: "TLS handshakes that resumed a session (a ticket or a PSK).", kind: counter,
+		value: func(f *proxy.Frontend) float64 { return float64(f.Counts.TLSResumed.Load()) }},
+	{name: "lb_frontend_tls_failed_total", help: "TLS handshakes that failed.", kind: counter,
+		value: func(f *proxy.Frontend) float64 { return float64(f.Counts.TLSFailed.Load()) }},
 	{name: "lb_frontend_http_request_duration_seconds", help: "HTTP requests from their first byte to their end.", kind: histogram,
 		hist: func(f *proxy.Frontend) *stats.Histogram { return &f.Counts.Duration }},
 }

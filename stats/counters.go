@@ -156,6 +156,9 @@ type Frontend struct {
 	Traffic
 	// Duration is the time from a request's first byte to its end.
 	Duration Histogram
+	// TLSHandshakes counts the TLS handshakes that succeeded, TLSResumed
+	// those of them that resumed a session, TLSFailed those that failed.
+	TLSHandshakes, TLSResumed, TLSFailed atomic.Uint64
 }
 
 // Backend is a backend's counters; the sums of its servers' are added
@@ -205,6 +208,9 @@ func (h *Histogram) Reset() {
 // Reset sets f's counts to zero.
 func (f *Frontend) Reset() {
 	f.Conns.Store(0)
+	f.TLSHandshakes.Store(0)
+	f.TLSResumed.Store(0)
+	f.TLSFailed.Store(0)
 	f.Traffic.Reset()
 	f.Duration.Reset()
 }
