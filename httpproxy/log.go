@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"lb/stats"
 )
 
@@ -13,12 +15,16 @@ import (
 func (x *exchange) finish(ok bool) {
 	now := time.Now()
 	x.count(now)
-	if cc, ok := x.cl.(*clientConn); ok && cc.conn != nil {
+	if cc, isH1 := x.cl.(*clientConn); isH1 && cc.conn != nil {
 		cc.conn.CountBytes(x.bytesIn, x.bytesOut)
 	}
 	f := x.f
 	if f.HTTPLog != nil {
-		x.httplog(now)
+		// The lines of log_format = "httplog" are info lines too: -q
+		// leaves them out.
+		if f.Log.GetLevel() <= zerolog.InfoLevel {
+			x.httplog(now)
+		}
 		return
 	}
 	e := f.Log.Info()
