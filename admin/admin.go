@@ -57,60 +57,53 @@ const ioTimeout = 5 * time.Second
 const maxLine = 4096
 
 // Server dispatches commands to handlers. Its zero value has no commands;
-// add them with Handle before Serve.
+// add them with Handle (the first one adds "help") before Serve.
 type Server struct {
 	mu       sync.RWMutex
-	handlers map[string]Handler
-	docs     map[string]string
+	commands map[string]command
 }
 
-// Describe gives a command the one-line description that "help" shows,
-// its arguments first, like "[all]: clear the counters".
-func (s *Server) Describe(command, doc string) {
+// command is a registered command: its handler, and what "help" says of it.
+type command struct {
+	h   Handler
+	doc string
+}
+
+// Handle registers h for a command of one or more words, like "show info",
+// with the one-line description that "help" shows, its arguments first,
+// like "[all]: clear the counters". Commands named with a leading "_" are
+// internal: "help" leaves them out.
+func (s *Server) Handle(name, doc string, h Handler) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.docs == nil {
-		s.docs = make(map[string]string)
+	if s.commands == nil {
+		s.commands = map[string]command{"help": {h: HandlerFunc(s.help), doc: ": list the commands"}}
 	}
-	s.docs[strings.Join(strings.Fields(command), " ")] = doc
+	s.commands[strings.Join(strings.Fields(name), " ")] = command{h: h, doc: doc}
 }
 
-// help answers "help": every command but the internal ones (named with a
-// leading "_"), with its description.
+// visible returns the names of the commands but the internal ones,
+// sorted; s.mu is held.
+func (s *Server) visible() []string {
+	var names []string
+	for name := range s.commands {
+		if !strings.HasPrefix(name, "_") {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+// help answers "help": every command but the internal ones, with its
+// description.
 func (s *Server) help(w io.Writer, _ *Request) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	var cmds []string
-	for cmd := range s.handlers {
-		if !strings.HasPrefix(cmd, "_") {
-			cmds = append(cmds, cmd)
-		}
-	}
-	sort.Strings(cmds)
-	for _, c := range cmds {
-		if d := s.docs[c]; d != "" {
-			fmt.Fprintf(w, "%s %s\n", c, d)
-		} else {
-			fmt.Fprintln(w, c)
-		}
+	for _, name := range s.visible() {
+		fmt.Fprintln(w, strings.TrimSpace(name+" "+s.commands[name].doc))
 	}
 	return nil
-}
-
-// Handle registers h for a command of one or more words, like "show info".
-func (s *Server) Handle(command string, h Handler) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.handlers == nil {
-		s.handlers = map[string]Handler{"help": HandlerFunc(s.help)}
-	}
-	if s.docs == nil {
-		s.docs = make(map[string]string)
-	}
-	if _, ok := s.docs["help"]; !ok {
-		s.docs["help"] = ": list the commands"
-	}
-	s.handlers[strings.Join(strings.Fields(command), " ")] = h
 }
 
 // Serve answers connections on ln until ctx is done, then closes ln and
@@ -160,20 +153,14 @@ func (s *Server) dispatch(w io.Writer, words []string, c *net.UnixConn, body io.
 	var h Handler
 	n := 0
 	for i := len(words); i > 0; i-- {
-		if h = s.handlers[strings.Join(words[:i], " ")]; h != nil {
-			n = i
+		if cmd, ok := s.commands[strings.Join(words[:i], " ")]; ok {
+			h, n = cmd.h, i
 			break
 		}
 	}
-	known := make([]string, 0, len(s.handlers))
-	for cmd := range s.handlers {
-		if !strings.HasPrefix(cmd, "_") {
-			known = append(known, cmd)
-		}
-	}
+	known := s.visible()
 	s.mu.RUnlock()
 	if h == nil {
-		sort.Strings(known)
 		fmt.Fprintf(w, "error: unknown command %q: commands are %s\n", strings.Join(words, " "), strings.Join(known, ", "))
 		return
 	}

@@ -27,7 +27,7 @@ func serve(t *testing.T, path string, commands map[string]Handler) *Socket {
 	}
 	var s Server
 	for cmd, h := range commands {
-		s.Handle(cmd, h)
+		s.Handle(cmd, "", h)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup

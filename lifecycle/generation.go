@@ -366,17 +366,15 @@ func (g *Generation) connections() int64 {
 // serveAdmin answers the admin socket until ctx is done.
 func (g *Generation) serveAdmin(ctx context.Context) {
 	var s admin.Server
-	s.Handle("show info", admin.HandlerFunc(g.showInfo))
-	s.Describe("show info", ": pid, generation, version, uptime, state, connections, reloads, draining generations, descriptors")
-	s.Handle("show sess", admin.HandlerFunc(g.showSess))
-	s.Describe("show sess", ": the connections in flight: frontend, client, server, age in seconds, bytes in and out")
-	s.Handle("clear counters", admin.HandlerFunc(g.clearCounters))
-	s.Describe("clear counters", "[all]: forget the maximum connections of every server; with all, set every counter to zero, the older generations' included")
+	s.Handle("show info", ": pid, generation, version, uptime, state, connections, reloads, draining generations, descriptors", admin.HandlerFunc(g.showInfo))
+	s.Handle("show sess", ": the connections in flight: frontend, client, server, age in seconds, bytes in and out", admin.HandlerFunc(g.showSess))
+	s.Handle("clear counters", "[all]: forget the maximum connections of every server; with all, set every counter to zero, the older generations' included",
+		admin.HandlerFunc(g.clearCounters))
 	g.srv.Register(&s)
-	s.Handle("_getsocks", admin.HandlerFunc(g.giveListeners))
-	s.Handle("_getstate", admin.HandlerFunc(g.getState))
-	s.Handle("_release", admin.HandlerFunc(g.release))
-	s.Handle("_report", admin.HandlerFunc(g.takeReport))
+	s.Handle("_getsocks", "", admin.HandlerFunc(g.giveListeners))
+	s.Handle("_getstate", "", admin.HandlerFunc(g.getState))
+	s.Handle("_release", "", admin.HandlerFunc(g.release))
+	s.Handle("_report", "", admin.HandlerFunc(g.takeReport))
 	s.Serve(ctx, g.admin.Listener)
 }
 

@@ -147,22 +147,26 @@ func (g *Generation) saveState(last bool) {
 	sv := g.saver
 	sv.mu.Lock()
 	defer sv.mu.Unlock()
-	doc := g.snapshot()
-	servers, err := json.Marshal(doc.Servers)
+	servers := g.srv.Snapshot()
+	serversJSON, err := json.Marshal(servers)
 	if err != nil {
 		g.Log.Error().Err(err).Msg("cannot save the server state")
 		return
 	}
 	id := statID(path)
-	if bytes.Equal(servers, sv.servers) && id == sv.written {
-		// The counters change with every request: they are written
-		// every countersSave at most, and last of all.
-		if !last && time.Since(sv.at) < countersSave {
-			return
-		}
-		if c, _ := json.Marshal(doc.Counters); bytes.Equal(c, sv.counters) {
-			return
-		}
+	same := bytes.Equal(serversJSON, sv.servers) && id == sv.written
+	// The counters change with every request: they are read and written
+	// every countersSave at most, and last of all.
+	if same && !last && time.Since(sv.at) < countersSave {
+		return
+	}
+	// What only a live generation hands over (state.Doc.Live) never goes
+	// to the file.
+	doc := state.New(g.number, servers)
+	doc.Pid, doc.Counters = g.self.Pid, g.carried(g.exiting.Load())
+	counters, _ := json.Marshal(doc.Counters)
+	if same && bytes.Equal(counters, sv.counters) {
+		return
 	}
 	if id != sv.written && id != (fileID{}) {
 		if d, err := state.ReadFile(path); err == nil && d.Generation > g.number {
@@ -175,8 +179,7 @@ func (g *Generation) saveState(last bool) {
 		g.Log.Error().Err(err).Msg("cannot save the server state")
 		return
 	}
-	sv.counters, _ = json.Marshal(doc.Counters)
-	sv.servers, sv.written, sv.at = servers, statID(path), time.Now()
+	sv.servers, sv.counters, sv.written, sv.at = serversJSON, counters, statID(path), time.Now()
 	ev := g.Log.Debug()
 	if last {
 		ev = g.Log.Info()

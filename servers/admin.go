@@ -15,12 +15,9 @@ import (
 // Register adds the commands that show and change the servers to an
 // admin server.
 func (s *Set) Register(a *admin.Server) {
-	a.Handle("show servers state", admin.HandlerFunc(s.showServersState))
-	a.Describe("show servers state", ": each server's health, admin state, weights and check progress")
-	a.Handle("show stat", admin.HandlerFunc(s.showStat))
-	a.Describe("show stat", ": each server's counters (this generation's): connections, errors, bytes, HTTP responses")
-	a.Handle("set server", admin.HandlerFunc(s.setServer))
-	a.Describe("set server", "BACKEND/SERVER state ready|drain|maint, or weight 0-256")
+	a.Handle("show servers state", ": each server's health, admin state, weights and check progress", admin.HandlerFunc(s.showServersState))
+	a.Handle("show stat", ": each server's counters (this generation's): connections, errors, bytes, HTTP responses", admin.HandlerFunc(s.showStat))
+	a.Handle("set server", "BACKEND/SERVER state ready|drain|maint, or weight 0-256", admin.HandlerFunc(s.setServer))
 }
 
 // findServer returns a server by backend and name, or nil.

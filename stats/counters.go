@@ -45,12 +45,6 @@ type Traffic struct {
 // response was sent) after moving in and out bytes of bodies.
 func (t *Traffic) Exchange(status int, in, out int64) {
 	t.Requests.Add(1)
-	t.Response(status, in, out)
-}
-
-// Response counts the response and the bytes of an exchange, not the
-// request: for a server, whose requests the balancer counts.
-func (t *Traffic) Response(status int, in, out int64) {
 	if status > 0 {
 		t.Responses[Class(status)].Add(1)
 	}
