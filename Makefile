@@ -77,9 +77,10 @@ bench-reload: build
 	@command -v haproxy >/dev/null 2>&1 || (apt-get update && apt-get install -y haproxy) || echo "bench-reload: could not install HAProxy; measuring lb alone"
 	$(GO) run ./internal/bench/reload -lb ./lb -intervals $(or $(INTERVALS),200ms$(comma)100ms) -storm $(or $(STORM),20s) -clients $(or $(CLIENTS),16) -keepalive $(or $(KEEPALIVE),8) -streams $(or $(STREAMS),2) $(BENCH_FLAGS)
 
-## fuzz: fuzz the configuration loader, the HTTP parser, the rule compilers and the HTTP/2 to HTTP/1.1 translation, each for FUZZTIME
+## fuzz: fuzz the configuration loader, the HTTP parser, the rule and condition compilers, the PROXY protocol parser and the HTTP/2 to HTTP/1.1 translation, each for FUZZTIME
 FUZZ_TARGETS := config:FuzzParse h1:FuzzReadRequest h1:FuzzReadResponse h1:FuzzChunkedReader \
-	rules:FuzzCompileRoute rules:FuzzCompileHeaderRule rules:FuzzTemplate httpproxy:FuzzH2ToH1
+	rules:FuzzCompileRoute rules:FuzzCompileHeaderRule rules:FuzzTemplate rules:FuzzCompileExpr rules:FuzzCompileCond \
+	proxyproto:FuzzParse httpproxy:FuzzH2ToH1
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t#*:}; echo "fuzz $$pkg $$fn"; \

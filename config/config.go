@@ -23,6 +23,10 @@ type Config struct {
 	Defaults  Defaults   `toml:"defaults"`
 	Frontends []Frontend `toml:"frontend"`
 	Backends  []Backend  `toml:"backend"`
+	// ACLs are the named conditions of rules, routes and header rules.
+	ACLs []ACL `toml:"acl"`
+	// Tables are the stick tables.
+	Tables []Table `toml:"table"`
 	// Stats is the stats listener: Prometheus metrics, /stats.json and the
 	// stats page. No [stats] table (no bind), no listener.
 	Stats Stats `toml:"stats"`
@@ -219,6 +223,16 @@ type Frontend struct {
 	// LogQuery puts the query string in the access log lines. Default
 	// true; false keeps secrets in query strings out of the logs.
 	LogQuery bool `toml:"log_query"`
+	// AcceptProxy lists the addresses and CIDR blocks of the load
+	// balancers in front of lb: a connection from one of them starts
+	// with a PROXY protocol header (v1 or v2), which gives the client's
+	// address; one from anywhere else may not send one.
+	AcceptProxy []string `toml:"accept_proxy"`
+	// Track lists the stick tables the frontend counts its clients in
+	// (at most 3).
+	Track []string `toml:"track"`
+	// Rules are the traffic rules, evaluated in order within each phase.
+	Rules []Rule `toml:"rule"`
 
 	Pos Pos `toml:"-"`
 }
@@ -256,8 +270,14 @@ type Backend struct {
 	// responses (HTTP mode).
 	Headers []HeaderRule `toml:"header"`
 	// TLS makes lb speak TLS to the servers (HTTP mode).
-	TLS     BackendTLS `toml:"tls"`
-	Servers []Server   `toml:"server"`
+	TLS BackendTLS `toml:"tls"`
+	// SendProxy sends a PROXY protocol header, "v1" or "v2", to the
+	// servers at the start of each connection.
+	SendProxy string `toml:"send_proxy"`
+	// Stick names a stick table: a client (by the table's key) keeps the
+	// server it got first.
+	Stick   string   `toml:"stick"`
+	Servers []Server `toml:"server"`
 
 	Pos Pos `toml:"-"`
 	// hashKind and hashName are HashKey parsed by Validate (HTTP mode).

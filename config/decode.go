@@ -179,6 +179,27 @@ func (d *decoder) value(x any, v reflect.Value, path []string, name string, t *t
 		if len(out) == len(arr) {
 			v.Set(reflect.ValueOf(out))
 		}
+	case typ.Kind() == reflect.Slice && typ.Elem().Kind() == reflect.Int:
+		arr, ok := x.([]any)
+		if !ok {
+			mistyped("")
+			return
+		}
+		out := make([]int, 0, len(arr))
+		for i, e := range arr {
+			el := d.line(path, strconv.Itoa(i))
+			t.set(name+"."+strconv.Itoa(i), el)
+			n, ok := e.(int64)
+			if !ok || n != int64(int(n)) {
+				d.errorf(el, t.label, "%s: element %d: expected an integer, found %s", name, i+1, describe(e))
+				t.reject(name)
+				continue
+			}
+			out = append(out, int(n))
+		}
+		if len(out) == len(arr) {
+			v.Set(reflect.ValueOf(out))
+		}
 	case typ.Kind() == reflect.Slice && typ.Elem().Kind() == reflect.Struct:
 		elems, ok := tables(x)
 		if !ok {
@@ -312,6 +333,8 @@ func expected(typ reflect.Type) string {
 		return "a boolean"
 	case typ.Kind() == reflect.Slice && typ.Elem().Kind() == reflect.String:
 		return "an array of strings"
+	case typ.Kind() == reflect.Slice && typ.Elem().Kind() == reflect.Int:
+		return "an array of integers"
 	case typ.Kind() == reflect.Slice && typ.Elem().Kind() == reflect.Struct:
 		return "an array of tables"
 	case typ.Kind() == reflect.Struct:

@@ -54,6 +54,8 @@ type Route struct {
 	// Header lists "Name: value" (the field has that value) or "Name" (the
 	// field is present); every one must match.
 	Header []string `toml:"header"`
+	// When is a condition over the named ACLs that must match too.
+	When string `toml:"when"`
 
 	Pos Pos `toml:"-"`
 	// rule is the route compiled by Validate.
@@ -74,6 +76,9 @@ type HeaderRule struct {
 	// Value is the value of set and add; %[client_ip], %[server],
 	// %[request_id] and the other variables are replaced.
 	Value string `toml:"value"`
+	// When is a condition over the named ACLs: the rule applies only
+	// when it matches.
+	When string `toml:"when"`
 
 	Pos Pos `toml:"-"`
 	// rule is the header rule compiled by Validate.

@@ -83,10 +83,10 @@ func Parse(srcs ...Source) (*Config, error) {
 				doc.d.section(doc.m[k], k, reflect.ValueOf(&cfg.Defaults).Elem(), o)
 			case "stats":
 				doc.d.section(doc.m[k], k, reflect.ValueOf(&cfg.Stats).Elem(), o)
-			case "frontend", "backend":
+			case "frontend", "backend", "acl", "table":
 				// Pass 2.
 			default:
-				doc.d.errorf(doc.d.line(nil, k), "", "unknown key %q (valid keys: global, defaults, frontend, backend, stats)", k)
+				doc.d.errorf(doc.d.line(nil, k), "", "unknown key %q (valid keys: global, defaults, frontend, backend, stats, acl, table)", k)
 			}
 		}
 	}
@@ -134,6 +134,20 @@ func Parse(srcs ...Source) (*Config, error) {
 					doc.d.object(m, reflect.ValueOf(&b).Elem(), []string{k, strconv.Itoa(i)}, label)
 					inheritCheck(&b)
 					cfg.Backends = append(cfg.Backends, b)
+				}
+			case "acl":
+				for i, m := range doc.d.array(doc.m[k], k, o) {
+					var a ACL
+					label := elemLabel(k, stringKey(m, "name"), len(cfg.ACLs)+1)
+					doc.d.object(m, reflect.ValueOf(&a).Elem(), []string{k, strconv.Itoa(i)}, label)
+					cfg.ACLs = append(cfg.ACLs, a)
+				}
+			case "table":
+				for i, m := range doc.d.array(doc.m[k], k, o) {
+					var t Table
+					label := elemLabel(k, stringKey(m, "name"), len(cfg.Tables)+1)
+					doc.d.object(m, reflect.ValueOf(&t).Elem(), []string{k, strconv.Itoa(i)}, label)
+					cfg.Tables = append(cfg.Tables, t)
 				}
 			}
 		}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"lb/rules"
 	"lb/syslog"
 
 	"golang.org/x/crypto/bcrypt"
@@ -40,6 +41,10 @@ func (c *Config) Validated() bool { return c.validated }
 type validator struct {
 	c    *Config
 	errs Errors
+	// tables and conds are the stick tables and the named conditions, by
+	// name, as checked first.
+	tables map[string]*Table
+	conds  map[string]*rules.Cond
 }
 
 func (c *Config) validate() Errors {
@@ -47,6 +52,8 @@ func (c *Config) validate() Errors {
 	v.global()
 	v.defaults()
 	v.httpDefaults()
+	v.tables = v.tables_()
+	v.conds = v.acls(v.tables)
 	binds := v.frontends()
 	v.backends()
 	v.stats(binds)
@@ -267,6 +274,7 @@ func (v *validator) frontends() map[string]bindUse {
 			}
 		}
 		v.httpFrontend(f, obj, modes)
+		v.policy(f, obj, v.tables, v.conds, modes)
 	}
 	return binds
 }
@@ -303,6 +311,7 @@ func (v *validator) backends() {
 		}
 		v.checks(&b.Check, p, obj)
 		v.httpBackend(b, obj)
+		v.backendPolicy(b, obj, v.tables)
 		if !rejected(p.bad, "server") && len(b.Servers) == 0 {
 			v.add(p.Key("server"), "", "%s has no servers: add a [[backend.server]] table", obj)
 		}

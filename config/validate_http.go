@@ -201,19 +201,41 @@ func (v *validator) route(r *Route, obj, mode string, modes map[string]string) {
 			v.add(p.Key("backend"), obj, "backend %q is in mode %q: a route of an HTTP frontend needs a backend with mode = %q", r.Backend, bm, ModeHTTP)
 		}
 	}
-	for _, k := range []string{"host", "path_prefix", "path_regex", "method", "header"} {
+	for _, k := range []string{"host", "path_prefix", "path_regex", "method", "header", "when"} {
 		if rejected(p.bad, k) {
 			return
 		}
 	}
 	var err error
 	r.rule, err = rules.CompileRoute(routeSpec(r))
-	v.specError(p, obj, err)
+	if err != nil {
+		v.specError(p, obj, err)
+		return
+	}
+	r.rule.SetWhen(v.when(p, obj, r.When, rules.LevelRequest))
+}
+
+// when compiles a when expression of a route or header rule, which is
+// evaluated at level; nil when there is none or it is wrong (reported).
+func (v *validator) when(p Pos, obj, when string, level rules.Level) *rules.Expr {
+	if when == "" {
+		return nil
+	}
+	e, err := rules.CompileExpr(when, v.conds)
+	if err != nil {
+		v.specError(p, obj, err)
+		return nil
+	}
+	if e.Level() > level {
+		v.add(p.Key("when"), obj, "when %q needs a %s, which is not there yet when this is applied", when, e.Level())
+		return nil
+	}
+	return e
 }
 
 // routeSpec returns the rules package's form of a route.
 func routeSpec(r *Route) rules.RouteSpec {
-	return rules.RouteSpec{Host: r.Host, PathPrefix: r.PathPrefix, PathRegex: r.PathRegex, Method: r.Method, Header: r.Header}
+	return rules.RouteSpec{Host: r.Host, PathPrefix: r.PathPrefix, PathRegex: r.PathRegex, Method: r.Method, Header: r.Header, HasWhen: r.When != ""}
 }
 
 // headerRuleSpec returns the rules package's form of a header rule.
@@ -227,7 +249,7 @@ func (v *validator) headerRules(hs []HeaderRule, owner string) {
 		p := h.Pos
 		obj := owner + ": " + elemLabel("header rule", "", i+1)
 		bad := false
-		for _, k := range []string{"action", "on", "name", "value"} {
+		for _, k := range []string{"action", "on", "name", "value", "when"} {
 			bad = bad || rejected(p.bad, k)
 		}
 		if bad {
@@ -235,7 +257,15 @@ func (v *validator) headerRules(hs []HeaderRule, owner string) {
 		}
 		var err error
 		h.rule, err = rules.CompileHeaderRule(headerRuleSpec(h))
-		v.specError(p, obj, err)
+		if err != nil {
+			v.specError(p, obj, err)
+			continue
+		}
+		level := rules.LevelRequest
+		if h.rule.Response() {
+			level = rules.LevelResponse
+		}
+		h.rule.SetWhen(v.when(p, obj, h.When, level))
 	}
 }
 

@@ -1,6 +1,9 @@
 package h1
 
-import "unsafe"
+import (
+	"bytes"
+	"unsafe"
+)
 
 // Field is one header field. Name and Value alias storage owned by the
 // Head; they stay valid until the Head is reset or re-read. Their capacity
@@ -353,4 +356,29 @@ func (h *Head) CleanTrailerHeader() {
 	if len(list) > 0 {
 		h.Add("Trailer", list)
 	}
+}
+
+// Cookie returns the value of the first cookie called name in the Cookie
+// fields (quotes around it removed), and whether there is one.
+func (h *Head) Cookie(name string) ([]byte, bool) {
+	for i := h.Index("Cookie", 0); i >= 0; i = h.Index("Cookie", i+1) {
+		v := h.Fields[i].Value
+		for len(v) > 0 {
+			var pair []byte
+			if j := bytes.IndexByte(v, ';'); j >= 0 {
+				pair, v = v[:j], v[j+1:]
+			} else {
+				pair, v = v, nil
+			}
+			pair = bytes.TrimSpace(pair)
+			if len(pair) > len(name) && pair[len(name)] == '=' && string(pair[:len(name)]) == name {
+				val := pair[len(name)+1:]
+				if len(val) >= 2 && val[0] == '"' && val[len(val)-1] == '"' {
+					val = val[1 : len(val)-1]
+				}
+				return val, true
+			}
+		}
+	}
+	return nil, false
 }

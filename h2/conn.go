@@ -29,6 +29,7 @@ type conn struct {
 	nc     net.Conn
 	raw    *net.TCPConn
 	remote netip.AddrPort
+	info   any // ServeConnAs's
 	br     *bufio.Reader
 	fr     *http2.Framer
 	wg     sync.WaitGroup // the stream goroutines

@@ -94,7 +94,18 @@ func (s *Server) maxStreams() uint32 {
 // After Shutdown, a new connection is told to go away at once: its client
 // sends its requests again on a new connection.
 func (s *Server) ServeConn(nc net.Conn, raw *net.TCPConn) {
+	s.ServeConnAs(nc, raw, netip.AddrPort{}, nil)
+}
+
+// ServeConnAs is ServeConn for a connection whose client is remote (from a
+// PROXY protocol header; the zero value: the socket's peer), with info,
+// which its streams' Info returns.
+func (s *Server) ServeConnAs(nc net.Conn, raw *net.TCPConn, remote netip.AddrPort, info any) {
 	c := newConn(s, nc, raw)
+	if remote.IsValid() {
+		c.remote = remote
+	}
+	c.info = info
 	s.mu.Lock()
 	if s.shut {
 		c.goingAway = true
@@ -144,6 +155,9 @@ func newConn(s *Server, nc net.Conn, raw *net.TCPConn) *conn {
 
 // RemoteAddr returns the address of the stream's client.
 func (st *Stream) RemoteAddr() netip.AddrPort { return st.c.remote }
+
+// Info returns what ServeConnAs was given with the stream's connection.
+func (st *Stream) Info() any { return st.c.info }
 
 // TLS returns the TLS state of the stream's connection; false when the
 // connection is not TLS.

@@ -17,6 +17,7 @@ import (
 
 	"lb/balancer"
 	"lb/proxy"
+	"lb/proxyproto"
 	"lb/rules"
 )
 
@@ -34,7 +35,10 @@ type Backend struct {
 	Cookie string
 	// ReqRules and RespRules are the backend's header rules.
 	ReqRules, RespRules []*rules.HeaderRule
-	servers             map[*balancer.Server]*upstream
+	// Stick, when its table is set, keeps each client (by the table's
+	// key) on the server it got first.
+	Stick   proxy.Track
+	servers map[*balancer.Server]*upstream
 }
 
 // upstream is what the backend keeps per server: its idle connections, and
@@ -394,8 +398,15 @@ func (sc *serverConn) awaitReset() bool {
 // connect returns a connection to srv: an idle one when there is one, else
 // a new one.
 func (b *Backend) connect(srv *balancer.Server, fresh bool) (*serverConn, error) {
+	return b.dial(srv, fresh, nil)
+}
+
+// dial is connect, sending hdr first on a new connection when the backend
+// sends the PROXY protocol: then the connection is the client's alone,
+// never taken from the pool nor given back to it.
+func (b *Backend) dial(srv *balancer.Server, fresh bool, hdr *proxyproto.Header) (*serverConn, error) {
 	up := b.servers[srv]
-	if !fresh {
+	if !fresh && b.SendProxy == 0 {
 		if sc := up.idle.get(); sc != nil {
 			sc.takeBuffers()
 			return sc, nil
@@ -404,6 +415,12 @@ func (b *Backend) connect(srv *balancer.Server, fresh bool) (*serverConn, error)
 	raw, err := b.Dial(srv)
 	if err != nil {
 		return nil, err
+	}
+	if b.SendProxy != 0 && hdr != nil {
+		if err := b.WriteProxyHeader(raw, *hdr); err != nil {
+			_ = raw.Close()
+			return nil, err
+		}
 	}
 	_ = raw.SetNoDelay(true)
 	rc, err := raw.SyscallConn()
@@ -446,7 +463,7 @@ func (e *tlsError) Unwrap() error { return e.err }
 // release gives a server connection back: to the pool when it can serve
 // another request, else closed.
 func (b *Backend) release(sc *serverConn, reuse bool) {
-	if reuse {
+	if reuse && b.SendProxy == 0 {
 		b.servers[sc.srv].idle.put(sc)
 		return
 	}

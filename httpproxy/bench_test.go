@@ -11,6 +11,8 @@ import (
 
 	"lb/balancer"
 	"lb/proxy"
+	"lb/rules"
+	"lb/table"
 )
 
 // rawHTTPServer answers every request on a connection with resp; it reads
@@ -66,7 +68,27 @@ func serveEach(tb testing.TB, handle func(c net.Conn)) string {
 
 // BenchmarkProxiedRequest sends keep-alive requests through an HTTP
 // frontend to a server: lb allocates nothing per request.
-func BenchmarkProxiedRequest(b *testing.B) {
+func BenchmarkProxiedRequest(b *testing.B) { benchProxied(b, nil) }
+
+// BenchmarkProxiedRequestRateLimited is BenchmarkProxiedRequest through a
+// per-client rate limit: each request is counted in a table, keyed by a
+// header, and a rule reads its rate; still nothing allocated.
+func BenchmarkProxiedRequestRateLimited(b *testing.B) {
+	benchProxied(b, func(f *Frontend) {
+		t := table.New(table.Spec{Name: "per_client", Size: 1000, Expire: time.Minute, Period: 10 * time.Second})
+		cond, err := rules.CompileCond(rules.CondSpec{Name: "too_fast", Table: "per_client", Figure: "http_req_rate", Above: 1 << 40})
+		if err != nil {
+			b.Fatal(err)
+		}
+		r, err := rules.CompileRule(rules.RuleSpec{When: "too_fast", Action: "deny", Status: 429}, map[string]*rules.Cond{"too_fast": cond})
+		if err != nil {
+			b.Fatal(err)
+		}
+		f.Policy = &Policy{Tracks: []proxy.Track{{Table: t, Kind: proxy.KeyHeader, Name: "User-Agent"}}, ReqRules: []*rules.Rule{r}}
+	})
+}
+
+func benchProxied(b *testing.B, configure func(f *Frontend)) {
 	resp := []byte("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello")
 	srv := balancer.NewServer("s1", rawHTTPServer(b, resp), 1, 0, false)
 	pool, err := balancer.NewPool("app", "roundrobin", []*balancer.Server{srv})
@@ -76,6 +98,9 @@ func BenchmarkProxiedRequest(b *testing.B) {
 	be := NewBackend(&proxy.Backend{Pool: pool, ConnectTimeout: time.Second, ServerTimeout: time.Minute})
 	f := &Frontend{Name: "web", Default: be, RequestIDHeader: "X-Request-Id", RequestTimeout: 10 * time.Second,
 		KeepAliveTimeout: time.Minute, ClientTimeout: time.Minute, Log: zerolog.Nop()}
+	if configure != nil {
+		configure(f)
+	}
 	ln, err := net.ListenTCP("tcp4", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		b.Fatal(err)

@@ -11,7 +11,9 @@ import (
 	"lb/balancer"
 	"lb/h1"
 	"lb/proxy"
+	"lb/proxyproto"
 	"lb/rules"
+	"lb/table"
 )
 
 // An exchange is one request and its response, in stages, a file each:
@@ -66,6 +68,7 @@ type client interface {
 type exchange struct {
 	f    *Frontend
 	cl   client
+	conn *proxy.Conn // the client's connection, as the frontend counts it
 	peer netip.AddrPort
 	tls  bool
 
@@ -103,8 +106,15 @@ type exchange struct {
 
 	env     rules.Env
 	scratch []byte
-	idbuf   [64]byte
-	upgrade []byte // the Upgrade header of an upgrade request
+	// sub is what conditions see of the request (see subject); own are
+	// its entries in the tables keyed by what the request carries, held
+	// until it ends.
+	sub       rules.Subject
+	own       [rules.MaxTracked]*table.Entry
+	reasonBuf [40]byte
+	pph       proxyproto.Header
+	idbuf     [64]byte
+	upgrade   []byte // the Upgrade header of an upgrade request
 
 	cw  h1.ChunkedWriter
 	scr h1.ChunkedReader
@@ -125,10 +135,15 @@ type exchange struct {
 
 // reset makes x ready for a next request, keeping its buffers.
 func (x *exchange) reset() {
+	for _, e := range x.own {
+		if e != nil {
+			e.Release() // an exchange that ended without finish
+		}
+	}
 	req, resp, scratch := x.req, x.resp, x.scratch[:0]
 	req.Reset()
 	resp.Reset()
-	*x = exchange{f: x.f, cl: x.cl, peer: x.peer, tls: x.tls, req: req, resp: resp, scratch: scratch,
+	*x = exchange{f: x.f, cl: x.cl, conn: x.conn, peer: x.peer, tls: x.tls, req: req, resp: resp, scratch: scratch,
 		cw: x.cw, scr: x.scr, up: upload{done: x.up.done}}
 }
 

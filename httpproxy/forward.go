@@ -8,6 +8,8 @@ import (
 	"lb/balancer"
 	"lb/h1"
 	"lb/proxy"
+	"lb/proxyproto"
+	"lb/table"
 )
 
 // idempotent methods may be sent again after a connection failed before
@@ -31,7 +33,19 @@ func (x *exchange) pickAndConnect() bool {
 			c.Sticky = be.Pool.Lookup(string(v))
 		}
 	}
+	var stick *table.Entry
+	if t := be.Stick; t.Table != nil && c.Sticky == nil {
+		if stick = x.stickEntry(t); stick != nil {
+			if name := stick.Server(); name != "" {
+				c.Sticky = be.Pool.Lookup(name)
+			}
+			defer stick.Release()
+		}
+	}
 	end := be.Backend.Connect(c, x, x.f.Name, &x.f.Log)
+	if end == proxy.EndNone && stick != nil {
+		stick.SetServer(c.Server.Name)
+	}
 	x.retries, x.err = max(c.Attempts-1, 0), c.Err
 	switch end {
 	case proxy.EndNone:
@@ -62,10 +76,30 @@ func (x *exchange) pickAndConnect() bool {
 	return x.fail(503, endConnectFailed, c.Err)
 }
 
+// stickEntry returns the request's entry in a stick table, held, or nil
+// when the request has no key in it.
+func (x *exchange) stickEntry(t proxy.Track) *table.Entry {
+	var key []byte
+	var kb [64]byte
+	if t.Kind == proxy.KeySrc {
+		key = x.peer.Addr().Unmap().AppendTo(kb[:0])
+	} else {
+		key = x.trackKey(t)
+	}
+	if len(key) == 0 {
+		return nil
+	}
+	return t.Table.Acquire(key, time.Now())
+}
+
 // DialServer implements proxy.Dialer: an idle connection to srv from the
 // backend's pool, or a new one.
 func (x *exchange) DialServer(srv *balancer.Server) error {
-	sc, err := x.be.connect(srv, false)
+	var hdr *proxyproto.Header
+	if x.be.SendProxy != 0 {
+		hdr = x.proxyHeader()
+	}
+	sc, err := x.be.dial(srv, false, hdr)
 	if err != nil {
 		return err
 	}
@@ -149,7 +183,11 @@ func (x *exchange) forward() bool {
 			case replayable && (idem || stale):
 				x.sc.close()
 				x.retries++
-				sc, cerr := x.be.connect(x.srv, true)
+				var hdr *proxyproto.Header
+				if x.be.SendProxy != 0 {
+					hdr = x.proxyHeader()
+				}
+				sc, cerr := x.be.dial(x.srv, true, hdr)
 				if cerr == nil {
 					x.sc = sc
 					x.resp.Reset()

@@ -47,6 +47,13 @@ type Frontend struct {
 	Targets []*Backend
 	// ReqRules and RespRules are the frontend's header rules.
 	ReqRules, RespRules []*rules.HeaderRule
+	// Policy, when set, is the frontend's traffic policy at the request
+	// and the response.
+	Policy *Policy
+	// Conditional says routes or header rules (the frontend's or its
+	// backends') have when expressions, which may read any fact of a
+	// request: its client's address, its TLS server name, ...
+	Conditional bool
 	// Limits bound request heads.
 	Limits h1.Limits
 	// MaxBodyBytes bounds request bodies; 0 means no limit.
@@ -102,10 +109,11 @@ func (f *Frontend) scheme() string {
 	return "http"
 }
 
-// route returns the backend of a request.
-func (f *Frontend) route(req *h1.Request) *Backend {
+// route returns the backend of a request; s is what its routes' when
+// expressions see.
+func (f *Frontend) route(req *h1.Request, s *rules.Subject) *Backend {
 	if f.Routes != nil {
-		if i, ok := f.Routes.Lookup(req.Method, req.Host(), req.Path(), &req.Head); ok {
+		if i, ok := f.Routes.LookupSubject(req.Method, req.Host(), req.Path(), &req.Head, s); ok {
 			return f.Targets[i]
 		}
 	}
@@ -243,7 +251,7 @@ func (f *Frontend) ServeConn(conn *proxy.Conn) {
 		}
 		if cs.NegotiatedProtocol == "h2" {
 			proxy.Busy(1)
-			f.serveH2(tc, raw)
+			f.h2Server().ServeConnAs(tc, raw, conn.Client(), conn)
 			proxy.Busy(-1)
 			conn.Done()
 			return
@@ -267,15 +275,10 @@ type connState struct {
 }
 
 // addrs returns the client's address and the one it connected to, as
-// the connection's socket has them (net.TCPConn keeps both: no syscall).
+// a PROXY protocol header gave them or the connection's socket has them
+// (net.TCPConn keeps both: no syscall).
 func (st *connState) addrs() (peer, local netip.AddrPort) {
-	if a, ok := st.conn.RemoteAddr().(*net.TCPAddr); ok {
-		peer = a.AddrPort()
-	}
-	if a, ok := st.conn.LocalAddr().(*net.TCPAddr); ok {
-		local = netip.AddrPortFrom(a.AddrPort().Addr().Unmap(), a.AddrPort().Port())
-	}
-	return peer, local
+	return st.conn.Client(), st.conn.Local()
 }
 
 // serveState serves a connection from st, its state between requests,
@@ -301,7 +304,7 @@ func (f *Frontend) serveState(st *connState) {
 	cc.local, cc.due = local, st.due
 	cc.readDue, cc.wAt = time.Time{}, time.Time{}
 	cc.in = headReader{c: cc.c, budget: f.heads}
-	cc.x.f, cc.x.cl, cc.x.tls, cc.x.peer = f, cc, f.TLS != nil, peer
+	cc.x.f, cc.x.cl, cc.x.tls, cc.x.peer, cc.x.conn = f, cc, f.TLS != nil, peer, st.conn
 	f.track(cc, true)
 	parked := cc.serve(st.first)
 	f.track(cc, false)
@@ -313,7 +316,7 @@ func (f *Frontend) serveState(st *connState) {
 	conn := cc.conn
 	cc.x.reset()
 	cc.trimHeads()
-	cc.x.f, cc.x.cl = nil, nil
+	cc.x.f, cc.x.cl, cc.x.conn = nil, nil, nil
 	cc.f, cc.conn, cc.raw, cc.c = nil, nil, nil, nil
 	_ = cc.sc.Reset(nil)
 	cc.in = headReader{}

@@ -5,12 +5,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
-	"net"
 	"strconv"
 	"sync"
 
 	"lb/h1"
 	"lb/h2"
+	"lb/proxy"
 )
 
 // HTTP/2 clients are served by package h2: lb hands it each TLS
@@ -30,11 +30,6 @@ func (f *Frontend) h2Server() *h2.Server {
 		}
 	})
 	return f.h2srv
-}
-
-// serveH2 serves one TLS connection that negotiated h2, until it ends.
-func (f *Frontend) serveH2(tc *tls.Conn, raw *net.TCPConn) {
-	f.h2Server().ServeConn(tc, raw)
 }
 
 // h2Stream is one HTTP/2 stream, as the exchange's client.
@@ -59,6 +54,7 @@ func (f *Frontend) ServeStream(st *h2.Stream) {
 	x := &s.x
 	x.f, x.cl, x.tls, x.done = f, s, true, st.Done()
 	x.peer = st.RemoteAddr()
+	x.conn, _ = st.Info().(*proxy.Conn)
 	x.tStart = st.Start()
 	x.tHead = x.tStart
 	// The exchange takes the request's storage; the stream gets the

@@ -15,6 +15,7 @@ import (
 func (x *exchange) finish(ok bool) {
 	now := time.Now()
 	x.count(now)
+	x.endPolicy(now)
 	if cc, isH1 := x.cl.(*clientConn); isH1 && cc.conn != nil {
 		cc.conn.CountBytes(x.bytesIn, x.bytesOut)
 	}
@@ -144,6 +145,15 @@ func (x *exchange) termination() [2]byte {
 		return [2]byte{'s', stage}
 	case endBadResponse:
 		return [2]byte{'P', 'H'}
+	case endDenied:
+		if x.sub.Status != 0 {
+			return [2]byte{'P', 'H'} // a response rule denied the server's answer
+		}
+		return [2]byte{'P', 'R'}
+	case endTarpit:
+		return [2]byte{'P', 'T'}
+	case endRedirect, endReturn:
+		return [2]byte{'L', 'R'}
 	}
 	return [2]byte{'-', '-'}
 }

@@ -49,7 +49,15 @@ func (x *exchange) run() bool {
 	if f.MaxBodyBytes > 0 && x.req.Body.Kind == h1.BodyLength && x.req.Body.Length > int64(f.MaxBodyBytes) {
 		return x.fail(413, endTooLarge, nil)
 	}
-	x.be = f.route(&x.req)
+	x.subject()
+	be, goOn, keepOn := x.requestRules()
+	if !goOn {
+		return keepOn
+	}
+	if be == nil {
+		be = f.route(&x.req, &x.sub)
+	}
+	x.be = be
 	x.env.Backend = x.be.Name()
 	keep := x.req.KeepAlive
 	if x.req.Upgrade {
@@ -106,22 +114,11 @@ func (x *exchange) hashKey() uint64 {
 // cookieValue returns the value of the cookie name in h's Cookie fields, or
 // nil.
 func cookieValue(h *h1.Head, name string) []byte {
-	for i := h.Index("Cookie", 0); i >= 0; i = h.Index("Cookie", i+1) {
-		v := h.Fields[i].Value
-		for len(v) > 0 {
-			var pair []byte
-			if j := bytes.IndexByte(v, ';'); j >= 0 {
-				pair, v = v[:j], v[j+1:]
-			} else {
-				pair, v = v, nil
-			}
-			pair = bytes.TrimSpace(pair)
-			if len(pair) > len(name) && pair[len(name)] == '=' && string(pair[:len(name)]) == name {
-				return bytes.Trim(pair[len(name)+1:], `"`)
-			}
-		}
+	v, ok := h.Cookie(name)
+	if !ok || len(v) == 0 {
+		return nil
 	}
-	return nil
+	return v
 }
 
 // prepareRequest turns the client's request head into the server's:
@@ -205,9 +202,13 @@ func (x *exchange) prepareRequest() {
 	}
 	x.scratch = b[:0]
 	for _, r := range f.ReqRules {
-		x.scratch = r.Apply(req, &x.env, x.scratch[:0])
+		if r.Applies(&x.sub) {
+			x.scratch = r.Apply(req, &x.env, x.scratch[:0])
+		}
 	}
 	for _, r := range x.be.ReqRules {
-		x.scratch = r.Apply(req, &x.env, x.scratch[:0])
+		if r.Applies(&x.sub) {
+			x.scratch = r.Apply(req, &x.env, x.scratch[:0])
+		}
 	}
 }

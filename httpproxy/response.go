@@ -6,6 +6,7 @@ import (
 
 	"lb/h1"
 	"lb/proxy"
+	"lb/rules"
 )
 
 // The response stage, once the server's response head is in x.resp: decide
@@ -18,6 +19,17 @@ import (
 func (x *exchange) respond(keep bool) bool {
 	x.status = x.resp.Status
 	keep = x.keepClient(keep)
+	if r := x.responseRules(); r != nil && r.Action == rules.Deny {
+		// The server's answer does not go out: lb's does, and the server
+		// connection, its response unread, closes.
+		x.observeResponse()
+		x.drop(false)
+		if x.f.Counts != nil {
+			x.f.Counts.DeniedResps.Add(1)
+		}
+		x.end = endDenied
+		return x.writeAnswer(r, keep && x.uploadComplete())
+	}
 	serverKeep := x.keepServer()
 	x.prepareResponse()
 	x.observeResponse()
@@ -87,11 +99,16 @@ func (x *exchange) prepareResponse() {
 		resp.Add("Set-Cookie", b)
 		x.scratch = b[:0]
 	}
+	x.sub.Status = resp.Status
 	for _, r := range be.RespRules {
-		x.scratch = r.Apply(resp, &x.env, x.scratch[:0])
+		if r.Applies(&x.sub) {
+			x.scratch = r.Apply(resp, &x.env, x.scratch[:0])
+		}
 	}
 	for _, r := range x.f.RespRules {
-		x.scratch = r.Apply(resp, &x.env, x.scratch[:0])
+		if r.Applies(&x.sub) {
+			x.scratch = r.Apply(resp, &x.env, x.scratch[:0])
+		}
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"lb/admin"
 	"lb/metrics"
 	"lb/stats"
+	"lb/table"
 )
 
 // The traffic counters across generations: every generation counts its
@@ -234,12 +235,22 @@ func (g *Generation) readReleased(c io.Reader) error {
 		return fmt.Errorf("reply %q", line+string(rest))
 	}
 	var carried stats.Carried
-	if err := json.NewDecoder(br).Decode(&carried); err != nil {
+	dec := json.NewDecoder(br)
+	if err := dec.Decode(&carried); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
 		return fmt.Errorf("released, but its counters: %w", err)
 	}
 	g.ledger.Restore(carried, g.host().Now())
+	var tables []table.Snapshot
+	if err := dec.Decode(&tables); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil // an older version: what _getstate gave stands
+		}
+		return fmt.Errorf("released, but its stick tables: %w", err)
+	}
+	g.pendingTables = nil
+	g.mergeTables(tables, "the old generation, as it stopped accepting")
 	return nil
 }

@@ -23,6 +23,7 @@ import (
 	"lb/reload"
 	"lb/servers"
 	"lb/stats"
+	"lb/table"
 	"lb/tlsconf"
 )
 
@@ -91,13 +92,16 @@ type Generation struct {
 	given       atomic.Bool      // the listeners were handed to a newer generation
 	srv         *servers.Set     // health checks and server state
 	fromLive    bool             // the state came from a serving generation
-	ledger      stats.Ledger     // what the other generations counted
-	stats       *metrics.Source  // the counters as the stats listener and admin socket show them
-	history     metrics.History  // the backends' recent rates, for the stats page
-	statsSrv    *metrics.Server  // the stats listener's server; nil without [stats]
-	exiting     atomic.Bool      // exit began: this generation counts no more
-	released    atomic.Bool      // a newer generation took the counters over (_release)
-	stopReports context.CancelFunc
+	// pendingTables are the stick tables "_getstate" handed over, kept
+	// until "_release" hands newer ones (see setUpTables).
+	pendingTables []table.Snapshot
+	ledger        stats.Ledger    // what the other generations counted
+	stats         *metrics.Source // the counters as the stats listener and admin socket show them
+	history       metrics.History // the backends' recent rates, for the stats page
+	statsSrv      *metrics.Server // the stats listener's server; nil without [stats]
+	exiting       atomic.Bool     // exit began: this generation counts no more
+	released      atomic.Bool     // a newer generation took the counters over (_release)
+	stopReports   context.CancelFunc
 }
 
 // boundListener is one listening address of a frontend.
@@ -152,6 +156,7 @@ func (g *Generation) Run(ctx context.Context) error {
 	g.srv = servers.New(g.Proxy, g.Log)
 	g.srv.SetUp(ctx, saved, source, g.Cfg.Global.StartupTimeout.D())
 	g.setUpCounters(saved.Counters, g.fromLive, saved.Live)
+	g.setUpTables(saved)
 	if err := g.setUpTickets(saved); err != nil {
 		if pidFile != nil {
 			pidFile.Abort()
@@ -204,6 +209,7 @@ func (g *Generation) Run(ctx context.Context) error {
 	g.Lock.Release()
 	g.srv.StartChecks(ctx)
 	go g.watchLedger(ctx)
+	go g.sweepTables(ctx)
 	g.startSaving(ctx)
 	if g.tickets != nil {
 		go g.rotateTickets(ctx)
@@ -371,6 +377,8 @@ func (g *Generation) serveAdmin(ctx context.Context) {
 	s.Handle("clear counters", "[all]: forget the maximum connections of every server; with all, set every counter to zero, the older generations' included",
 		admin.HandlerFunc(g.clearCounters))
 	g.srv.Register(&s)
+	s.Handle("show table", "[NAME [KEY]]: the stick tables, or the entries of one (or of one key): expiry, server, figures", admin.HandlerFunc(g.showTable))
+	s.Handle("clear table", "NAME [KEY]: remove every entry of a stick table, or the one of KEY", admin.HandlerFunc(g.clearTable))
 	s.Handle("_getsocks", "", admin.HandlerFunc(g.giveListeners))
 	s.Handle("_getstate", "", admin.HandlerFunc(g.getState))
 	s.Handle("_release", "", admin.HandlerFunc(g.release))

@@ -73,6 +73,7 @@ func (g *Generation) giveListeners(_ io.Writer, r *admin.Request) error {
 // generation no longer serves new connections afterwards.
 func (g *Generation) releaseOld() {
 	if !g.tookOver {
+		g.mergePending()
 		return
 	}
 	c, err := admin.Dial(g.oldAdmin, queryTimeout)
@@ -87,6 +88,7 @@ func (g *Generation) releaseOld() {
 		g.Log.Warn().Err(err).Str("socket", g.oldAdmin).
 			Msg("cannot tell the old generation to stop accepting: it does so on the soft stop signal instead")
 	}
+	g.mergePending()
 }
 
 // release answers "_release": a newer generation that took this one's
@@ -106,7 +108,13 @@ func (g *Generation) release(w io.Writer, _ *admin.Request) error {
 	if _, err := io.WriteString(w, "released\n"); err != nil {
 		return err
 	}
-	return json.NewEncoder(w).Encode(g.ledger.Carry(own))
+	enc := json.NewEncoder(w)
+	if err := enc.Encode(g.ledger.Carry(own)); err != nil {
+		return err
+	}
+	// The stick tables as of now: the newer generation adds them to its
+	// own, counted since it started.
+	return enc.Encode(g.tableSnapshots())
 }
 
 // closeGiven closes this generation's copies of the listening sockets it

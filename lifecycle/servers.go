@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"lb/state"
+	"lb/stats"
+	"lb/table"
 )
 
 // previousState fetches what the previous generation knew: over the
@@ -62,6 +64,7 @@ func (g *Generation) snapshot() state.Doc {
 	d := state.New(g.number, g.srv.Snapshot())
 	d.Pid, d.Live = g.self.Pid, g.liveParts()
 	d.Counters = g.carried(g.exiting.Load())
+	d.Tables = g.tableSnapshots()
 	return d
 }
 
@@ -164,7 +167,11 @@ func (g *Generation) saveState(last bool) {
 	// to the file.
 	doc := state.New(g.number, servers)
 	doc.Pid, doc.Counters = g.self.Pid, g.carried(g.exiting.Load())
-	counters, _ := json.Marshal(doc.Counters)
+	doc.Tables = g.tableSnapshots()
+	counters, _ := json.Marshal(struct {
+		C *stats.Carried
+		T []table.Snapshot
+	}{doc.Counters, doc.Tables})
 	if same && bytes.Equal(counters, sv.counters) {
 		return
 	}

@@ -109,6 +109,12 @@ func (src *Source) walk(emit func(*sample)) {
 			walkDefs(serverDefs, v, []string{"backend", b.Name(), "server", srv.Name}, &s, emit)
 		}
 	}
+	for _, t := range src.Proxy.Tables {
+		labels := []string{"table", t.Spec().Name}
+		out("lb_table_entries", "Keys a stick table holds.", gauge, labels, float64(t.Len()))
+		out("lb_table_size", "The most keys a stick table holds (its size).", gauge, labels, float64(t.Spec().Size))
+		out("lb_table_evicted_total", "Keys evicted from a stick table to make room for new ones.", counter, labels, float64(t.Evicted()))
+	}
 }
 
 // walkDefs emits every metric of defs for obj.

@@ -51,6 +51,8 @@ func Build(ctx context.Context, cfg *config.Config, r Resolver, log zerolog.Logg
 		r = net.DefaultResolver
 	}
 	p := &proxy.Proxy{}
+	var tracks map[string]proxy.Track
+	p.Tables, tracks = tables(cfg)
 	backends := make(map[string]*proxy.Backend, len(cfg.Backends))
 	var errs config.Errors
 	for i := range cfg.Backends {
@@ -59,6 +61,10 @@ func Build(ctx context.Context, cfg *config.Config, r Resolver, log zerolog.Logg
 		errs = append(errs, err...)
 		if b == nil {
 			continue
+		}
+		b.SendProxy = sendProxy(bc.SendProxy)
+		if bc.Stick != "" && bc.Mode == config.ModeTCP {
+			b.Stick = tracks[bc.Stick].Table
 		}
 		p.Backends = append(p.Backends, b)
 		p.Checks = append(p.Checks, checks...)
@@ -77,7 +83,17 @@ func Build(ctx context.Context, cfg *config.Config, r Resolver, log zerolog.Logg
 		// they do not report it missing on top of its own errors.
 		b, err := httpBackend(bc, backends[bc.Name])
 		errs = append(errs, err...)
+		if bc.Stick != "" {
+			b.Stick = tracks[bc.Stick]
+		}
 		httpBackends[bc.Name] = b
+	}
+	// The backends of use_backend rules, by their index in the
+	// configuration (nil where the mode differs).
+	byIndex := make([]*proxy.Backend, len(cfg.Backends))
+	httpByIndex := make([]*httpproxy.Backend, len(cfg.Backends))
+	for i := range cfg.Backends {
+		byIndex[i], httpByIndex[i] = backends[cfg.Backends[i].Name], httpBackends[cfg.Backends[i].Name]
 	}
 	var httpFrontends []*httpproxy.Frontend
 	for i := range cfg.Frontends {
@@ -89,9 +105,12 @@ func Build(ctx context.Context, cfg *config.Config, r Resolver, log zerolog.Logg
 			MaxConn: fc.MaxConn,
 			Log:     log,
 		}
+		f.Policy = connPolicy(fc, tracks, byIndex)
 		if fc.Mode == config.ModeHTTP {
 			h, err := httpFrontend(fc, httpBackends, log)
 			errs = append(errs, err...)
+			h.Policy = httpPolicy(fc, tracks, httpByIndex)
+			h.Conditional = conditional(fc, cfg)
 			f.Handler = h
 			h.Counts, h.Active = &f.Counts, f.Active
 			httpFrontends = append(httpFrontends, h)

@@ -2,11 +2,14 @@ package proxy
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"time"
 
 	"lb/balancer"
+	"lb/proxyproto"
 	"lb/stats"
+	"lb/table"
 )
 
 // Backend is a pool of servers and the way to connect to them.
@@ -29,6 +32,33 @@ type Backend struct {
 	Observer Observer
 	// Counts are the backend's counters.
 	Counts stats.Backend
+	// SendProxy is the PROXY protocol version lb sends to the servers
+	// before anything else: 0 (none), 1 or 2.
+	SendProxy int
+	// Stick, when set, keeps each client on the server it got first: the
+	// table's entry of the client's key names the server (TCP mode keys
+	// by the client's address).
+	Stick *table.Table
+}
+
+// WriteProxyHeader sends the PROXY protocol header of h to a server just
+// connected, within the connect timeout.
+func (b *Backend) WriteProxyHeader(c *net.TCPConn, h proxyproto.Header) error {
+	var buf [256]byte
+	var hdr []byte
+	if b.SendProxy == 1 {
+		hdr = proxyproto.AppendV1(buf[:0], h)
+	} else {
+		hdr = proxyproto.AppendV2(buf[:0], h)
+	}
+	if b.ConnectTimeout > 0 {
+		_ = c.SetWriteDeadline(time.Now().Add(b.ConnectTimeout))
+		defer c.SetWriteDeadline(time.Time{})
+	}
+	if _, err := c.Write(hdr); err != nil {
+		return fmt.Errorf("sending the PROXY protocol header: %w", err)
+	}
+	return nil
 }
 
 // Observer hears the outcome of real traffic to a server: nil for a

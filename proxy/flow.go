@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"lb/park"
+	"lb/proxyproto"
 	"lb/sock"
 )
 
@@ -72,6 +73,7 @@ type flow struct {
 	dry, eof bool    // a fill found src empty, at its end
 	waited   bool    // a write found dst full
 	relayed  bool    // the payload in buf was counted, and written up to off, within the read (relay)
+	guard    bool    // the first bytes may not be a PROXY protocol header (an untrusted client's)
 	err      error   // the syscall error of the last callback
 
 	readDue   int64     // the read deadline set last, as session.since
@@ -94,6 +96,7 @@ func (f *flow) bind(s *session, from side, src, dst *net.TCPConn) error {
 		f.allWritten, f.allDrained = f.written, f.drained
 	}
 	f.writeWait = s.timeouts[from.other()]
+	f.guard = from == clientSide && s.conn.info != nil && s.conn.info.RefuseProxy
 	return nil
 }
 
@@ -135,6 +138,9 @@ func (f *flow) run() {
 func (f *flow) failure(err error) End {
 	var we writeError
 	switch {
+	case err == errProxyRefused:
+		f.s.conn.f.Counts.ProxyErrors.Add(1)
+		return EndProxyRefused
 	case errors.As(err, &we) && isDeadline(we.err):
 		return f.from.other().timeout()
 	case errors.As(err, &we):
@@ -224,6 +230,13 @@ func (f *flow) readSys(fd uintptr) bool {
 	default:
 		f.n, f.err = 0, err
 		return true
+	}
+	if f.guard && n > 0 {
+		f.guard = false
+		if proxyproto.HasSignature((*f.buf)[:n]) {
+			f.n, f.err = 0, errProxyRefused
+			return true
+		}
 	}
 	if n == 0 || n == flowBufSize {
 		return true // the end, or a bulk transfer: pass goes on

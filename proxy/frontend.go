@@ -57,6 +57,9 @@ type Frontend struct {
 	Handler ConnHandler
 	// Counts are the frontend's counters.
 	Counts stats.Frontend
+	// Policy, when set, is applied to each connection before Handler
+	// serves it (see ConnInfo).
+	Policy *Policy
 
 	slotsOnce sync.Once
 	slots     chan struct{}
@@ -85,6 +88,7 @@ type Conn struct {
 	fds   int // descriptors taken from f.Descriptors
 	done  atomic.Bool
 	links sessLinks
+	info  *ConnInfo // nil without a Policy
 }
 
 // NewConn makes c a Conn of f, counted until Done. Serve does this for
@@ -107,6 +111,9 @@ func (c *Conn) Done() {
 		return
 	}
 	f := c.f
+	if c.info != nil {
+		c.info.end()
+	}
 	c.unregister()
 	f.active.Add(-1)
 	if c.slots != nil {
@@ -417,6 +424,9 @@ func (f *Frontend) serveConn(c *Conn) {
 	if f.Handler == nil {
 		_ = c.Close()
 		c.Done()
+		return
+	}
+	if f.Policy != nil && !f.admit(c) {
 		return
 	}
 	f.Handler.ServeConn(c)

@@ -5,6 +5,7 @@ import (
 
 	"lb/balancer"
 	"lb/health"
+	"lb/table"
 	"lb/tlsconf"
 )
 
@@ -20,6 +21,8 @@ type Proxy struct {
 	// newest first, if it is set.
 	TLS        []*tls.Config
 	TicketKeys []tlsconf.TicketKey
+	// Tables are the stick tables, in the configuration's order.
+	Tables []*table.Table
 }
 
 // Check is one server's health check, its settings resolved.

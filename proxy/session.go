@@ -9,6 +9,8 @@ import (
 
 	"lb/balancer"
 	"lb/park"
+	"lb/proxyproto"
+	"lb/table"
 )
 
 // End says why a proxied connection ended.
@@ -27,6 +29,7 @@ const (
 	EndConnectFailed     // no server could be connected to
 	EndNoServer          // no server was available to try
 	EndQueueTimeout      // every server stayed full for timeout.queue
+	EndProxyRefused      // a peer not in accept_proxy sent a PROXY protocol header
 )
 
 var endNames = [...]string{
@@ -40,6 +43,7 @@ var endNames = [...]string{
 	EndConnectFailed: "connect_failed",
 	EndNoServer:      "no_server",
 	EndQueueTimeout:  "queue_timeout",
+	EndProxyRefused:  "proxy_refused",
 }
 
 // String returns the reason as it appears in logs.
@@ -103,10 +107,11 @@ var sessions = sync.Pool{New: func() any { return new(session) }}
 func newSession(f *TCP, c *Conn) *session {
 	s := sessions.Get().(*session)
 	s.f, s.be, s.conn, s.client, s.start = f, f.Backend, c, c.TCPConn, time.Now()
-	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		s.peer = a.AddrPort()
+	s.peer = c.Client()
+	if c.info != nil && c.info.Backend != nil {
+		s.be = c.info.Backend
 	}
-	s.timeouts = [2]time.Duration{f.ClientTimeout, f.Backend.ServerTimeout}
+	s.timeouts = [2]time.Duration{f.ClientTimeout, s.be.ServerTimeout}
 	return s
 }
 
@@ -160,6 +165,9 @@ func (s *session) finish() {
 	s.srv.CountBytes(in, out)
 	s.be.Counts.Bytes(in, out)
 	s.conn.f.Counts.Bytes(in, out)
+	if ci := s.conn.info; ci != nil {
+		ci.CountBytes(in, out, time.Now())
+	}
 	switch End(s.end.Load()) {
 	case EndServerError, EndServerTimeout:
 		s.srv.CountError()
@@ -188,12 +196,25 @@ func serverFailure(e End) error {
 // failure. It reports whether a server is connected.
 func (s *session) connect() bool {
 	s.dial.Hash = balancer.HashAddr(s.peer.Addr())
+	var stick *table.Entry
+	if t := s.be.Stick; t != nil {
+		var key [64]byte
+		if stick = t.Acquire(s.peer.Addr().Unmap().AppendTo(key[:0]), s.start); stick != nil {
+			if name := stick.Server(); name != "" {
+				s.dial.Sticky = s.be.Pool.Lookup(name)
+			}
+			defer stick.Release()
+		}
+	}
 	if end := s.be.Connect(&s.dial, s, s.f.Name, &s.f.Log); end != EndNone {
 		s.end.Store(uint32(end))
 		return false
 	}
 	s.srv = s.dial.Server
 	s.conn.SetServer(s.srv)
+	if stick != nil {
+		stick.SetServer(s.srv.Name)
+	}
 	return true
 }
 
@@ -204,9 +225,26 @@ func (s *session) DialServer(srv *balancer.Server) error {
 	if err != nil {
 		return err
 	}
+	if s.be.SendProxy != 0 {
+		if err := s.be.WriteProxyHeader(c, s.proxyHeader()); err != nil {
+			_ = c.Close()
+			return err
+		}
+	}
 	s.be.Observe(srv, nil)
 	s.server = c
 	return nil
+}
+
+// proxyHeader is the PROXY protocol header that tells a server about the
+// client: its address and the one it connected to, and the TLS facts a
+// PROXY protocol header from a load balancer in front gave.
+func (s *session) proxyHeader() proxyproto.Header {
+	h := proxyproto.Header{Source: s.peer, Dest: s.conn.Local()}
+	if ci := s.conn.info; ci != nil && ci.Proxied {
+		h.ALPN, h.Authority, h.TLS, h.TLSVersion = ci.Proxy.ALPN, ci.Proxy.Authority, ci.Proxy.TLS, ci.Proxy.TLSVersion
+	}
+	return h
 }
 
 // moved records n bytes moved from side from: they count for the log and

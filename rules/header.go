@@ -52,7 +52,14 @@ type HeaderRule struct {
 	response bool
 	name     string
 	value    *Template
+	when     *Expr
 }
+
+// SetWhen makes the rule apply only when e matches (nil: always).
+func (r *HeaderRule) SetWhen(e *Expr) { r.when = e }
+
+// Applies reports whether the rule applies to s: its when matches.
+func (r *HeaderRule) Applies(s *Subject) bool { return r.when == nil || r.when.Match(s) }
 
 // actionSynonyms are words people write for an action, with the action.
 var actionSynonyms = map[string]string{

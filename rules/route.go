@@ -46,6 +46,9 @@ type RouteSpec struct {
 	// value, optional whitespace around it aside ("Name:" requires it to
 	// be empty); "Name" alone requires the field to be present.
 	Header []string
+	// HasWhen says the route has a when expression (set on the compiled
+	// route with SetWhen), which is a condition of its own.
+	HasWhen bool
 }
 
 // Route is a compiled RouteSpec. It is safe for concurrent use.
@@ -55,7 +58,11 @@ type Route struct {
 	re       *regexp.Regexp
 	methods  []string
 	headers  []headerCond
+	when     *Expr
 }
+
+// SetWhen adds e to the route's conditions (nil: none).
+func (r *Route) SetWhen(e *Expr) { r.when = e }
 
 // headerCond is a compiled element of RouteSpec.Header.
 type headerCond struct {
@@ -65,12 +72,12 @@ type headerCond struct {
 }
 
 // noCondition is the message of a route without any condition.
-const noCondition = "a route needs at least one condition: host, path_prefix, path_regex, method or header"
+const noCondition = "a route needs at least one condition: host, path_prefix, path_regex, method, header or when"
 
 // CompileRoute checks a route's conditions and compiles them. Its errors are
 // *SpecError, about the first problem found.
 func CompileRoute(s RouteSpec) (*Route, error) {
-	if len(s.Host) == 0 && len(s.PathPrefix) == 0 && s.PathRegex == "" && len(s.Method) == 0 && len(s.Header) == 0 {
+	if len(s.Host) == 0 && len(s.PathPrefix) == 0 && s.PathRegex == "" && len(s.Method) == 0 && len(s.Header) == 0 && !s.HasWhen {
 		return nil, &SpecError{Index: -1, Msg: noCondition}
 	}
 	r := &Route{}
@@ -348,11 +355,17 @@ func NewTable(routes []*Route, targets []int) *Table {
 // Route.Match for the arguments), or ok false when none does. A nil table
 // matches nothing.
 func (t *Table) Lookup(method, host, path []byte, h Header) (target int, ok bool) {
+	return t.LookupSubject(method, host, path, h, nil)
+}
+
+// LookupSubject is Lookup for routes that may have when expressions, which
+// are evaluated for s (nil: a route with one does not match).
+func (t *Table) LookupSubject(method, host, path []byte, h Header, s *Subject) (target int, ok bool) {
 	if t == nil {
 		return 0, false
 	}
 	for i, r := range t.routes {
-		if r.Match(method, host, path, h) {
+		if r.Match(method, host, path, h) && (r.when == nil || s != nil && r.when.Match(s)) {
 			return t.targets[i], true
 		}
 	}

@@ -252,7 +252,7 @@ func TestCompileRouteErrors(t *testing.T) {
 		index int
 		frag  string // a part of the message saying what to do
 	}{
-		{"no condition", RouteSpec{}, "", -1, "a route needs at least one condition: host, path_prefix, path_regex, method or header"},
+		{"no condition", RouteSpec{}, "", -1, "a route needs at least one condition: host, path_prefix, path_regex, method, header or when"},
 		{"empty lists", RouteSpec{Host: []string{}, Method: []string{}}, "", -1, "at least one condition"},
 		{"empty host", RouteSpec{Host: []string{""}}, "host", 0, `is empty: write a host name like "api.example.com"`},
 		{"star alone", RouteSpec{Host: []string{"a.com", "*"}}, "host", 1, `remove it, or write "*.example.com"`},

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"lb/stats"
+	"lb/table"
 )
 
 // version is the format's version; a document of another is refused.
@@ -62,6 +63,8 @@ type Doc struct {
 	// Counters are the traffic counters of every generation so far, so
 	// that no reload or restart resets them.
 	Counters *stats.Carried `json:"counters,omitempty"`
+	// Tables are the stick tables' entries.
+	Tables []table.Snapshot `json:"tables,omitempty"`
 }
 
 // New returns a document of the current format.

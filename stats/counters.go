@@ -153,6 +153,12 @@ type Frontend struct {
 	// TLSHandshakes counts the TLS handshakes that succeeded, TLSResumed
 	// those of them that resumed a session, TLSFailed those that failed.
 	TLSHandshakes, TLSResumed, TLSFailed atomic.Uint64
+	// DeniedConns, DeniedReqs and DeniedResps count the connections,
+	// requests and responses that traffic rules denied or tarpitted;
+	// ProxyErrors the connections from trusted peers closed for a missing
+	// or malformed PROXY protocol header, or refused for sending one
+	// untrusted.
+	DeniedConns, DeniedReqs, DeniedResps, ProxyErrors atomic.Uint64
 }
 
 // Backend is a backend's counters; the sums of its servers' are added
@@ -205,6 +211,10 @@ func (f *Frontend) Reset() {
 	f.TLSHandshakes.Store(0)
 	f.TLSResumed.Store(0)
 	f.TLSFailed.Store(0)
+	f.DeniedConns.Store(0)
+	f.DeniedReqs.Store(0)
+	f.DeniedResps.Store(0)
+	f.ProxyErrors.Store(0)
 	f.Traffic.Reset()
 	f.Duration.Reset()
 }

@@ -111,7 +111,7 @@ func TestSummaries(t *testing.T) {
 }
 
 func TestConfigs(t *testing.T) {
-	fe := frontends{http: "127.0.0.1:18080", tcp: "127.0.0.1:18081", bulk: "127.0.0.1:18082", stats: "127.0.0.1:18083"}
+	fe := frontends{http: "127.0.0.1:18080", tcp: "127.0.0.1:18081", bulk: "127.0.0.1:18082", stats: "127.0.0.1:18083", limited: "127.0.0.1:18084"}
 	lb := lbConfig(fe, "127.0.0.1:19001", "127.0.0.1:19002")
 	for _, want := range []string{
 		"[defaults.check]\ntype = \"none\"\n",
@@ -267,7 +267,7 @@ func TestOptions(t *testing.T) {
 	if o.check() == "" {
 		t.Error("-conns 0 accepted")
 	}
-	if n := len(rows(options{measures: allMeasures, conns: 1, bulkGB: 1})); n != 37 {
+	if n := len(rows(options{measures: allMeasures, conns: 1, bulkGB: 1})); n != 44 {
 		t.Errorf("%d rows", n)
 	}
 }

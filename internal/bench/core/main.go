@@ -67,7 +67,7 @@ type options struct {
 }
 
 // allMeasures are the measures, in the order of each round.
-var allMeasures = []string{"http", "http-scraped", "tcp", "bulk", "idle-tcp", "idle-http"}
+var allMeasures = []string{"http", "http-scraped", "http-limited", "tcp", "bulk", "idle-tcp", "idle-http"}
 
 // logf writes a progress line to standard error.
 func logf(format string, args ...any) {
@@ -270,7 +270,7 @@ func (r *runner) run(ctx context.Context) int {
 					continue
 				}
 				switch m {
-				case "http", "http-scraped", "tcp":
+				case "http", "http-scraped", "http-limited", "tcp":
 					r.measureLoad(ctx, round, p, m)
 				case "bulk":
 					r.measureBulk(ctx, round, p)

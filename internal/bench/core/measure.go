@@ -31,8 +31,11 @@ func (r *runner) measureLoad(ctx context.Context, round int, p *proxy, mode stri
 		}
 		defer r.stopProxy(in)
 		addr = in.fe.http
-		if mode == "tcp" {
+		switch mode {
+		case "tcp":
 			addr = in.fe.tcp
+		case "http-limited":
+			addr = in.fe.limited
 		}
 	}
 	var scrapes *scraper

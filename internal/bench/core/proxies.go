@@ -27,6 +27,10 @@ type proxy struct {
 type frontends struct {
 	http, tcp, bulk string
 	stats           string // Prometheus metrics at /metrics
+	// limited is HTTP mode with a per-client rate limit that every
+	// request goes through (and none reaches): a table tracking the
+	// client, a rule reading its request rate.
+	limited string
 }
 
 // instance is a started proxy.
@@ -52,6 +56,28 @@ name = "http"
 mode = "http"
 bind = [%q]
 default_backend = "http"
+
+[[frontend]]
+name = "limited"
+mode = "http"
+bind = [%q]
+default_backend = "http"
+track = ["per_client"]
+
+[[frontend.rule]]
+when = "abuser"
+action = "deny"
+status = 429
+
+[[acl]]
+name = "abuser"
+table = "per_client"
+figure = "http_req_rate"
+above = 1000000000
+
+[[table]]
+name = "per_client"
+period = "10s"
 
 [[frontend]]
 name = "tcp"
@@ -84,7 +110,7 @@ name = "sink"
 [[backend.server]]
 name = "s1"
 address = %q
-`, fe.stats, fe.http, fe.tcp, fe.bulk, backend, backend, sink)
+`, fe.stats, fe.http, fe.limited, fe.tcp, fe.bulk, backend, backend, sink)
 }
 
 // haproxyConfig is HAProxy's equivalent: one thread, the timeouts lb has
@@ -111,6 +137,14 @@ backend http
     mode http
     server s1 %s
 
+frontend limited
+    mode http
+    bind %s
+    stick-table type ip size 100k expire 60s store http_req_rate(10s)
+    http-request track-sc0 src
+    http-request deny deny_status 429 if { sc_http_req_rate(0) gt 1000000000 }
+    default_backend http
+
 frontend tcp
     mode tcp
     bind %s
@@ -133,7 +167,7 @@ frontend stats
     mode http
     bind %s
     http-request use-service prometheus-exporter if { path /metrics }
-`, fe.http, backend, fe.tcp, backend, fe.bulk, sink, fe.stats)
+`, fe.http, backend, fe.limited, fe.tcp, backend, fe.bulk, sink, fe.stats)
 }
 
 // spec is how p is started, pinned to cpus, with its configuration in
@@ -155,7 +189,7 @@ func (p *proxy) command(cpus string) string {
 // on every frontend and has served one request through each of the two
 // in front of the HTTP backend. The caller stops it.
 func (r *runner) startProxy(ctx context.Context, p *proxy) (*instance, error) {
-	var ports [4]int
+	var ports [5]int
 	for i := range ports {
 		port, err := benchutil.FreePort()
 		if err != nil {
@@ -164,10 +198,11 @@ func (r *runner) startProxy(ctx context.Context, p *proxy) (*instance, error) {
 		ports[i] = port
 	}
 	fe := frontends{
-		http:  fmt.Sprintf("127.0.0.1:%d", ports[0]),
-		tcp:   fmt.Sprintf("127.0.0.1:%d", ports[1]),
-		bulk:  fmt.Sprintf("127.0.0.1:%d", ports[2]),
-		stats: fmt.Sprintf("127.0.0.1:%d", ports[3]),
+		http:    fmt.Sprintf("127.0.0.1:%d", ports[0]),
+		tcp:     fmt.Sprintf("127.0.0.1:%d", ports[1]),
+		bulk:    fmt.Sprintf("127.0.0.1:%d", ports[2]),
+		stats:   fmt.Sprintf("127.0.0.1:%d", ports[3]),
+		limited: fmt.Sprintf("127.0.0.1:%d", ports[4]),
 	}
 	r.seq++
 	name := fmt.Sprintf("%s-%02d", p.name, r.seq)
@@ -186,13 +221,13 @@ func (r *runner) startProxy(ctx context.Context, p *proxy) (*instance, error) {
 	}
 	r.reg.Add(proc)
 	in := &instance{p: p, proc: proc, fe: fe}
-	for _, addr := range []string{fe.http, fe.tcp, fe.bulk, fe.stats} {
+	for _, addr := range []string{fe.http, fe.tcp, fe.bulk, fe.stats, fe.limited} {
 		if err := proc.WaitReady(ctx, addr); err != nil {
 			r.stopProxy(in)
 			return nil, err
 		}
 	}
-	for _, addr := range []string{fe.http, fe.tcp} {
+	for _, addr := range []string{fe.http, fe.tcp, fe.limited} {
 		if err := benchutil.Probe(ctx, addr, r.o.body); err != nil {
 			r.stopProxy(in)
 			return nil, fmt.Errorf("%s accepts on %s but a first request failed: %w; its output (%s):\n%s",

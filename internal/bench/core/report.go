@@ -153,13 +153,15 @@ func rows(o options) []row {
 	var out []row
 	for _, m := range o.measures {
 		switch m {
-		case "http", "http-scraped", "tcp":
+		case "http", "http-scraped", "http-limited", "tcp":
 			head := fmt.Sprintf("HTTP mode, wrk -t1 -c%d keep-alive, %d-byte responses", o.loadConns, o.body)
 			switch m {
 			case "tcp":
 				head = "TCP mode, the same load"
 			case "http-scraped":
 				head = "HTTP mode, the same load, /metrics scraped every second (lb's stats listener, HAProxy's prometheus-exporter)"
+			case "http-limited":
+				head = "HTTP mode, the same load, a per-client rate limit on every request (a table tracking the client, a deny rule reading its rate)"
 			}
 			out = append(out,
 				row{label: head},
