@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"lb/internal/testcert"
 )
 
 // clientFrom returns an HTTP client whose connections come from the
@@ -528,6 +531,54 @@ name = "app"
 		}
 	}
 
+	// An HTTPS frontend: v2 tells HAProxy the name the client asked for
+	// (the authority TLV), and HTTP/2 clients' streams carry it too.
+	t.Run("tls/v2", func(t *testing.T) {
+		ca := testcert.NewCA(t)
+		dir := t.TempDir()
+		certFile, keyFile := ca.WriteLeaf(t, dir, "site", "site.test")
+		port := freePort(t)
+		cfg := fmt.Sprintf(`[global]
+log_level = "info"
+[defaults.timeout]
+connect = "2s"
+client = "10s"
+server = "10s"
+[[frontend]]
+name = "web"
+mode = "http"
+bind = ["127.0.0.1:%d"]
+default_backend = "app"
+[frontend.tls]
+cert = [{ cert_file = %q, key_file = %q }]
+[[backend]]
+name = "app"
+mode = "http"
+send_proxy = "v2"
+%s`, port, certFile, keyFile, serverLine("haproxy", fmt.Sprintf("127.0.0.1:%d", behindTLS), ""))
+		p := startLB(t, "-f", writeConfig(t, cfg))
+		defer p.stop(t)
+		waitPort(t, port)
+		for _, h2 := range []bool{false, true} {
+			d := &net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.10")}}
+			tr := &http.Transport{DialContext: d.DialContext, ForceAttemptHTTP2: h2,
+				TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), ServerName: "site.test"}}
+			if !h2 {
+				tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+			}
+			resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get(fmt.Sprintf("https://127.0.0.1:%d/", port))
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			tr.CloseIdleConnections()
+			if want := "127.0.0.10 site.test 0\n"; string(body) != want || resp.ProtoMajor != map[bool]int{false: 1, true: 2}[h2] {
+				t.Errorf("HTTP/%d: HAProxy behind lb saw %q, want %q", resp.ProtoMajor, body, want)
+			}
+		}
+	})
+
 	// HAProxy in front of lb, sending PROXY protocol v2; lb accepts it
 	// from 127.0.0.1 only, tracks the client in a table and sends v2 on
 	// to the HAProxy behind it.
@@ -592,6 +643,22 @@ listen front
 	}
 	c.Close()
 	p.waitOutput(t, "without a valid PROXY protocol header")
+	ud := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.8")}}
+	c, err = ud.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", lbPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	b, _ := io.ReadAll(c)
+	c.Close()
+	if !strings.HasPrefix(string(b), "HTTP/1.1 400 ") {
+		t.Errorf("a PROXY header from a peer not in accept_proxy got %q, want a 400", b)
+	}
+	p.waitOutput(t, `"client":"127.0.0.8:`)
+	if len(app.seen()) != 2 {
+		t.Errorf("the server saw %v, want the two requests through HAProxy alone", app.seen())
+	}
 }
 
 // TestProxyProtocolTCP checks lb's own PROXY protocol in TCP mode: a

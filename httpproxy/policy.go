@@ -27,6 +27,17 @@ type Policy struct {
 	Backends []*Backend
 }
 
+// errUntrustedProxy is a PROXY protocol header from a peer not listed in
+// accept_proxy.
+var errUntrustedProxy = &h1.Error{Status: 400, Reason: "a PROXY protocol header from a peer not listed in accept_proxy"}
+
+// proxyHeader reports whether the bytes buffered start with a PROXY
+// protocol signature.
+func (cc *clientConn) proxyHeader() bool {
+	b, _ := cc.br.Peek(min(cc.br.Buffered(), 12))
+	return proxyproto.HasSignature(b)
+}
+
 // Ends of requests that rules answered, as logged.
 const (
 	endDenied   = "denied"

@@ -231,6 +231,15 @@ func (cc *clientConn) readHead() bool {
 	f, x := cc.f, &cc.x
 	x.tStart = time.Now()
 	cc.in.start = x.tStart
+	if ci := cc.conn.Info(); ci != nil && ci.RefuseProxy && cc.proxyHeader() {
+		// A PROXY protocol header from a peer not in accept_proxy: the
+		// client's error, refused as a bad request, and counted.
+		if f.Counts != nil {
+			f.Counts.ProxyErrors.Add(1)
+		}
+		cc.badRequest(errUntrustedProxy)
+		return false
+	}
 	err := h1.ReadRequest(cc.br, &x.req, f.Limits)
 	if e := cc.in.endHead(); e != nil {
 		err = e // shed, though it may have arrived whole since
