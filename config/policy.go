@@ -286,9 +286,8 @@ func readSrcFile(name, cfgFile string) ([]string, error) {
 		if i := strings.IndexByte(line, '#'); i >= 0 {
 			line = line[:i]
 		}
-		if line = strings.TrimSpace(line); line != "" {
-			out = append(out, line)
-		}
+		// Blank lines stay, as "", so that messages give line numbers.
+		out = append(out, strings.TrimSpace(line))
 	}
 	return out, sc.Err()
 }

@@ -46,7 +46,7 @@ func TestPolicyConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	badFile := filepath.Join(dir, "bad.txt")
-	if err := os.WriteFile(badFile, []byte("10.0.0.0/8\nten\n"), 0o644); err != nil {
+	if err := os.WriteFile(badFile, []byte("# blocked\n10.0.0.0/8\n\nten\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -121,7 +121,7 @@ src = ["10.0.0.0/8"]`},
 		{name: "send_proxy", text: "[[backend]]\nname = \"b\"\nsend_proxy = \"v3\"\n[[backend.server]]\nname = \"a\"\naddress = \"127.0.0.1:1\"", want: `send_proxy "v3" is not a PROXY protocol version: write "v1" or "v2"`},
 		{name: "stick on an unknown table", text: "[[backend]]\nname = \"b\"\nstick = \"t\"\n[[backend.server]]\nname = \"a\"\naddress = \"127.0.0.1:1\"", want: `stick: table "t" is not defined`},
 		{name: "src_file missing", text: "[[acl]]\nname = \"o\"\nsrc_file = \"" + filepath.Join(dir, "none.txt") + "\"", want: `acl "o": src_file`},
-		{name: "src_file bad line", text: "[[acl]]\nname = \"o\"\nsrc_file = \"" + badFile + "\"", want: `line 2: "ten" is neither an address nor a CIDR block`},
+		{name: "src_file bad line", text: "[[acl]]\nname = \"o\"\nsrc_file = \"" + badFile + "\"", want: `line 4: "ten" is neither an address nor a CIDR block`},
 		{name: "dst_port", text: "[[acl]]\nname = \"o\"\ndst_port = [0]", want: `dst_port "0": is not a port`},
 		{name: "dst_port not integers", text: "[[acl]]\nname = \"o\"\ndst_port = [\"80\"]", want: `dst_port: element 1: expected an integer, found a string`},
 		{name: "acl twice", text: "[[acl]]\nname = \"o\"\nsrc = [\"::1\"]\n[[acl]]\nname = \"o\"\nsrc = [\"::1\"]", want: `acl "o" is defined twice`},

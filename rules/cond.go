@@ -89,7 +89,8 @@ type CondSpec struct {
 	Name string
 	// Src lists client addresses and CIDR blocks; SrcFile names a file of
 	// more, one per line ("#" starts a comment), read by the caller into
-	// SrcLines (SrcFile is kept for messages).
+	// SrcLines, one element per line of the file, "" for a line with
+	// nothing but a comment (SrcFile is kept for messages).
 	Src      []string
 	SrcFile  string
 	SrcLines []string
@@ -173,13 +174,16 @@ func CompileCond(s CondSpec) (*Cond, error) {
 		c.src, set = append(c.src, p), true
 	}
 	for i, line := range s.SrcLines {
+		if line == "" {
+			continue // a blank line or a comment, kept for the numbering
+		}
 		p, msg := parseSrc(line)
 		if msg != "" {
 			return nil, specErr("src_file", -1, s.SrcFile, "line %d: %q %s", i+1, line, msg)
 		}
 		c.src, set = append(c.src, p), true
 	}
-	if s.SrcFile != "" && len(s.SrcLines) == 0 {
+	if s.SrcFile != "" {
 		set = true // an empty list matches no client
 	}
 	c.hasSrc = set
@@ -318,7 +322,7 @@ func parseStatus(s string) (statusMatch, bool) {
 		return statusMatch{code: int(s[0] - '0'), class: true}, true
 	}
 	n, err := strconv.Atoi(s)
-	if err != nil || n < 100 || n > 599 {
+	if err != nil || len(s) != 3 || !isDigits(s) || n < 100 || n > 599 {
 		return statusMatch{}, false
 	}
 	return statusMatch{code: n}, true

@@ -258,14 +258,20 @@ func (r *Rule) compileResponse(s RuleSpec) error {
 			return &SpecError{Key: "backend", Index: -1, Msg: "is required with action = \"use_backend\": name the backend"}
 		}
 	}
+	if r.Phase == LevelConnection {
+		r.Status = 0 // a connection is closed, not answered
+	}
 	if r.Status != 0 && (r.Status < 200 || r.Status > 599) {
 		return specErr("status", -1, strconv.Itoa(r.Status), "is not a final status: write a code from 200 to 599")
+	}
+	if (r.Status == 204 || r.Status == 304) && (s.Body != "" || r.Action == Deny || r.Action == Tarpit) {
+		return specErr("status", -1, strconv.Itoa(r.Status), "is a status without a body: write another, or use action = \"return\" without body")
 	}
 	if firstCTL(s.ContentType) >= 0 {
 		return specErr("content_type", -1, s.ContentType, "has a control character: remove it")
 	}
 	r.Body = []byte(s.Body)
-	if s.Body == "" && (r.Action == Deny || r.Action == Tarpit) {
+	if s.Body == "" && inHTTP && (r.Action == Deny || r.Action == Tarpit) {
 		r.Body = []byte("lb: " + strings.ToLower(http.StatusText(r.Status)) + "\n")
 	}
 	if len(r.Body) > 0 {
@@ -288,7 +294,8 @@ func (r *Rule) compileResponse(s RuleSpec) error {
 
 // isFraming reports whether a field frames a message, which lb sets.
 func isFraming(name string) bool {
-	for _, n := range []string{"Content-Length", "Transfer-Encoding", "Connection", "Content-Type", "Location"} {
+	for _, n := range []string{"Content-Length", "Transfer-Encoding", "Connection", "Content-Type", "Location",
+		"Keep-Alive", "Trailer", "Upgrade", "TE", "Proxy-Connection"} {
 		if strings.EqualFold(n, name) {
 			return true
 		}
@@ -365,11 +372,28 @@ func (r *Rule) AppendLocation(dst []byte, env *Env, host, target []byte) []byte 
 		dst = append(dst, r.Scheme...)
 		dst = append(dst, "://"...)
 		dst = append(dst, name...)
-		return append(dst, target...)
+		return append(dst, originForm(target)...)
 	default:
 		dst = append(dst, r.Prefix...)
-		return append(dst, target...)
+		return append(dst, originForm(target)...)
 	}
+}
+
+// originForm returns the path and query of a request target: an
+// absolute-form target ("http://host/path?q") loses its scheme and
+// authority.
+func originForm(target []byte) []byte {
+	if len(target) == 0 || target[0] == '/' {
+		return target
+	}
+	if i := bytes.Index(target, []byte("://")); i >= 0 {
+		rest := target[i+3:]
+		if j := bytes.IndexAny(rest, "/?"); j >= 0 {
+			return rest[j:]
+		}
+		return nil
+	}
+	return target
 }
 
 // asSpec is errors.As for *SpecError.
