@@ -273,6 +273,21 @@ func TestPolicyHTTPRules(t *testing.T) {
 			t.Errorf("%s = %v, want %v", series, m[series], least)
 		}
 	}
+	var doc struct {
+		Tables []struct {
+			Table  string             `json:"table"`
+			Values map[string]float64 `json:"values"`
+		} `json:"tables"`
+	}
+	resp, err = http.Get(fmt.Sprintf("http://127.0.0.1:%d/stats.json", statsPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = json.NewDecoder(resp.Body).Decode(&doc)
+	resp.Body.Close()
+	if err != nil || len(doc.Tables) != 1 || doc.Tables[0].Table != "clients" || doc.Tables[0].Values["entries"] != 2 {
+		t.Errorf("stats.json tables: %+v (%v)", doc.Tables, err)
+	}
 	// The log names why each request ended.
 	ends := map[string]int{}
 	for _, l := range p.logLines(t, "request") {

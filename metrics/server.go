@@ -155,6 +155,7 @@ type Doc struct {
 	Frontends  []Object `json:"frontends"`
 	Backends   []Object `json:"backends"`
 	Servers    []Object `json:"servers"`
+	Tables     []Object `json:"tables,omitempty"`
 }
 
 // Object is a frontend, a backend or a server and its series, named
@@ -165,6 +166,7 @@ type Object struct {
 	Frontend string `json:"frontend,omitempty"`
 	Backend  string `json:"backend,omitempty"`
 	Server   string `json:"server,omitempty"`
+	Table    string `json:"table,omitempty"`
 	Values   Values `json:"values"`
 	// State is a server's state, as the stats page shows it.
 	State *ServerState `json:"state,omitempty"`
@@ -207,12 +209,16 @@ func (src *Source) Snapshot() Doc {
 			prefix = "lb_backend_"
 		case strings.HasPrefix(s.name, "lb_server_"):
 			prefix = "lb_server_"
+		case strings.HasPrefix(s.name, "lb_table_"):
+			prefix = "lb_table_"
 		}
 		var code string
 		if prefix != "" {
-			var f, b, sv string
+			var f, b, sv, tb string
 			for i := 0; i+1 < len(s.labels); i += 2 {
 				switch s.labels[i] {
+				case "table":
+					tb = s.labels[i+1]
 				case "frontend":
 					f = s.labels[i+1]
 				case "backend":
@@ -223,9 +229,9 @@ func (src *Source) Snapshot() Doc {
 					code = s.labels[i+1]
 				}
 			}
-			id := prefix + "\x00" + f + "\x00" + b + "\x00" + sv
+			id := prefix + "\x00" + f + "\x00" + b + "\x00" + sv + "\x00" + tb
 			if o = objects[id]; o == nil {
-				o = &Object{Frontend: f, Backend: b, Server: sv, Values: Values{}}
+				o = &Object{Frontend: f, Backend: b, Server: sv, Table: tb, Values: Values{}}
 				objects[id] = o
 				order = append(order, id)
 			}
@@ -261,6 +267,8 @@ func (src *Source) Snapshot() Doc {
 			d.Frontends = append(d.Frontends, *o)
 		case strings.HasPrefix(id, "lb_backend_"):
 			d.Backends = append(d.Backends, *o)
+		case strings.HasPrefix(id, "lb_table_"):
+			d.Tables = append(d.Tables, *o)
 		default:
 			d.Servers = append(d.Servers, *o)
 		}
