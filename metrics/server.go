@@ -229,7 +229,7 @@ func (src *Source) Snapshot() Doc {
 					code = s.labels[i+1]
 				}
 			}
-			id := prefix + "\x00" + f + "\x00" + b + "\x00" + sv + "\x00" + tb
+			id := objectID(prefix, f, b, sv, tb)
 			if o = objects[id]; o == nil {
 				o = &Object{Frontend: f, Backend: b, Server: sv, Table: tb, Values: Values{}}
 				objects[id] = o
@@ -295,13 +295,19 @@ func unixSeconds(t time.Time) float64 {
 }
 
 // addStates sets the state of the server objects.
+// objectID names an object of Snapshot: its series' prefix, and its
+// frontend, backend, server and table.
+func objectID(prefix, frontend, backend, server, table string) string {
+	return prefix + "\x00" + frontend + "\x00" + backend + "\x00" + server + "\x00" + table
+}
+
 func (src *Source) addStates(objects map[string]*Object) {
 	if src.Proxy == nil {
 		return
 	}
 	for _, b := range src.Proxy.Backends {
 		for _, srv := range b.Pool.Servers {
-			o := objects["lb_server_\x00\x00"+b.Name()+"\x00"+srv.Name]
+			o := objects[objectID("lb_server_", "", b.Name(), srv.Name, "")]
 			if o == nil {
 				continue
 			}
