@@ -512,7 +512,9 @@ frontend echo_tlvs
 	for _, mode := range []string{"http", "tcp"} {
 		for _, version := range []string{"v1", "v2"} {
 			t.Run(mode+"/"+version, func(t *testing.T) {
-				app := fmt.Sprintf("mode = %q\nsend_proxy = %q\n%s", mode, version, serverLine("haproxy", fmt.Sprintf("127.0.0.1:%d", behind), ""))
+				// An HTTP check: it must send a header of its own too, or
+				// HAProxy (accept-proxy) refuses it and the server is down.
+				app := fmt.Sprintf("mode = %q\nsend_proxy = %q\n[backend.check]\ntype = \"http\"\ninterval = \"200ms\"\n%s", mode, version, serverLine("haproxy", fmt.Sprintf("127.0.0.1:%d", behind), ""))
 				port := freePort(t)
 				cfg := fmt.Sprintf(`[global]
 log_level = "info"

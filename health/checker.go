@@ -62,6 +62,11 @@ type Settings struct {
 	// contain; empty means any body (which is then not read).
 	Body string
 
+	// ProxyHeader, when set, is sent first on every check connection: the
+	// PROXY protocol header of a backend whose servers expect one (v1
+	// "PROXY UNKNOWN", v2 LOCAL: a connection of lb's own).
+	ProxyHeader []byte
+
 	// ErrorLimit is how many traffic errors in a row trigger OnError; 0
 	// turns passive checks off.
 	ErrorLimit int

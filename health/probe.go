@@ -59,6 +59,14 @@ func (t *target) probe(ctx context.Context) error {
 		return fail(err)
 	}
 	defer conn.Close()
+	if len(t.ProxyHeader) > 0 {
+		if dl, ok := ctx.Deadline(); ok {
+			_ = conn.SetWriteDeadline(dl)
+		}
+		if _, err := conn.Write(t.ProxyHeader); err != nil {
+			return fail(fmt.Errorf("sending the PROXY protocol header: %w", err))
+		}
+	}
 	if t.Type == TypeTCP {
 		return nil
 	}

@@ -8,12 +8,13 @@ import (
 
 	"lb/config"
 	"lb/health"
+	"lb/proxyproto"
 )
 
 // checkSettings resolves a server's configured check for the checker: the
 // address to check looked up, the intervals left at 0 replaced by
 // check.interval. object names the server in an error.
-func checkSettings(ctx context.Context, r Resolver, sc *config.Server, object string) (health.Settings, *config.Error) {
+func checkSettings(ctx context.Context, r Resolver, sc *config.Server, object string, sendProxy int) (health.Settings, *config.Error) {
 	cc := &sc.Check
 	addr, err := resolve(ctx, r, checkAddress(sc.Address, cc))
 	if err != nil {
@@ -30,7 +31,7 @@ func checkSettings(ctx context.Context, r Resolver, sc *config.Server, object st
 		Type: cc.Type, Interval: iv, FastInterval: orInterval(cc.FastInterval), DownInterval: orInterval(cc.DownInterval),
 		Timeout: orInterval(cc.Timeout), Rise: cc.Rise, Fall: cc.Fall, Addr: addr,
 		Method: cc.Method, Path: cc.Path, Host: cc.Host, Expect: cc.ExpectRanges(), Body: cc.Body,
-		ErrorLimit: cc.ErrorLimit, OnError: cc.OnError,
+		ErrorLimit: cc.ErrorLimit, OnError: cc.OnError, ProxyHeader: checkProxyHeader(sendProxy),
 	}, nil
 }
 
@@ -48,4 +49,17 @@ func checkAddress(serverAddr string, c *config.Check) string {
 		port = fmt.Sprint(c.Port)
 	}
 	return net.JoinHostPort(host, port)
+}
+
+// checkProxyHeader is the PROXY protocol header a check sends to a server
+// that expects one (send_proxy): it speaks for no client, so v1 says
+// UNKNOWN and v2 LOCAL, as HAProxy's check-send-proxy does.
+func checkProxyHeader(version int) []byte {
+	switch version {
+	case 1:
+		return proxyproto.AppendV1(nil, proxyproto.Header{Local: true})
+	case 2:
+		return proxyproto.AppendV2(nil, proxyproto.Header{Local: true})
+	}
+	return nil
 }

@@ -162,7 +162,7 @@ func tcpBackend(ctx context.Context, r Resolver, bc *config.Backend) (*proxy.Bac
 		if sc.Check.Type == config.CheckNone {
 			continue
 		}
-		settings, cerr := checkSettings(ctx, r, sc, object)
+		settings, cerr := checkSettings(ctx, r, sc, object, sendProxy(bc.SendProxy))
 		if cerr != nil {
 			errs = append(errs, cerr)
 			continue
