@@ -3,6 +3,7 @@ package proxyproto
 import (
 	"bytes"
 	"fmt"
+	"lb/ipbytes"
 	"net/netip"
 	"strconv"
 )
@@ -206,7 +207,7 @@ func ipv4Prefix(b []byte) bool {
 // isIPv6Text reports whether b holds only characters of IPv6 text forms.
 func isIPv6Text(b []byte) bool {
 	for _, c := range b {
-		if unhex(c) < 0 && c != ':' && c != '.' {
+		if ipbytes.Unhex(c) < 0 && c != ':' && c != '.' {
 			return false
 		}
 	}
@@ -247,13 +248,11 @@ func parseV1Port(name string, b []byte) (uint16, error) {
 // zeroes when is6 is false, IPv6 text without a zone when it is true.
 func parseV1Addr(b []byte, is6 bool) (netip.Addr, bool) {
 	if is6 {
-		return parseIPv6(b)
+		a, ok := ipbytes.ParseIPv6(b)
+		return netip.AddrFrom16(a), ok
 	}
-	a, ok := parseIPv4(b)
-	if !ok {
-		return netip.Addr{}, false
-	}
-	return netip.AddrFrom4(a), true
+	a, ok := ipbytes.ParseIPv4(b)
+	return netip.AddrFrom4(a), ok
 }
 
 // parseOctet parses 1 to 3 decimal digits without a heading zero, at most 255.
@@ -269,119 +268,6 @@ func parseOctet(b []byte) (byte, bool) {
 		return 0, false
 	}
 	return byte(v), true
-}
-
-// parseIPv4 parses exactly four dot-separated octets.
-func parseIPv4(b []byte) ([4]byte, bool) {
-	var a [4]byte
-	for i := range a {
-		f := b
-		if i < 3 {
-			j := bytes.IndexByte(b, '.')
-			if j < 0 {
-				return a, false
-			}
-			f, b = b[:j], b[j+1:]
-		}
-		o, ok := parseOctet(f)
-		if !ok {
-			return a, false
-		}
-		a[i] = o
-	}
-	return a, true
-}
-
-// parseIPv6 parses an IPv6 address in RFC 4291 text form: eight groups of 1
-// to 4 hex digits, at most one "::" standing for one or more zero groups,
-// and optionally the last 32 bits in dotted decimal. Zones are not accepted.
-func parseIPv6(s []byte) (netip.Addr, bool) {
-	var ip [16]byte
-	ellipsis := -1 // where "::" is, in bytes of ip
-	if len(s) >= 2 && s[0] == ':' && s[1] == ':' {
-		ellipsis = 0
-		s = s[2:]
-		if len(s) == 0 {
-			return netip.IPv6Unspecified(), true
-		}
-	}
-	i := 0
-	for i < 16 {
-		off, acc := 0, 0
-		for ; off < len(s); off++ {
-			d := unhex(s[off])
-			if d < 0 {
-				break
-			}
-			if off == 4 {
-				return netip.Addr{}, false // a group of more than 4 digits
-			}
-			acc = acc<<4 | d
-		}
-		if off == 0 {
-			return netip.Addr{}, false // an empty group
-		}
-		if off < len(s) && s[off] == '.' {
-			// The last 32 bits in dotted decimal.
-			if ellipsis < 0 && i != 12 || i+4 > 16 {
-				return netip.Addr{}, false
-			}
-			a, ok := parseIPv4(s)
-			if !ok {
-				return netip.Addr{}, false
-			}
-			copy(ip[i:], a[:])
-			i += 4
-			s = nil
-			break
-		}
-		ip[i], ip[i+1] = byte(acc>>8), byte(acc)
-		i += 2
-		s = s[off:]
-		if len(s) == 0 {
-			break
-		}
-		if s[0] != ':' || len(s) == 1 {
-			return netip.Addr{}, false
-		}
-		s = s[1:]
-		if s[0] == ':' {
-			if ellipsis >= 0 {
-				return netip.Addr{}, false // a second "::"
-			}
-			ellipsis = i
-			s = s[1:]
-			if len(s) == 0 {
-				break
-			}
-		}
-	}
-	if len(s) != 0 {
-		return netip.Addr{}, false // more than 128 bits
-	}
-	if i < 16 {
-		if ellipsis < 0 {
-			return netip.Addr{}, false // fewer than 128 bits
-		}
-		n := 16 - i
-		copy(ip[ellipsis+n:], ip[ellipsis:i])
-		clear(ip[ellipsis : ellipsis+n])
-	} else if ellipsis >= 0 {
-		return netip.Addr{}, false // "::" must stand for at least one group
-	}
-	return netip.AddrFrom16(ip), true
-}
-
-func unhex(c byte) int {
-	switch {
-	case '0' <= c && c <= '9':
-		return int(c - '0')
-	case 'a' <= c && c <= 'f':
-		return int(c-'a') + 10
-	case 'A' <= c && c <= 'F':
-		return int(c-'A') + 10
-	}
-	return -1
 }
 
 // AppendV1 appends a v1 header for h.Source and h.Dest to dst and returns

@@ -133,16 +133,6 @@ func lowerASCII(s string) string {
 	return string(b)
 }
 
-// FuzzParseIPv6 checks parseIPv6 against netip.ParseAddr.
-func FuzzParseIPv6(f *testing.F) {
-	for _, s := range []string{"::", "::1", "1:2:3:4:5:6:7:8", "::ffff:1.2.3.4", "1::2::3", "::01.2.3.4", "fe80::1%eth0", "1.2.3.4"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		checkParseIPv6(t, s)
-	})
-}
-
 // fuzzEnv builds an Env from fuzzed values.
 func fuzzEnv(ip string, port uint16, str, b string) *Env {
 	a, _ := netip.ParseAddr(ip)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"lb/ipbytes"
 	"regexp"
 	"regexp/syntax"
 	"strings"
@@ -290,7 +291,7 @@ func (r *Route) matchHost(host []byte) bool {
 	}
 	var ip [16]byte
 	if ip6 {
-		if ip, ok = parseIPv6(name); !ok {
+		if ip, ok = ipbytes.ParseIPv6(name); !ok {
 			return false
 		}
 	}
