@@ -136,19 +136,9 @@ func Parse(srcs ...Source) (*Config, error) {
 					cfg.Backends = append(cfg.Backends, b)
 				}
 			case "acl":
-				for i, m := range doc.d.array(doc.m[k], k, o) {
-					var a ACL
-					label := elemLabel(k, stringKey(m, "name"), len(cfg.ACLs)+1)
-					doc.d.object(m, reflect.ValueOf(&a).Elem(), []string{k, strconv.Itoa(i)}, label)
-					cfg.ACLs = append(cfg.ACLs, a)
-				}
+				cfg.ACLs = appendElems(doc, k, o, cfg.ACLs)
 			case "table":
-				for i, m := range doc.d.array(doc.m[k], k, o) {
-					var t Table
-					label := elemLabel(k, stringKey(m, "name"), len(cfg.Tables)+1)
-					doc.d.object(m, reflect.ValueOf(&t).Elem(), []string{k, strconv.Itoa(i)}, label)
-					cfg.Tables = append(cfg.Tables, t)
-				}
+				cfg.Tables = appendElems(doc, k, o, cfg.Tables)
 			}
 		}
 	}
@@ -159,6 +149,18 @@ func Parse(srcs ...Source) (*Config, error) {
 	}
 	cfg.validated = true
 	return &cfg, nil
+}
+
+// appendElems decodes the array of tables k of doc, whose elements have no
+// defaults, onto list.
+func appendElems[T any](doc parsedFile, k string, o *origin, list []T) []T {
+	for i, m := range doc.d.array(doc.m[k], k, o) {
+		var e T
+		label := elemLabel(k, stringKey(m, "name"), len(list)+1)
+		doc.d.object(m, reflect.ValueOf(&e).Elem(), []string{k, strconv.Itoa(i)}, label)
+		list = append(list, e)
+	}
+	return list
 }
 
 // parsedFile is one file that toml.Decode accepted.

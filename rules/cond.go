@@ -216,20 +216,15 @@ func CompileCond(s CondSpec) (*Cond, error) {
 		c.paths, set = append(c.paths, p), true
 		c.raise(LevelRequest)
 	}
-	for i, q := range s.Query {
-		p, msg := compilePair(q, "a query parameter")
-		if msg != "" {
-			return nil, &SpecError{Key: "query", Index: i, Value: q, Msg: msg}
-		}
-		c.query, set = append(c.query, p), true
-		c.raise(LevelRequest)
+	var err error
+	if c.query, err = compilePairs("query", s.Query, "a query parameter"); err != nil {
+		return nil, err
 	}
-	for i, q := range s.Cookie {
-		p, msg := compilePair(q, "a cookie")
-		if msg != "" {
-			return nil, &SpecError{Key: "cookie", Index: i, Value: q, Msg: msg}
-		}
-		c.cookies, set = append(c.cookies, p), true
+	if c.cookies, err = compilePairs("cookie", s.Cookie, "a cookie"); err != nil {
+		return nil, err
+	}
+	if len(c.query) > 0 || len(c.cookies) > 0 {
+		set = true
 		c.raise(LevelRequest)
 	}
 	for i, st := range s.Status {
@@ -297,6 +292,19 @@ func unmapPrefix(p netip.Prefix) netip.Prefix {
 		return netip.PrefixFrom(a.Unmap(), p.Bits()-96)
 	}
 	return p
+}
+
+// compilePairs compiles the elements of list key.
+func compilePairs(key string, list []string, what string) ([]pair, error) {
+	var out []pair
+	for i, q := range list {
+		p, msg := compilePair(q, what)
+		if msg != "" {
+			return nil, &SpecError{Key: key, Index: i, Value: q, Msg: msg}
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 // compilePair parses "name=value" or "name".
