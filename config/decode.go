@@ -159,47 +159,15 @@ func (d *decoder) value(x any, v reflect.Value, path []string, name string, t *t
 		}
 		v.SetBool(b)
 	case typ.Kind() == reflect.Slice && typ.Elem().Kind() == reflect.String:
-		arr, ok := x.([]any)
-		if !ok {
-			mistyped("")
-			return
-		}
-		out := make([]string, 0, len(arr))
-		for i, e := range arr {
-			el := d.line(path, strconv.Itoa(i))
-			t.set(name+"."+strconv.Itoa(i), el)
+		decodeList(d, x, v, path, name, t, "a string", mistyped, func(e any) (string, bool) {
 			s, ok := e.(string)
-			if !ok {
-				d.errorf(el, t.label, "%s: element %d: expected a string, found %s", name, i+1, describe(e))
-				t.reject(name)
-				continue
-			}
-			out = append(out, s)
-		}
-		if len(out) == len(arr) {
-			v.Set(reflect.ValueOf(out))
-		}
+			return s, ok
+		})
 	case typ.Kind() == reflect.Slice && typ.Elem().Kind() == reflect.Int:
-		arr, ok := x.([]any)
-		if !ok {
-			mistyped("")
-			return
-		}
-		out := make([]int, 0, len(arr))
-		for i, e := range arr {
-			el := d.line(path, strconv.Itoa(i))
-			t.set(name+"."+strconv.Itoa(i), el)
+		decodeList(d, x, v, path, name, t, "an integer", mistyped, func(e any) (int, bool) {
 			n, ok := e.(int64)
-			if !ok || n != int64(int(n)) {
-				d.errorf(el, t.label, "%s: element %d: expected an integer, found %s", name, i+1, describe(e))
-				t.reject(name)
-				continue
-			}
-			out = append(out, int(n))
-		}
-		if len(out) == len(arr) {
-			v.Set(reflect.ValueOf(out))
-		}
+			return int(n), ok && n == int64(int(n))
+		})
 	case typ.Kind() == reflect.Slice && typ.Elem().Kind() == reflect.Struct:
 		elems, ok := tables(x)
 		if !ok {
@@ -231,6 +199,32 @@ func (d *decoder) value(x any, v reflect.Value, path []string, name string, t *t
 	default:
 		// A schema type this decoder does not know: a bug, not a user error.
 		fail("cannot be decoded into a field of type %s", typ)
+	}
+}
+
+// decodeList maps x, an array, onto v, a slice of T, with conv: each
+// element that conv refuses (it is not what) is reported at its line.
+func decodeList[T any](d *decoder, x any, v reflect.Value, path []string, name string, t *target, what string,
+	mistyped func(hint string), conv func(any) (T, bool)) {
+	arr, ok := x.([]any)
+	if !ok {
+		mistyped("")
+		return
+	}
+	out := make([]T, 0, len(arr))
+	for i, e := range arr {
+		el := d.line(path, strconv.Itoa(i))
+		t.set(name+"."+strconv.Itoa(i), el)
+		c, ok := conv(e)
+		if !ok {
+			d.errorf(el, t.label, "%s: element %d: expected %s, found %s", name, i+1, what, describe(e))
+			t.reject(name)
+			continue
+		}
+		out = append(out, c)
+	}
+	if len(out) == len(arr) {
+		v.Set(reflect.ValueOf(out))
 	}
 }
 
