@@ -11,9 +11,7 @@ import (
 	"lb/balancer"
 	"lb/h1"
 	"lb/proxy"
-	"lb/proxyproto"
 	"lb/rules"
-	"lb/table"
 )
 
 // An exchange is one request and its response, in stages, a file each:
@@ -106,15 +104,12 @@ type exchange struct {
 
 	env     rules.Env
 	scratch []byte
-	// sub is what conditions see of the request (see subject); own are
-	// its entries in the tables keyed by what the request carries, held
-	// until it ends.
-	sub       rules.Subject
-	own       [rules.MaxTracked]*table.Entry
-	reasonBuf [40]byte
-	pph       proxyproto.Header
-	idbuf     [64]byte
-	upgrade   []byte // the Upgrade header of an upgrade request
+	// pol is what the frontend's conditions see of the request, taken
+	// from policies when the frontend has a policy or conditional rules
+	// (see subject); nil otherwise.
+	pol     *policyState
+	idbuf   [64]byte
+	upgrade []byte // the Upgrade header of an upgrade request
 
 	cw  h1.ChunkedWriter
 	scr h1.ChunkedReader
@@ -135,11 +130,7 @@ type exchange struct {
 
 // reset makes x ready for a next request, keeping its buffers.
 func (x *exchange) reset() {
-	for _, e := range x.own {
-		if e != nil {
-			e.Release() // an exchange that ended without finish
-		}
-	}
+	x.putPolicy()
 	req, resp, scratch := x.req, x.resp, x.scratch[:0]
 	req.Reset()
 	resp.Reset()

@@ -97,7 +97,8 @@ func (x *exchange) stickEntry(t proxy.Track) *table.Entry {
 func (x *exchange) DialServer(srv *balancer.Server) error {
 	var hdr *proxyproto.Header
 	if x.be.SendProxy != 0 {
-		hdr = x.proxyHeader()
+		h := x.proxyHeader()
+		hdr = &h
 	}
 	sc, err := x.be.dial(srv, false, hdr)
 	if err != nil {
@@ -185,7 +186,8 @@ func (x *exchange) forward() bool {
 				x.retries++
 				var hdr *proxyproto.Header
 				if x.be.SendProxy != 0 {
-					hdr = x.proxyHeader()
+					h := x.proxyHeader()
+					hdr = &h
 				}
 				sc, cerr := x.be.dial(x.srv, true, hdr)
 				if cerr == nil {

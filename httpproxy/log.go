@@ -146,7 +146,7 @@ func (x *exchange) termination() [2]byte {
 	case endBadResponse:
 		return [2]byte{'P', 'H'}
 	case endDenied:
-		if x.sub.Status != 0 {
+		if x.pol != nil && x.pol.sub.Status != 0 {
 			return [2]byte{'P', 'H'} // a response rule denied the server's answer
 		}
 		return [2]byte{'P', 'R'}

@@ -1,8 +1,8 @@
 package httpproxy
 
 import (
-	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"lb/h1"
@@ -46,16 +46,57 @@ const (
 	endReturn   = "return"
 )
 
-// subject fills x.sub with the request's facts for conditions, and counts
-// the request in the tables the frontend tracks (acquiring the entries of
-// keys that come with the request, released by endPolicy).
+// policyState is what a request's conditions see (sub), and its entries
+// in the tables keyed by what the request carries (own), held until it
+// ends. Exchanges take one from policies only when their frontend has
+// conditions, so that the others stay small.
+type policyState struct {
+	sub rules.Subject
+	own [rules.MaxTracked]*table.Entry
+}
+
+var policies = sync.Pool{New: func() any { return new(policyState) }}
+
+// subj returns what conditions see of the request; nil when the frontend
+// has none (a rule without when needs nothing).
+func (x *exchange) subj() *rules.Subject {
+	if x.pol == nil {
+		return nil
+	}
+	return &x.pol.sub
+}
+
+// putPolicy gives the exchange's policy state back, releasing what an
+// exchange that ended without finish still holds.
+func (x *exchange) putPolicy() {
+	ps := x.pol
+	if ps == nil {
+		return
+	}
+	for _, e := range ps.own {
+		if e != nil {
+			e.Release()
+		}
+	}
+	*ps = policyState{}
+	policies.Put(ps)
+	x.pol = nil
+}
+
+// subject fills the request's facts for conditions, when the frontend
+// has any, and counts the request in the tables it tracks (acquiring the
+// entries of keys that come with the request, released by endPolicy).
 func (x *exchange) subject() {
-	s, f := &x.sub, x.f
+	f := x.f
+	if f.Policy == nil && !f.Conditional {
+		return
+	}
+	if x.pol == nil {
+		x.pol = policies.Get().(*policyState)
+	}
+	s := &x.pol.sub
 	s.Client, s.Method, s.Host, s.Target, s.Header = x.peer, x.req.Method, x.req.Host(), x.req.Target, &x.req.Head
 	s.Status, s.Now = 0, x.tHead
-	if f.Policy == nil && !f.Conditional {
-		return // no condition reads more
-	}
 	if x.conn != nil {
 		s.Local = x.conn.Local()
 	}
@@ -86,7 +127,7 @@ func (x *exchange) subject() {
 			}
 		} else if key := x.trackKey(t); len(key) > 0 {
 			e = t.Table.Acquire(key, s.Now)
-			x.own[i] = e
+			x.pol.own[i] = e
 		}
 		s.Tracked[i] = rules.Track{Name: t.Table.Spec().Name, Entry: e}
 		if e != nil {
@@ -121,13 +162,13 @@ func (x *exchange) trackKey(t proxy.Track) []byte {
 // error for a 4xx answer or a request that failed, the bytes of the
 // bodies) and gives back those acquired for the request.
 func (x *exchange) endPolicy(now time.Time) {
-	p := x.f.Policy
-	if p == nil || len(p.Tracks) == 0 || x.tStart.IsZero() {
+	ps := x.pol
+	if ps == nil || x.tStart.IsZero() {
 		return
 	}
 	failed := x.status >= 400 && x.status < 500 || x.status == 0 && x.end != endOK && x.end != ""
-	for i := range x.sub.Tracked {
-		e := x.sub.Tracked[i].Entry
+	for i := range ps.sub.Tracked {
+		e := ps.sub.Tracked[i].Entry
 		if e == nil {
 			continue
 		}
@@ -135,12 +176,12 @@ func (x *exchange) endPolicy(now time.Time) {
 			e.Error(now)
 		}
 		e.Bytes(x.bytesIn, x.bytesOut, now)
-		x.sub.Tracked[i].Entry = nil
+		ps.sub.Tracked[i].Entry = nil
 	}
-	for i, e := range x.own {
+	for i, e := range ps.own {
 		if e != nil {
 			e.Release()
-			x.own[i] = nil
+			ps.own[i] = nil
 		}
 	}
 }
@@ -154,7 +195,7 @@ func (x *exchange) requestRules() (be *Backend, goOn, keep bool) {
 	if p == nil || len(p.ReqRules) == 0 {
 		return nil, true, false
 	}
-	v := rules.Evaluate(p.ReqRules, &x.sub)
+	v := rules.Evaluate(p.ReqRules, x.subj())
 	if v.Target >= 0 && v.Target < len(p.Backends) {
 		be = p.Backends[v.Target]
 	}
@@ -171,8 +212,9 @@ func (x *exchange) responseRules() *rules.Rule {
 	if p == nil || len(p.RespRules) == 0 {
 		return nil
 	}
-	x.sub.Status = x.resp.Status
-	return rules.Evaluate(p.RespRules, &x.sub).Rule
+	s := x.subj()
+	s.Status = x.resp.Status
+	return rules.Evaluate(p.RespRules, s).Rule
 }
 
 // answer sends the response a rule makes (deny, tarpit, redirect,
@@ -209,7 +251,7 @@ func (x *exchange) writeAnswer(r *rules.Rule, keep bool) bool {
 	resp := &x.resp
 	resp.Reset()
 	resp.Minor, resp.Status = 1, r.Status
-	resp.Reason = x.reasonBuf[:copy(x.reasonBuf[:], http.StatusText(r.Status))]
+	resp.Reason = r.Reason
 	for _, h := range r.Headers {
 		resp.AddString(h[0], h[1])
 	}
@@ -262,9 +304,8 @@ func (x *exchange) hold(d time.Duration) bool {
 // request's client: its address, the one it connected to, and its TLS (the
 // version and the server name it asked for), or what a PROXY protocol
 // header from a load balancer in front said of it.
-func (x *exchange) proxyHeader() *proxyproto.Header {
-	h := &x.pph
-	*h = proxyproto.Header{Source: x.peer}
+func (x *exchange) proxyHeader() proxyproto.Header {
+	h := proxyproto.Header{Source: x.peer}
 	if x.conn != nil {
 		h.Dest = x.conn.Local()
 		if ci := x.conn.Info(); ci != nil && ci.Proxied {

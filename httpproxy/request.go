@@ -55,7 +55,7 @@ func (x *exchange) run() bool {
 		return keepOn
 	}
 	if be == nil {
-		be = f.route(&x.req, &x.sub)
+		be = f.route(&x.req, x.subj())
 	}
 	x.be = be
 	x.env.Backend = x.be.Name()
@@ -202,12 +202,12 @@ func (x *exchange) prepareRequest() {
 	}
 	x.scratch = b[:0]
 	for _, r := range f.ReqRules {
-		if r.Applies(&x.sub) {
+		if r.Applies(x.subj()) {
 			x.scratch = r.Apply(req, &x.env, x.scratch[:0])
 		}
 	}
 	for _, r := range x.be.ReqRules {
-		if r.Applies(&x.sub) {
+		if r.Applies(x.subj()) {
 			x.scratch = r.Apply(req, &x.env, x.scratch[:0])
 		}
 	}

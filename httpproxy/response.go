@@ -99,14 +99,16 @@ func (x *exchange) prepareResponse() {
 		resp.Add("Set-Cookie", b)
 		x.scratch = b[:0]
 	}
-	x.sub.Status = resp.Status
+	if s := x.subj(); s != nil {
+		s.Status = resp.Status
+	}
 	for _, r := range be.RespRules {
-		if r.Applies(&x.sub) {
+		if r.Applies(x.subj()) {
 			x.scratch = r.Apply(resp, &x.env, x.scratch[:0])
 		}
 	}
 	for _, r := range x.f.RespRules {
-		if r.Applies(&x.sub) {
+		if r.Applies(x.subj()) {
 			x.scratch = r.Apply(resp, &x.env, x.scratch[:0])
 		}
 	}

@@ -59,7 +59,7 @@ type HeaderRule struct {
 func (r *HeaderRule) SetWhen(e *Expr) { r.when = e }
 
 // Applies reports whether the rule applies to s: its when matches.
-func (r *HeaderRule) Applies(s *Subject) bool { return r.when == nil || r.when.Match(s) }
+func (r *HeaderRule) Applies(s *Subject) bool { return r.when == nil || s != nil && r.when.Match(s) }
 
 // actionSynonyms are words people write for an action, with the action.
 var actionSynonyms = map[string]string{

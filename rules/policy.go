@@ -90,8 +90,9 @@ type Rule struct {
 	Action Action
 	// When is the rule's condition; nil matches always.
 	When *Expr
-	// Status of the response lb makes.
+	// Status of the response lb makes, and its reason phrase.
 	Status int
+	Reason []byte
 	// Location is the redirect's target, when set by location.
 	Location *Template
 	// Scheme and Prefix are the redirect's, when set.
@@ -269,6 +270,9 @@ func (r *Rule) compileResponse(s RuleSpec) error {
 	}
 	if firstCTL(s.ContentType) >= 0 {
 		return specErr("content_type", -1, s.ContentType, "has a control character: remove it")
+	}
+	if r.Status != 0 {
+		r.Reason = []byte(http.StatusText(r.Status))
 	}
 	r.Body = []byte(s.Body)
 	if s.Body == "" && inHTTP && (r.Action == Deny || r.Action == Tarpit) {
