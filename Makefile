@@ -80,7 +80,7 @@ bench-reload: build
 ## fuzz: fuzz the configuration loader, the HTTP parser, the rule and condition compilers, the PROXY protocol parser and the HTTP/2 to HTTP/1.1 translation, each for FUZZTIME
 FUZZ_TARGETS := config:FuzzParse h1:FuzzReadRequest h1:FuzzReadResponse h1:FuzzChunkedReader \
 	rules:FuzzCompileRoute rules:FuzzCompileHeaderRule rules:FuzzTemplate rules:FuzzCompileExpr rules:FuzzCompileCond \
-	proxyproto:FuzzParse ipbytes:FuzzParseIPv6 httpproxy:FuzzH2ToH1
+	proxyproto:FuzzParse tlshello:FuzzParse ipbytes:FuzzParseIPv6 httpproxy:FuzzH2ToH1
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t#*:}; echo "fuzz $$pkg $$fn"; \

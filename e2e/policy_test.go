@@ -894,3 +894,116 @@ func TestTablesInStateFile(t *testing.T) {
 		}
 	}
 }
+
+// TestSNIRouting routes TLS connections that lb does not terminate by the
+// name in their ClientHello (HAProxy's req.ssl_sni in TCP mode): each
+// client's handshake completes with the server of its name, whose
+// certificate it verifies, so lb left every byte of the hello in place.
+func TestSNIRouting(t *testing.T) {
+	ca := testcert.NewCA(t)
+	tlsServer := func(name string, names ...string) string {
+		certPEM, keyPEM := ca.Leaf(t, names...)
+		cert, err := tls.X509KeyPair(certPEM, keyPEM)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, err := tls.Listen("tcp4", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer c.Close()
+					c.SetDeadline(time.Now().Add(10 * time.Second))
+					io.WriteString(c, name+"\n")
+					io.Copy(io.Discard, c)
+				}()
+			}
+		}()
+		return ln.Addr().String()
+	}
+	a := tlsServer("a", "a.test")
+	b := tlsServer("b", "b.test", "x.b.test")
+	port := freePort(t)
+	cfg := fmt.Sprintf(`[global]
+log_level = "info"
+[defaults.timeout]
+connect = "2s"
+client = "10s"
+server = "10s"
+[[acl]]
+name = "to_b"
+sni = ["b.test", "*.b.test"]
+[[acl]]
+name = "blocked"
+sni = ["blocked.test"]
+[[frontend]]
+name = "tls"
+bind = ["127.0.0.1:%d"]
+default_backend = "a"
+[[frontend.rule]]
+on = "connection"
+when = "blocked"
+action = "deny"
+[[frontend.rule]]
+on = "connection"
+when = "to_b"
+action = "use_backend"
+backend = "b"
+[[backend]]
+name = "a"
+%s
+[[backend]]
+name = "b"
+%s`, port, serverLine("a", a, ""), serverLine("b", b, ""))
+	p := startLB(t, "-f", writeConfig(t, cfg))
+	defer p.stop(t)
+	waitPort(t, port)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	for _, tc := range []struct{ name, want string }{
+		{"a.test", "a"}, {"b.test", "b"}, {"X.B.Test", "b"}, {"blocked.test", ""},
+	} {
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr,
+			&tls.Config{ServerName: tc.name, RootCAs: ca.Pool()})
+		if tc.want == "" {
+			if err == nil {
+				c.Close()
+				t.Errorf("%s: the handshake went through; want the connection denied", tc.name)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		line := make([]byte, 2)
+		_, err = io.ReadFull(c, line)
+		c.Close()
+		if err != nil || string(line) != tc.want+"\n" {
+			t.Errorf("%s: answered by %q (%v), want %s", tc.name, line, err, tc.want)
+		}
+	}
+	p.waitOutput(t, "connection denied")
+	// A client whose first bytes are not a ClientHello goes to the
+	// default backend at once, without waiting out the 5 s lb gives a
+	// hello: server a's TLS stack answers it (an alert) and closes.
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	began := time.Now()
+	io.WriteString(c, "\x16\x03\x01\x00\x05hello") // a handshake record, but not a client_hello
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	io.ReadAll(c)
+	if d := time.Since(began); d > 4*time.Second {
+		t.Errorf("a client that sent no ClientHello waited %v: lb waited for one", d)
+	}
+}

@@ -53,6 +53,7 @@ func connPolicy(fc *config.Frontend, tracks map[string]proxy.Track, backends []*
 	for i := range fc.Rules {
 		if r := fc.Rules[i].Rule(); r.Phase == rules.LevelConnection {
 			p.Rules = append(p.Rules, r)
+			p.PeekSNI = p.PeekSNI || r.When.UsesSNI()
 		}
 	}
 	if len(p.Trusted) == 0 && len(p.Tracks) == 0 && len(p.Rules) == 0 {

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -10,6 +11,7 @@ import (
 	"lb/proxyproto"
 	"lb/rules"
 	"lb/table"
+	"lb/tlshello"
 )
 
 // A frontend's traffic policy, at the connection: the PROXY protocol
@@ -55,6 +57,10 @@ type Policy struct {
 	// Backends are the backends of use_backend rules, by target (TCP
 	// mode).
 	Backends []*Backend
+	// PeekSNI says a connection rule reads the TLS server name: lb waits
+	// (up to HeaderTimeout) for the client's ClientHello and reads the
+	// name from it, leaving the bytes for the server or the handshake.
+	PeekSNI bool
 }
 
 // DefaultHeaderTimeout is how long a trusted peer has to send its PROXY
@@ -72,6 +78,9 @@ type ConnInfo struct {
 	// RefuseProxy says the peer is not trusted: a PROXY protocol header
 	// from it is refused.
 	RefuseProxy bool
+	// SNI is the server name of the client's ClientHello, when the policy
+	// peeked at it (PeekSNI).
+	SNI string
 	// Tracked are the connection's entries in the tables keyed by the
 	// client's address, held until the connection ends.
 	Tracked [rules.MaxTracked]rules.Track
@@ -160,6 +169,12 @@ func (f *Frontend) admit(c *Conn) bool {
 			return false
 		}
 	}
+	if p.PeekSNI {
+		if !ci.peekSNI(c.TCPConn, p.HeaderTimeout) {
+			f.refuse(c) // the client left before its ClientHello was whole
+			return false
+		}
+	}
 	now := time.Now()
 	var key [64]byte
 	for i, t := range p.Tracks {
@@ -176,7 +191,7 @@ func (f *Frontend) admit(c *Conn) bool {
 	if len(p.Rules) == 0 {
 		return true
 	}
-	s := rules.Subject{Client: ci.Client, Local: ci.Local, Tracked: ci.Tracked, Now: now}
+	s := rules.Subject{Client: ci.Client, Local: ci.Local, SNI: ci.SNI, Tracked: ci.Tracked, Now: now}
 	v := rules.Evaluate(p.Rules, &s)
 	if v.Target >= 0 && v.Target < len(p.Backends) {
 		ci.Backend = p.Backends[v.Target]
@@ -224,6 +239,29 @@ func trusted(ps []netip.Prefix, a netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// helloBufs are the buffers ClientHellos are peeked into.
+var helloBufs = sync.Pool{New: func() any { b := make([]byte, tlshello.MinPeekBuf); return &b }}
+
+// peekSNI reads the server name of the ClientHello the client sends first,
+// leaving it in the socket. A client that sends something else, or nothing
+// within timeout, has no name; it reports false only when the client went
+// away.
+func (ci *ConnInfo) peekSNI(c *net.TCPConn, timeout time.Duration) bool {
+	if timeout <= 0 {
+		timeout = DefaultHeaderTimeout
+	}
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return false
+	}
+	_ = c.SetReadDeadline(time.Now().Add(timeout))
+	bp := helloBufs.Get().(*[]byte)
+	ci.SNI, err = tlshello.Peek(rc, *bp)
+	helloBufs.Put(bp)
+	_ = c.SetReadDeadline(time.Time{})
+	return err == nil || !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // readHeader reads the PROXY protocol header a trusted peer sends first.

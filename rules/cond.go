@@ -40,8 +40,8 @@ type Subject struct {
 	// Client is the client's address (from a PROXY protocol header when
 	// the frontend accepts one); Local is the address it connected to.
 	Client, Local netip.AddrPort
-	// SNI is the server name the client asked for in its TLS handshake;
-	// empty without TLS.
+	// SNI is the server name the client asked for in its TLS handshake
+	// (lower case, without a final dot); empty without TLS or a name.
 	SNI string
 	// Method, Host and Target are the request's; Method is nil before a
 	// request is read.
@@ -158,6 +158,10 @@ func (c *Cond) Name() string { return c.name }
 // Level returns when the condition can be decided.
 func (c *Cond) Level() Level { return c.level }
 
+// UsesSNI reports whether the condition reads the TLS server name: at the
+// connection, lb then peeks at the client's ClientHello for it.
+func (c *Cond) UsesSNI() bool { return len(c.sni) > 0 }
+
 // Table returns the name of the table a figure condition reads, or "".
 func (c *Cond) Table() string { return c.table }
 
@@ -198,8 +202,9 @@ func CompileCond(s CondSpec) (*Cond, error) {
 		if msg != "" {
 			return nil, &SpecError{Key: "sni", Index: i, Value: h, Msg: msg}
 		}
+		// The name is known at the connection: from the TLS handshake, or,
+		// in TCP mode, from the ClientHello lb peeks at (see UsesSNI).
 		c.sni, set = append(c.sni, p), true
-		c.raise(LevelRequest)
 	}
 	if len(s.Host) > 0 || len(s.PathPrefix) > 0 || s.PathRegex != "" || len(s.Method) > 0 || len(s.Header) > 0 {
 		r, err := CompileRoute(RouteSpec{Host: s.Host, PathPrefix: s.PathPrefix, PathRegex: s.PathRegex, Method: s.Method, Header: s.Header})

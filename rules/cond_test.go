@@ -412,7 +412,7 @@ func TestCondLevel(t *testing.T) {
 		{"src_file", CondSpec{SrcFile: "f", SrcLines: []string{"10.0.0.0/8"}}, LevelConnection},
 		{"dst_port", CondSpec{DstPort: []int{443}}, LevelConnection},
 		{"table", CondSpec{Table: "t", Figure: "conn_rate", Above: 10}, LevelConnection},
-		{"sni", CondSpec{SNI: []string{"a.test"}}, LevelRequest},
+		{"sni", CondSpec{SNI: []string{"a.test"}}, LevelConnection},
 		{"host", CondSpec{Host: []string{"a.test"}}, LevelRequest},
 		{"path", CondSpec{Path: []string{"/"}}, LevelRequest},
 		{"path_prefix", CondSpec{PathPrefix: []string{"/"}}, LevelRequest},

@@ -78,6 +78,16 @@ func (e *Expr) Conds(fn func(*Cond)) {
 	}
 }
 
+// UsesSNI reports whether a condition of the expression reads the TLS
+// server name.
+func (e *Expr) UsesSNI() bool {
+	uses := false
+	if e != nil {
+		e.Conds(func(c *Cond) { uses = uses || c.UsesSNI() })
+	}
+	return uses
+}
+
 // Match evaluates the expression for s; a nil Expr matches everything.
 func (e *Expr) Match(s *Subject) bool {
 	if e == nil {
