@@ -246,11 +246,10 @@ func (g *Generation) readReleased(c io.Reader) error {
 	var tables []table.Snapshot
 	if err := dec.Decode(&tables); err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil // an older version: what _getstate gave stands
+			return nil // an older version, without tables
 		}
 		return fmt.Errorf("released, but its stick tables: %w", err)
 	}
-	g.pendingTables = nil
 	g.mergeTables(tables, "the old generation, as it stopped accepting")
 	return nil
 }

@@ -23,7 +23,6 @@ import (
 	"lb/reload"
 	"lb/servers"
 	"lb/stats"
-	"lb/table"
 	"lb/tlsconf"
 )
 
@@ -92,16 +91,13 @@ type Generation struct {
 	given       atomic.Bool      // the listeners were handed to a newer generation
 	srv         *servers.Set     // health checks and server state
 	fromLive    bool             // the state came from a serving generation
-	// pendingTables are the stick tables "_getstate" handed over, kept
-	// until "_release" hands newer ones (see setUpTables).
-	pendingTables []table.Snapshot
-	ledger        stats.Ledger    // what the other generations counted
-	stats         *metrics.Source // the counters as the stats listener and admin socket show them
-	history       metrics.History // the backends' recent rates, for the stats page
-	statsSrv      *metrics.Server // the stats listener's server; nil without [stats]
-	exiting       atomic.Bool     // exit began: this generation counts no more
-	released      atomic.Bool     // a newer generation took the counters over (_release)
-	stopReports   context.CancelFunc
+	ledger      stats.Ledger     // what the other generations counted
+	stats       *metrics.Source  // the counters as the stats listener and admin socket show them
+	history     metrics.History  // the backends' recent rates, for the stats page
+	statsSrv    *metrics.Server  // the stats listener's server; nil without [stats]
+	exiting     atomic.Bool      // exit began: this generation counts no more
+	released    atomic.Bool      // a newer generation took the counters over (_release)
+	stopReports context.CancelFunc
 }
 
 // boundListener is one listening address of a frontend.
@@ -381,6 +377,7 @@ func (g *Generation) serveAdmin(ctx context.Context) {
 	s.Handle("clear table", "NAME [KEY]: remove every entry of a stick table, or the one of KEY", admin.HandlerFunc(g.clearTable))
 	s.Handle("_getsocks", "", admin.HandlerFunc(g.giveListeners))
 	s.Handle("_getstate", "", admin.HandlerFunc(g.getState))
+	s.Handle("_gettables", "", admin.HandlerFunc(g.getTables))
 	s.Handle("_release", "", admin.HandlerFunc(g.release))
 	s.Handle("_report", "", admin.HandlerFunc(g.takeReport))
 	s.Serve(ctx, g.admin.Listener)

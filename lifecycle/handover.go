@@ -11,6 +11,7 @@ import (
 	"lb/listener"
 	"lb/state"
 	"lb/stats"
+	"lb/table"
 )
 
 // takeOver receives the serving generation's listening sockets over the
@@ -73,7 +74,7 @@ func (g *Generation) giveListeners(_ io.Writer, r *admin.Request) error {
 // generation no longer serves new connections afterwards.
 func (g *Generation) releaseOld() {
 	if !g.tookOver {
-		g.mergePending()
+		g.fetchTables()
 		return
 	}
 	c, err := admin.Dial(g.oldAdmin, queryTimeout)
@@ -87,8 +88,8 @@ func (g *Generation) releaseOld() {
 	if err != nil {
 		g.Log.Warn().Err(err).Str("socket", g.oldAdmin).
 			Msg("cannot tell the old generation to stop accepting: it does so on the soft stop signal instead")
+		g.fetchTables()
 	}
-	g.mergePending()
 }
 
 // release answers "_release": a newer generation that took this one's
@@ -134,13 +135,42 @@ func fetchState(path string) (state.Doc, error) {
 		return state.Doc{}, err
 	}
 	defer c.Close()
-	if _, err := io.WriteString(c, "_getstate\n"); err != nil {
+	// Without the stick tables: they come at "_release", newer, or from
+	// "_gettables" when there is no release (see fetchTables).
+	if _, err := io.WriteString(c, "_getstate notables\n"); err != nil {
 		return state.Doc{}, err
 	}
 	return state.Decode(c)
 }
 
-// getState answers "_getstate": the server state, for lb -sf/-st.
-func (g *Generation) getState(w io.Writer, _ *admin.Request) error {
-	return state.Encode(w, g.snapshot())
+// getState answers "_getstate": the server state, for lb -sf/-st; with
+// the argument "notables", without the stick tables.
+func (g *Generation) getState(w io.Writer, r *admin.Request) error {
+	d := g.snapshot()
+	if len(r.Args) == 1 && r.Args[0] == "notables" {
+		d.Tables = nil
+	}
+	return state.Encode(w, d)
+}
+
+// fetchTables asks the generation at path for its stick tables
+// ("_gettables").
+func fetchTables(path string) ([]table.Snapshot, error) {
+	c, err := admin.Dial(path, queryTimeout)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "_gettables\n"); err != nil {
+		return nil, err
+	}
+	var tables []table.Snapshot
+	err = json.NewDecoder(io.LimitReader(c, maxReport)).Decode(&tables)
+	return tables, err
+}
+
+// getTables answers "_gettables": the stick tables, for a new generation
+// that did not take this one's listening sockets over.
+func (g *Generation) getTables(w io.Writer, _ *admin.Request) error {
+	return json.NewEncoder(w).Encode(g.tableSnapshots())
 }

@@ -25,18 +25,28 @@ import (
 // sweepEvery is how often expired entries are removed from the tables.
 const sweepEvery = 5 * time.Second
 
-// setUpTables takes the tables of the state file now, or keeps those a
-// serving generation handed over until it releases its listeners (see
-// mergeReleased).
+// setUpTables takes the tables of the state file now, when no serving
+// generation handed the state over; else they come from it as it stops
+// accepting (releaseOld).
 func (g *Generation) setUpTables(saved state.Doc) {
-	if len(g.Proxy.Tables) == 0 {
-		return
-	}
-	if g.fromLive {
-		g.pendingTables = saved.Tables
+	if len(g.Proxy.Tables) == 0 || g.fromLive {
 		return
 	}
 	g.mergeTables(saved.Tables, "state file")
+}
+
+// fetchTables takes the serving generation's tables when this one did not
+// take its listening sockets over (so that no "_release" hands them).
+func (g *Generation) fetchTables() {
+	if len(g.Proxy.Tables) == 0 || !g.fromLive || g.oldAdmin == "" {
+		return
+	}
+	tables, err := fetchTables(g.oldAdmin)
+	if err != nil {
+		g.Log.Warn().Err(err).Str("socket", g.oldAdmin).Msg("cannot take the stick tables over from the old generation: they start empty")
+		return
+	}
+	g.mergeTables(tables, "the old generation")
 }
 
 // mergeTables adds snapshots into the tables of the same names.
@@ -49,15 +59,6 @@ func (g *Generation) mergeTables(snaps []table.Snapshot, source string) {
 				g.Log.Info().Str("table", s.Name).Int("entries", n).Str("source", source).Msg("took over a stick table")
 			}
 		}
-	}
-}
-
-// mergePending merges what "_getstate" handed over, when "_release" did
-// not hand anything newer.
-func (g *Generation) mergePending() {
-	if g.pendingTables != nil {
-		g.mergeTables(g.pendingTables, "the old generation")
-		g.pendingTables = nil
 	}
 }
 
@@ -142,7 +143,7 @@ func (g *Generation) showTable(w io.Writer, r *admin.Request) error {
 func appendRecord(b []byte, rec table.Record, s table.Spec, now time.Time) []byte {
 	b = append(b, "key="...)
 	b = strconv.AppendQuote(b, rec.Key)
-	exp := max(s.Expire-now.Sub(rec.Seen), 0)
+	exp := max(s.Expire-now.Sub(rec.SeenTime()), 0)
 	b = append(b, " exp="...)
 	b = strconv.AppendInt(b, exp.Milliseconds(), 10)
 	if rec.Server != "" {

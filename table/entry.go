@@ -181,18 +181,6 @@ func (e *Entry) rateGet(i int, ns int64) uint64 {
 	return curr + q
 }
 
-// rateRaw gives counter i as a Rate aligned to the window of ns.
-func (e *Entry) rateRaw(i int, ns int64) Rate {
-	if e.period <= 0 {
-		return Rate{}
-	}
-	w, _ := window(ns, e.period)
-	return Rate{
-		Start: time.Unix(0, w*e.period).UTC(),
-		Curr:  e.rates[i].read(w),
-		Prev:  e.rates[i].read(w - 1),
-	}
-}
 
 // window returns the index of the period-long window holding ns (windows
 // start at multiples of p since the Unix epoch) and how far ns is into it.
