@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"lb/sock"
 	"os"
 	"strconv"
 	"syscall"
@@ -39,142 +40,65 @@ func Read(rc syscall.RawConn, buf []byte) (Header, error) {
 	if len(buf) < minReadBuf {
 		return Header{}, fmt.Errorf("proxyproto: Read needs a buffer of at least %d bytes, got %d", minReadBuf, len(buf))
 	}
-	r := reader{buf: buf}
-	if err := rc.Read(r.step); err != nil {
+	var hdr Header
+	hlen := 0
+	n, err := sock.Peek(rc, buf, func(b []byte) (bool, error) {
+		h, l, err := Parse(b)
 		switch {
-		case errors.Is(err, os.ErrDeadlineExceeded) && r.peeked == 0:
-			return Header{}, fmt.Errorf("proxyproto: no header within the deadline: %w", err)
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			return Header{}, fmt.Errorf("proxyproto: no complete header within the deadline: %w", err)
+		case err == nil:
+			hdr, hlen = h, l
+			return true, nil
+		case err == ErrNotProxy:
+			return false, fmt.Errorf("%w: the connection began with %s", ErrNotProxy, strconv.Quote(string(b[:min(len(b), 16)])))
+		case err != ErrIncomplete:
+			return false, err
 		}
+		if len(b) >= v2FixedLen && b[0] == v2Sig[0] {
+			if total := v2FixedLen + int(binary.BigEndian.Uint16(b[14:16])); total > len(buf) {
+				return false, v2Errorf("header of %d bytes is longer than lb reads (max %d)", total, len(buf))
+			}
+		}
+		return false, nil
+	})
+	switch {
+	case err == nil:
+	case errors.Is(err, os.ErrDeadlineExceeded) && n == 0:
+		return Header{}, fmt.Errorf("proxyproto: no header within the deadline: %w", err)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return Header{}, fmt.Errorf("proxyproto: no complete header within the deadline: %w", err)
+	case err == io.EOF && n == 0:
+		return Header{}, fmt.Errorf("proxyproto: the peer closed after 0 bytes, before a complete header: %w", io.EOF)
+	case err == io.EOF:
+		return Header{}, fmt.Errorf("proxyproto: the peer closed after %d bytes, before a complete header: %w", n, io.ErrUnexpectedEOF)
+	case errors.Is(err, ErrNotProxy), errors.As(err, new(*Error)):
+		return Header{}, err
+	default:
 		return Header{}, fmt.Errorf("proxyproto: reading the header: %w", err)
 	}
-	switch {
-	case r.err != nil:
-		return Header{}, r.err
-	case r.eof && r.peeked == 0:
-		return Header{}, fmt.Errorf("proxyproto: the peer closed after 0 bytes, before a complete header: %w", io.EOF)
-	case r.eof:
-		return Header{}, fmt.Errorf("proxyproto: the peer closed after %d bytes, before a complete header: %w", r.peeked, io.ErrUnexpectedEOF)
-	}
-	return r.hdr, nil
-}
-
-// reader is the state of one Read across its RawConn.Read callbacks.
-type reader struct {
-	buf    []byte
-	peeked int // what the last peek saw
-
-	hdr  Header
-	hlen int // the header's length, once parsed
-	done int // how much of it has been consumed
-
-	hupSeen bool  // the peer had shut down at the last peek
-	eof     bool  // the peer closed before a whole header
-	err     error // a final error found in a callback
-}
-
-// step is the RawConn.Read callback. It returns false to wait for the socket
-// to become readable and true when Read is done.
-func (r *reader) step(fd uintptr) bool {
-	for {
-		if r.hlen > 0 {
-			// A peek saw the whole header: consume exactly it.
-			n, err := unix.Read(int(fd), r.buf[r.done:r.hlen])
+	// The header is all there: consume exactly it.
+	done := 0
+	var rerr error
+	if err := rc.Read(func(fd uintptr) bool {
+		for done < hlen {
+			m, err := sock.Read(int(fd), buf[done:hlen])
 			switch {
-			case err == unix.EINTR:
-				continue
 			case err == unix.EAGAIN:
 				return false
 			case err != nil:
-				r.err = fmt.Errorf("proxyproto: consuming the %d-byte header: %w", r.hlen, os.NewSyscallError("read", err))
+				rerr = os.NewSyscallError("read", err)
 				return true
-			case n == 0:
-				r.peeked, r.eof = r.done, true
-				return true
-			}
-			r.done += n
-			if r.done == r.hlen {
+			case m == 0:
+				rerr = io.ErrUnexpectedEOF
 				return true
 			}
-			continue
+			done += m
 		}
-
-		n, _, err := unix.Recvfrom(int(fd), r.buf, unix.MSG_PEEK)
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err == unix.EAGAIN:
-			return false
-		case err != nil:
-			r.err = fmt.Errorf("proxyproto: reading the header: %w", os.NewSyscallError("recvfrom", err))
-			return true
-		case n == 0:
-			r.eof = true
-			return true
-		}
-		r.peeked = n
-		b := r.buf[:n]
-		h, hlen, err := Parse(b)
-		switch {
-		case err == nil:
-			r.hdr, r.hlen = h, hlen
-			continue
-		case err == ErrNotProxy:
-			r.err = fmt.Errorf("%w: the connection began with %s", ErrNotProxy, strconv.Quote(string(b[:min(n, 16)])))
-			return true
-		case err != ErrIncomplete:
-			r.err = err
-			return true
-		}
-
-		if n >= v2FixedLen && b[0] == v2Sig[0] {
-			if total := v2FixedLen + int(binary.BigEndian.Uint16(b[14:16])); total > len(r.buf) {
-				r.err = v2Errorf("header of %d bytes is longer than lb reads (max %d)", total, len(r.buf))
-				return true
-			}
-		}
-		if n == len(r.buf) {
-			// Parse decides within 107 bytes for v1, and v2 was checked
-			// above; this is not reached.
-			r.err = fmt.Errorf("proxyproto: no complete header in %d bytes", n)
-			return true
-		}
-		if r.hupSeen {
-			// The peer had shut down before this peek: nothing more will come.
-			r.eof = true
-			return true
-		}
-		hup, err := peerShutdown(fd)
-		if err != nil {
-			r.err = fmt.Errorf("proxyproto: reading the header: %w", err)
-			return true
-		}
-		if hup {
-			// Bytes may have arrived between the peek and the shutdown:
-			// peek once more.
-			r.hupSeen = true
-			continue
-		}
-		// Wait for more bytes. Peeking left the socket readable, but Go's
-		// poller is edge-triggered: it wakes us when more bytes (or a FIN)
-		// arrive, at most once early.
-		return false
+		return true
+	}); err != nil {
+		rerr = err
 	}
-}
-
-// peerShutdown reports whether the peer has shut down its sending side
-// (or the connection is gone), without waiting.
-func peerShutdown(fd uintptr) (bool, error) {
-	fds := [1]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN | unix.POLLRDHUP}}
-	for {
-		n, err := unix.Poll(fds[:], 0)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return false, os.NewSyscallError("poll", err)
-		}
-		return n > 0 && fds[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0, nil
+	if rerr != nil {
+		return Header{}, fmt.Errorf("proxyproto: consuming the %d-byte header: %w", hlen, rerr)
 	}
+	return hdr, nil
 }

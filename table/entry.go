@@ -181,7 +181,6 @@ func (e *Entry) rateGet(i int, ns int64) uint64 {
 	return curr + q
 }
 
-
 // window returns the index of the period-long window holding ns (windows
 // start at multiples of p since the Unix epoch) and how far ns is into it.
 func window(ns, p int64) (w, elapsed int64) {

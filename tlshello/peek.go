@@ -4,11 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"lb/sock"
 	"os"
 	"strconv"
 	"syscall"
-
-	"golang.org/x/sys/unix"
 )
 
 // MinPeekBuf is the smallest scratch buffer Peek accepts: MaxHello and 64
@@ -35,106 +34,30 @@ func Peek(rc syscall.RawConn, buf []byte) (sni string, err error) {
 	if len(buf) < MinPeekBuf {
 		return "", fmt.Errorf("tlshello: Peek needs a buffer of at least %d bytes, got %d", MinPeekBuf, len(buf))
 	}
-	p := peeker{buf: buf[:MinPeekBuf]}
-	if err := rc.Read(p.step); err != nil {
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return "", fmt.Errorf("tlshello: no complete ClientHello within the deadline: %w", err)
-		}
-		return "", fmt.Errorf("tlshello: peeking at the ClientHello: %w", err)
-	}
-	switch {
-	case p.err != nil:
-		return "", p.err
-	case p.eof && p.peeked == 0:
-		return "", fmt.Errorf("tlshello: the peer closed after 0 bytes, before a complete ClientHello: %w", io.EOF)
-	case p.eof:
-		return "", fmt.Errorf("tlshello: the peer closed after %d bytes, before a complete ClientHello: %w", p.peeked, io.ErrUnexpectedEOF)
-	}
-	return p.sni, nil
-}
-
-// peeker is the state of one Peek across its RawConn.Read callbacks.
-type peeker struct {
-	buf    []byte
-	peeked int // what the last peek saw
-
-	sni     string
-	hupSeen bool  // the peer had shut down at the last peek
-	eof     bool  // the peer closed before a whole ClientHello
-	err     error // a final error found in a callback
-}
-
-// step is the RawConn.Read callback. It returns false to wait for the socket
-// to become readable and true when Peek is done.
-func (p *peeker) step(fd uintptr) bool {
-	for {
-		n, _, err := unix.Recvfrom(int(fd), p.buf, unix.MSG_PEEK)
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err == unix.EAGAIN:
-			return false
-		case err != nil:
-			p.err = fmt.Errorf("tlshello: peeking at the ClientHello: %w", os.NewSyscallError("recvfrom", err))
-			return true
-		case n == 0:
-			p.eof = true
-			return true
-		}
-		p.peeked = n
-		b := p.buf[:n]
-		sni, err := Parse(b)
+	n, err := sock.Peek(rc, buf[:MinPeekBuf], func(b []byte) (bool, error) {
+		name, err := Parse(b)
 		switch {
 		case err == nil:
-			p.sni = sni
-			return true
+			sni = name
+			return true, nil
 		case err == ErrNotTLS:
-			p.err = fmt.Errorf("%w: the connection began with %s", ErrNotTLS, strconv.Quote(string(b[:min(n, 16)])))
-			return true
+			return false, fmt.Errorf("%w: the connection began with %s", ErrNotTLS, strconv.Quote(string(b[:min(len(b), 16)])))
 		case err != ErrIncomplete:
-			p.err = err
-			return true
+			return false, err
 		}
-		if n == len(p.buf) {
-			// Parse decides within MinPeekBuf bytes: not reached.
-			p.err = fmt.Errorf("tlshello: no complete ClientHello in %d bytes", n)
-			return true
-		}
-		if p.hupSeen {
-			// The peer had shut down before this peek: nothing more will come.
-			p.eof = true
-			return true
-		}
-		hup, err := peerShutdown(fd)
-		if err != nil {
-			p.err = fmt.Errorf("tlshello: peeking at the ClientHello: %w", err)
-			return true
-		}
-		if hup {
-			// Bytes may have arrived between the peek and the shutdown:
-			// peek once more.
-			p.hupSeen = true
-			continue
-		}
-		// Wait for more bytes. Peeking left the socket readable, but Go's
-		// poller is edge-triggered: it wakes us when more bytes (or a FIN)
-		// arrive, at most once early.
-		return false
+		return false, nil
+	})
+	switch {
+	case err == nil:
+		return sni, nil
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return "", fmt.Errorf("tlshello: no complete ClientHello within the deadline: %w", err)
+	case err == io.EOF && n == 0:
+		return "", fmt.Errorf("tlshello: the peer closed after 0 bytes, before a complete ClientHello: %w", io.EOF)
+	case err == io.EOF:
+		return "", fmt.Errorf("tlshello: the peer closed after %d bytes, before a complete ClientHello: %w", n, io.ErrUnexpectedEOF)
+	case errors.Is(err, ErrNotTLS), errors.As(err, new(*Error)):
+		return "", err
 	}
-}
-
-// peerShutdown reports whether the peer has shut down its sending side (or
-// the connection is gone), without waiting.
-func peerShutdown(fd uintptr) (bool, error) {
-	fds := [1]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN | unix.POLLRDHUP}}
-	for {
-		n, err := unix.Poll(fds[:], 0)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return false, os.NewSyscallError("poll", err)
-		}
-		return n > 0 && fds[0].Revents&(unix.POLLRDHUP|unix.POLLHUP|unix.POLLERR) != 0, nil
-	}
+	return "", fmt.Errorf("tlshello: peeking at the ClientHello: %w", err)
 }
