@@ -153,9 +153,9 @@ func (g *Generation) getState(w io.Writer, r *admin.Request) error {
 	return state.Encode(w, d)
 }
 
-// fetchTables asks the generation at path for its stick tables
+// requestTables asks the generation at path for its stick tables
 // ("_gettables").
-func fetchTables(path string) ([]table.Snapshot, error) {
+func requestTables(path string) ([]table.Snapshot, error) {
 	c, err := admin.Dial(path, queryTimeout)
 	if err != nil {
 		return nil, err

@@ -41,7 +41,7 @@ func (g *Generation) fetchTables() {
 	if len(g.Proxy.Tables) == 0 || !g.fromLive || g.oldAdmin == "" {
 		return
 	}
-	tables, err := fetchTables(g.oldAdmin)
+	tables, err := requestTables(g.oldAdmin)
 	if err != nil {
 		g.Log.Warn().Err(err).Str("socket", g.oldAdmin).Msg("cannot take the stick tables over from the old generation: they start empty")
 		return
