@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -1009,5 +1010,81 @@ name = "b"
 	io.ReadAll(c)
 	if d := time.Since(began); d > 4*time.Second {
 		t.Errorf("a client that sent no ClientHello waited %v: lb waited for one", d)
+	}
+}
+
+// TestSendProxyKeepsAConnectionPerClient: in HTTP mode a server
+// connection that carries a client's PROXY protocol header serves that
+// client's next requests too (never another client's), on the same server
+// even with round robin, as a PROXY protocol receiver expects of a
+// connection.
+func TestSendProxyKeepsAConnectionPerClient(t *testing.T) {
+	// Servers that read the header, then answer every request on the
+	// connection with their name, the connection's number and the source
+	// the header gave.
+	type seen struct{ conns atomic.Int64 }
+	serve := func(name string, s *seen) string {
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				n := s.conns.Add(1)
+				go func() {
+					defer c.Close()
+					c.SetDeadline(time.Now().Add(20 * time.Second))
+					br := bufio.NewReader(c)
+					line, err := br.ReadString('\n')
+					if err != nil || !strings.HasPrefix(line, "PROXY TCP4 ") {
+						return
+					}
+					src := strings.Fields(line)[2]
+					for {
+						req, err := http.ReadRequest(br)
+						if err != nil {
+							return
+						}
+						io.Copy(io.Discard, req.Body)
+						body := fmt.Sprintf("%s %d %s", name, n, src)
+						fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+					}
+				}()
+			}
+		}()
+		return ln.Addr().String()
+	}
+	var sa, sb seen
+	a, b := serve("a", &sa), serve("b", &sb)
+	backends := fmt.Sprintf("[[backend]]\nname = \"app\"\nsend_proxy = \"v1\"\n%s%s", serverLine("a", a, ""), serverLine("b", b, ""))
+	p, addr := startHTTPLB(t, "", "", backends)
+	defer p.stop(t)
+	for _, from := range []string{"127.0.0.31", "127.0.0.32"} {
+		c := clientFrom(t, from, true)
+		first := ""
+		for i := range 5 {
+			resp, err := c.Get("http://" + addr + "/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if !strings.HasSuffix(string(body), " "+from) {
+				t.Fatalf("%s: request %d answered %q: another client's connection", from, i, body)
+			}
+			if i == 0 {
+				first = string(body)
+			} else if string(body) != first {
+				t.Errorf("%s: request %d answered %q, the first %q: a new server connection", from, i, body, first)
+			}
+		}
+	}
+	if n := sa.conns.Load() + sb.conns.Load(); n != 2 {
+		t.Errorf("%d server connections for 2 keep-alive clients of 5 requests each, want 2", n)
 	}
 }

@@ -460,6 +460,44 @@ type tlsError struct{ err error }
 func (e *tlsError) Error() string { return "TLS handshake: " + e.err.Error() }
 func (e *tlsError) Unwrap() error { return e.err }
 
+// keepPrivate keeps sc, whose PROXY protocol header speaks for this
+// client, for its next request, closing the one kept before; sc is closed
+// instead when it cannot carry another request.
+func (cc *clientConn) keepPrivate(sc *serverConn) {
+	cc.dropPrivate()
+	if (sc.plain != nil && sc.plain.Pending()) || !sc.dropBuffers() {
+		sc.close()
+		return
+	}
+	sc.idle, sc.used = sinceStart(), true
+	cc.private = sc
+}
+
+// takePrivate returns the client's private connection to srv, ready for
+// an exchange, or nil: then none is kept (one to another server, or one
+// that closed or idled too long, is closed).
+func (cc *clientConn) takePrivate(srv *balancer.Server) *serverConn {
+	sc := cc.private
+	if sc == nil {
+		return nil
+	}
+	cc.private = nil
+	if sc.srv != srv || sinceStart()-sc.idle >= idleMaxAge || !sc.alive() {
+		sc.close()
+		return nil
+	}
+	sc.takeBuffers()
+	return sc
+}
+
+// dropPrivate closes the client's private server connection, if any.
+func (cc *clientConn) dropPrivate() {
+	if cc.private != nil {
+		cc.private.close()
+		cc.private = nil
+	}
+}
+
 // release gives a server connection back: to the pool when it can serve
 // another request, else closed.
 func (b *Backend) release(sc *serverConn, reuse bool) {

@@ -33,6 +33,11 @@ func (x *exchange) pickAndConnect() bool {
 			c.Sticky = be.Pool.Lookup(string(v))
 		}
 	}
+	if cc, ok := x.cl.(*clientConn); ok && c.Sticky == nil && cc.private != nil && be.SendProxy != 0 {
+		// The server whose connection carries this client's PROXY
+		// header, if it can take the request.
+		c.Sticky = cc.private.srv
+	}
 	var stick *table.Entry
 	if t := be.Stick; t.Table != nil && c.Sticky == nil {
 		if stick = x.stickEntry(t); stick != nil {
@@ -97,6 +102,12 @@ func (x *exchange) stickEntry(t proxy.Track) *table.Entry {
 func (x *exchange) DialServer(srv *balancer.Server) error {
 	var hdr *proxyproto.Header
 	if x.be.SendProxy != 0 {
+		if cc, ok := x.cl.(*clientConn); ok {
+			if sc := cc.takePrivate(srv); sc != nil {
+				x.sc = sc
+				return nil
+			}
+		}
 		h := x.proxyHeader()
 		hdr = &h
 	}

@@ -195,6 +195,10 @@ type clientConn struct {
 	// early says the last request ended the connection before its body
 	// was read whole: end lingers.
 	early bool
+	// private is the server connection kept for this client alone, idle
+	// between its requests: one that carries its PROXY protocol header
+	// (send_proxy), which no other client may use.
+	private *serverConn
 }
 
 var clientConns = sync.Pool{New: func() any { return new(clientConn) }}
@@ -308,6 +312,7 @@ func (f *Frontend) serveState(st *connState) {
 	f.track(cc, true)
 	parked := cc.serve(st.first)
 	f.track(cc, false)
+	cc.dropPrivate() // a connection at rest holds no server connection
 	_ = cc.releaseWriter()
 	cc.releaseReader()
 	if !parked {

@@ -215,7 +215,11 @@ func (x *exchange) uploadComplete() bool {
 // the server's slot.
 func (x *exchange) releaseServer(reuse bool) {
 	x.sc.rAt, x.sc.wAt = x.sr.at, x.sw.at
-	x.be.release(x.sc, reuse)
+	if cc, ok := x.cl.(*clientConn); ok && reuse && x.be.SendProxy != 0 {
+		cc.keepPrivate(x.sc) // it carries this client's PROXY header
+	} else {
+		x.be.release(x.sc, reuse)
+	}
 	x.sc = nil
 	x.srv.Release()
 	x.srv = nil
