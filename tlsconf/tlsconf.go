@@ -10,6 +10,7 @@ package tlsconf
 
 import (
 	"bytes"
+	"cmp"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -22,6 +23,7 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -129,7 +131,69 @@ func ServerConfig(certs []Cert, minVersion string, alpn []string) (*tls.Config, 
 		}
 		cfg.Certificates = append(cfg.Certificates, pair)
 	}
+	preferECDSA(cfg.Certificates)
 	return cfg, nil
+}
+
+// preferECDSA puts, among certificates for the same names, those with an
+// ECDSA (or Ed25519) key before those with an RSA one, keeping the order
+// otherwise: crypto/tls serves the first certificate for the name the
+// client asks for that the client supports, so a client that can verify
+// ECDSA gets the ECDSA certificate (a handshake costs a fraction of an RSA
+// one) and one that cannot gets the RSA certificate, as HAProxy does with
+// both kinds for one name.
+func preferECDSA(certs []tls.Certificate) {
+	group := make([]int, len(certs)) // the first certificate with the same names
+	for i := range certs {
+		group[i] = i
+		for j := range i {
+			if sameNames(certs[i].Leaf, certs[j].Leaf) {
+				group[i] = group[j]
+				break
+			}
+		}
+	}
+	rank := func(c *tls.Certificate) int {
+		if _, rsa := c.PrivateKey.(*rsa.PrivateKey); rsa {
+			return 1
+		}
+		return 0
+	}
+	order := make([]int, len(certs))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int {
+		return cmp.Or(cmp.Compare(group[a], group[b]), cmp.Compare(rank(&certs[a]), rank(&certs[b])))
+	})
+	sorted := make([]tls.Certificate, len(certs))
+	for i, j := range order {
+		sorted[i] = certs[j]
+	}
+	copy(certs, sorted)
+}
+
+// sameNames reports whether two certificates are for the same names and
+// addresses.
+func sameNames(a, b *x509.Certificate) bool {
+	if a == nil || b == nil {
+		return false
+	}
+	sorted := func(c *x509.Certificate) []string {
+		names := slices.Clone(c.DNSNames)
+		for _, ip := range c.IPAddresses {
+			names = append(names, ip.String())
+		}
+		if len(names) == 0 {
+			names = append(names, c.Subject.CommonName)
+		}
+		for i := range names {
+			names[i] = strings.ToLower(names[i])
+		}
+		slices.Sort(names)
+		return names
+	}
+	return slices.Equal(sorted(a), sorted(b))
 }
 
 // checkALPN returns the protocol list to offer: alpn checked, or the

@@ -510,3 +510,62 @@ func TestKeyFormats(t *testing.T) {
 	_, err = ServerConfig([]Cert{{ecCert, rsaKey}}, "", nil)
 	wantFileError(t, err, KeyKeyFile, 0, rsaKey, "does not match")
 }
+
+// TestECDSAAndRSAForOneName serves one name with both kinds of
+// certificates, the RSA one configured first: a client that can verify
+// ECDSA gets the ECDSA one, a client that cannot (TLS 1.2 with RSA cipher
+// suites only) the RSA one; a name of its own keeps its certificate.
+func TestECDSAAndRSAForOneName(t *testing.T) {
+	dir := t.TempDir()
+	ca := testcert.NewCA(t)
+	ecCert, ecKey := ca.WriteLeaf(t, dir, "site-ec", "site.test", "www.site.test")
+	otherCert, otherKey := ca.WriteLeaf(t, dir, "other", "other.test")
+	rk, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "site.test"}, DNSNames: []string{"WWW.site.test", "site.test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, rk.Public(), rk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsaCert := writeFile(t, dir, "site-rsa.crt", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	rsaKey := writeFile(t, dir, "site-rsa.key", pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(rk)}))
+
+	cfg, err := ServerConfig([]Cert{{rsaCert, rsaKey}, {otherCert, otherKey}, {ecCert, ecKey}}, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := cfg.Certificates[0].PrivateKey.(*ecdsa.PrivateKey); !ok || cfg.Certificates[2].Leaf.Subject.CommonName != "other.test" {
+		t.Fatalf("order: %T first, %s last", cfg.Certificates[0].PrivateKey, cfg.Certificates[2].Leaf.Subject.CommonName)
+	}
+	srv := startServer(t, cfg)
+	rsaOnly := []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384}
+	for _, tt := range []struct {
+		name string
+		sni  string
+		cfg  *tls.Config
+		want x509.PublicKeyAlgorithm
+	}{
+		{"TLS 1.3", "site.test", &tls.Config{}, x509.ECDSA},
+		{"TLS 1.2 ECDSA suites", "www.site.test", &tls.Config{MaxVersion: tls.VersionTLS12}, x509.ECDSA},
+		{"TLS 1.2 RSA suites only", "site.test", &tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: rsaOnly}, x509.RSA},
+		{"no SNI", "", &tls.Config{}, x509.ECDSA},
+		{"no SNI, RSA only", "", &tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: rsaOnly}, x509.RSA},
+		{"a name of its own", "other.test", &tls.Config{}, x509.ECDSA},
+	} {
+		c := tt.cfg.Clone()
+		c.ServerName, c.InsecureSkipVerify = tt.sni, true
+		st, err := dial(t, srv.addr(), c)
+		if err != nil {
+			t.Errorf("%s: %v", tt.name, err)
+			continue
+		}
+		if got := st.PeerCertificates[0].PublicKeyAlgorithm; got != tt.want {
+			t.Errorf("%s: a %v certificate, want %v", tt.name, got, tt.want)
+		}
+	}
+}
