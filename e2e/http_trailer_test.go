@@ -95,6 +95,39 @@ cert = [{ cert_file = %q, key_file = %q }]
 	t.Cleanup(tr.CloseIdleConnections)
 	h2 := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 
+	t.Run("TE: trailers passed to the server", func(t *testing.T) {
+		for _, tc := range []struct {
+			name string
+			c    *http.Client
+			url  string
+			te   string
+			want string
+		}{
+			{"HTTP/1.1 with te", newHTTPClient(t), "http://" + addr + "/te", "trailers, deflate", "trailers"},
+			{"HTTP/1.1 without", newHTTPClient(t), "http://" + addr + "/te", "", ""},
+			{"HTTP/2 with te", h2, "https://" + secure + "/te", "trailers", "trailers"},
+			{"HTTP/2 without", h2, "https://" + secure + "/te", "", ""},
+		} {
+			req := newRequest(t, "GET", tc.url, nil)
+			if tc.te != "" {
+				req.Header.Set("TE", tc.te)
+			}
+			resp, err := tc.c.Do(req)
+			if err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
+			var e trailerReply
+			err = json.NewDecoder(resp.Body).Decode(&e)
+			resp.Body.Close()
+			if err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
+			if got := e.Header.Get("Te"); got != tc.want {
+				t.Errorf("%s: the server got TE %q, want %q", tc.name, got, tc.want)
+			}
+		}
+	})
+
 	t.Run("response trailers to an HTTP/1.1 client", func(t *testing.T) {
 		c := dialLB(t, addr)
 		br := bufio.NewReader(c)

@@ -127,6 +127,10 @@ func cookieValue(h *h1.Head, name string) []byte {
 func (x *exchange) prepareRequest() {
 	req, f := &x.req, x.f
 	req.Del("Expect")
+	// TE is hop-by-hop, but "trailers" in it says the client takes
+	// trailer fields (an HTTP/2 client's te: trailers, which gRPC sends):
+	// lb passes them on, so the server may send them too.
+	trailers := req.HasToken("TE", "trailers")
 	req.RemoveHopByHop()
 	if x.reqLen < 0 {
 		req.CleanTrailerHeader()
@@ -151,9 +155,13 @@ func (x *exchange) prepareRequest() {
 			}
 		}
 	}
-	if x.upgrade != nil {
+	switch {
+	case x.upgrade != nil:
 		req.Set("Connection", []byte("Upgrade"))
 		req.Set("Upgrade", x.upgrade)
+	case trailers:
+		req.Set("TE", []byte("trailers"))
+		req.Set("Connection", []byte("TE")) // a hop-by-hop field is named in Connection (RFC 9110 10.1.4)
 	}
 	switch {
 	case x.reqLen < 0:
