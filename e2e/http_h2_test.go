@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -347,4 +349,39 @@ func goEnv(t *testing.T, key string) string {
 		t.Fatalf("go env %s: %v", key, err)
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// TestH2EarlyHints: a server's 103 (Early Hints) reaches an HTTP/2 client
+// as an informational HEADERS frame, with its fields, before the response.
+func TestH2EarlyHints(t *testing.T) {
+	raw := startCannedBackend(t, "raw", map[string]cannedAnswer{
+		"/103": {"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhints", false},
+	})
+	dir := t.TempDir()
+	ca := testcert.NewCA(t)
+	crt, key := ca.WriteLeaf(t, dir, "t", "t.test")
+	_, addr := startHTTPLB(t, "", fmt.Sprintf("[frontend.tls]\ncert = [{ cert_file = %q, key_file = %q }]\n", crt, key),
+		"[[backend]]\nname = \"app\"\n"+raw.line())
+	tr := &http.Transport{TLSClientConfig: &tls.Config{ServerName: "t.test", RootCAs: ca.Pool()}, ForceAttemptHTTP2: true}
+	t.Cleanup(tr.CloseIdleConnections)
+	var hints []string
+	req := newRequest(t, "GET", "https://"+addr+"/103", nil)
+	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+		Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+			hints = append(hints, fmt.Sprintf("%d %s", code, h.Get("Link")))
+			return nil
+		},
+	}))
+	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 || resp.StatusCode != 200 || string(body) != "hints" {
+		t.Fatalf("HTTP/%d %d %q", resp.ProtoMajor, resp.StatusCode, body)
+	}
+	if len(hints) != 1 || hints[0] != "103 </s.css>; rel=preload" {
+		t.Errorf("informational responses %q, want the 103 with its Link", hints)
+	}
 }
