@@ -454,12 +454,21 @@ func TestCountersSurviveRestart(t *testing.T) {
 			resp.Body.Close()
 			total++
 		}
-		m, _, err := scrape(c, statsAddr)
-		if err != nil {
-			t.Fatal(err)
+		// lb counts a request at its end, once the response is out: the
+		// client may have it a moment before.
+		var got float64
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			m, _, err := scrape(c, statsAddr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got = m[key]; got == float64(total) || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
-		if m[key] != float64(total) {
-			t.Fatalf("start %d: %s = %v, want %d", run+1, key, m[key], total)
+		if got != float64(total) {
+			t.Fatalf("start %d: %s = %v, want %d", run+1, key, got, total)
 		}
 		pid := d.pid()
 		c.CloseIdleConnections()
