@@ -26,6 +26,10 @@ type upload struct {
 	fromClient bool
 }
 
+// uploadEnding, when set, runs as an upload ends: tests make the end slow,
+// as a busy machine may.
+var uploadEnding atomic.Pointer[func()]
+
 // upload sends the body; see the upload type.
 func (x *exchange) upload() {
 	err, fromClient := x.sendBody()
@@ -36,6 +40,9 @@ func (x *exchange) upload() {
 	if err != nil && fromClient && !x.up.stop.Load() {
 		x.up.failed.Store(true)
 		_ = x.sc.c.SetReadDeadline(time.Unix(1, 0))
+	}
+	if f := uploadEnding.Load(); f != nil {
+		(*f)()
 	}
 	x.up.done <- struct{}{}
 }
@@ -60,9 +67,15 @@ func (x *exchange) endUpload(stop bool) {
 		x.up.running = false
 		if x.up.err == nil {
 			// The body had all gone: the connection may serve again,
-			// and its next write sets a deadline afresh.
+			// and its next write sets a deadline afresh. So may the
+			// client's, whose next request may be arriving: the past
+			// deadline abortBody set must not fail its read.
 			_ = x.sc.c.SetWriteDeadline(time.Time{})
 			x.sw.at = time.Time{}
+			if cc, ok := x.cl.(*clientConn); ok {
+				_ = cc.c.SetReadDeadline(time.Time{})
+				cc.readDue = time.Time{}
+			}
 		}
 		return
 	}
