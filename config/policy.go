@@ -87,7 +87,7 @@ const (
 	DefaultTableSize   = 100000
 	DefaultTablePeriod = Duration(10 * time.Second)
 	DefaultTableExpire = Duration(60 * time.Second)
-	MaxTableSize       = 10000000
+	MaxTableSize       = 1000000
 )
 
 // KeyParts returns the key as Validate parsed it: its kind (KeySrc, ...)
@@ -129,23 +129,15 @@ const (
 	ProxyV2 = "v2"
 )
 
-// TrustedPrefixes returns accept_proxy parsed.
+// TrustedPrefixes returns accept_proxy parsed, as src conditions are.
 func (f *Frontend) TrustedPrefixes() []netip.Prefix {
 	var out []netip.Prefix
 	for _, a := range f.AcceptProxy {
-		if p, ok := parsePrefix(a); ok {
-			out = append(out, unmap(p))
+		if p, msg := rules.ParsePrefix(a); msg == "" {
+			out = append(out, p)
 		}
 	}
 	return out
-}
-
-// unmap turns an IPv4-mapped block into the IPv4 one.
-func unmap(p netip.Prefix) netip.Prefix {
-	if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
-		return netip.PrefixFrom(a.Unmap(), p.Bits()-96)
-	}
-	return p
 }
 
 // parseTableKey parses a table's key.
@@ -177,8 +169,8 @@ func (v *validator) tables_() map[string]*Table {
 		p := t.Pos
 		obj := elemLabel("table", t.Name, i+1)
 		if v.name(p, obj, t.Name) {
-			if _, dup := byName[t.Name]; dup {
-				v.add(p.Key("name"), obj, "table %q is defined twice: give each table its own name", t.Name)
+			if first, dup := byName[t.Name]; dup {
+				v.add(p.Key("name"), "", "table %q is already defined%s: give each table its own name", t.Name, at(first.Pos.Key("name")))
 			} else {
 				byName[t.Name] = t
 			}
@@ -215,7 +207,7 @@ func (v *validator) tables_() map[string]*Table {
 // acls checks and compiles the named conditions, and returns them by name.
 func (v *validator) acls(tables map[string]*Table) map[string]*rules.Cond {
 	conds := map[string]*rules.Cond{}
-	seen := map[string]bool{}
+	seen := map[string]*ACL{}
 	for i := range v.c.ACLs {
 		a := &v.c.ACLs[i]
 		p := a.Pos
@@ -223,11 +215,11 @@ func (v *validator) acls(tables map[string]*Table) map[string]*rules.Cond {
 		if !v.name(p, obj, a.Name) {
 			continue
 		}
-		if seen[a.Name] {
-			v.add(p.Key("name"), obj, "acl %q is defined twice: give each condition its own name", a.Name)
+		if first := seen[a.Name]; first != nil {
+			v.add(p.Key("name"), "", "acl %q is already defined%s: give each condition its own name", a.Name, at(first.Pos.Key("name")))
 			continue
 		}
-		seen[a.Name] = true
+		seen[a.Name] = a
 		bad := false
 		for k := range p.bad {
 			bad = bad || k != "name"
@@ -297,9 +289,9 @@ func readSrcFile(name, cfgFile string) ([]string, error) {
 func (v *validator) policy(f *Frontend, obj string, tables map[string]*Table, conds map[string]*rules.Cond, modes map[string]string) {
 	p := f.Pos
 	for i, a := range f.AcceptProxy {
-		if _, ok := parsePrefix(a); !ok {
+		if _, msg := rules.ParsePrefix(a); msg != "" {
 			v.add(p.keyOr("accept_proxy."+strconv.Itoa(i), "accept_proxy"), obj,
-				"accept_proxy %q is neither an address nor a CIDR block: list the load balancers that send PROXY protocol headers, like \"10.0.0.0/8\"", a)
+				"accept_proxy %q %s (the load balancers that send PROXY protocol headers)", a, msg)
 		}
 	}
 	if len(f.Track) > rules.MaxTracked {

@@ -225,7 +225,7 @@ func (g *Generation) watchLedger(ctx context.Context) {
 // it publishes its admin socket, and the released one takes none after.
 // (Older versions send no ledger.)
 func (g *Generation) readReleased(c io.Reader) error {
-	br := bufio.NewReader(io.LimitReader(c, maxReport))
+	br := bufio.NewReader(io.LimitReader(c, maxReport+maxTables))
 	line, err := br.ReadString('\n')
 	if err != nil && line == "" {
 		return err

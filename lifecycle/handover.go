@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"time"
 
 	"lb/admin"
 	"lb/listener"
@@ -36,15 +37,34 @@ func (g *Generation) takeOver() map[string]*net.TCPListener {
 	return taken
 }
 
+// ask sends cmd to the admin socket at path, and returns the connection
+// to read the answer from, which the whole exchange must finish within
+// timeout.
+func ask(path, cmd string, timeout time.Duration) (*net.UnixConn, error) {
+	c, err := admin.Dial(path, timeout)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := io.WriteString(c, cmd+"\n"); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// handoverTimeout bounds the queries that carry the stick tables: a
+// table of a million keys is about 80 MB of JSON.
+const handoverTimeout = 30 * time.Second
+
+// maxTables bounds the stick tables a query carries.
+const maxTables = 512 << 20
+
 func fetchListeners(path string) ([]listener.Named, error) {
-	c, err := admin.Dial(path, queryTimeout)
+	c, err := ask(path, "_getsocks", queryTimeout)
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
-	if _, err := io.WriteString(c, "_getsocks\n"); err != nil {
-		return nil, err
-	}
 	return listener.Receive(c)
 }
 
@@ -77,12 +97,13 @@ func (g *Generation) releaseOld() {
 		g.fetchTables()
 		return
 	}
-	c, err := admin.Dial(g.oldAdmin, queryTimeout)
+	timeout := queryTimeout
+	if len(g.Proxy.Tables) > 0 {
+		timeout = handoverTimeout
+	}
+	c, err := ask(g.oldAdmin, "_release", timeout)
 	if err == nil {
 		defer c.Close()
-		_, err = io.WriteString(c, "_release\n")
-	}
-	if err == nil {
 		err = g.readReleased(c)
 	}
 	if err != nil {
@@ -130,16 +151,13 @@ func (g *Generation) closeGiven() {
 }
 
 func fetchState(path string) (state.Doc, error) {
-	c, err := admin.Dial(path, queryTimeout)
+	// Without the stick tables: they come at "_release", newer, or from
+	// "_gettables" when there is no release (see fetchTables).
+	c, err := ask(path, "_getstate notables", queryTimeout)
 	if err != nil {
 		return state.Doc{}, err
 	}
 	defer c.Close()
-	// Without the stick tables: they come at "_release", newer, or from
-	// "_gettables" when there is no release (see fetchTables).
-	if _, err := io.WriteString(c, "_getstate notables\n"); err != nil {
-		return state.Doc{}, err
-	}
 	return state.Decode(c)
 }
 
@@ -156,16 +174,13 @@ func (g *Generation) getState(w io.Writer, r *admin.Request) error {
 // requestTables asks the generation at path for its stick tables
 // ("_gettables").
 func requestTables(path string) ([]table.Snapshot, error) {
-	c, err := admin.Dial(path, queryTimeout)
+	c, err := ask(path, "_gettables", handoverTimeout)
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
-	if _, err := io.WriteString(c, "_gettables\n"); err != nil {
-		return nil, err
-	}
 	var tables []table.Snapshot
-	err = json.NewDecoder(io.LimitReader(c, maxReport)).Decode(&tables)
+	err = json.NewDecoder(io.LimitReader(c, maxTables)).Decode(&tables)
 	return tables, err
 }
 

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 	"time"
 
 	"lb/proxyproto"
@@ -249,35 +250,20 @@ var helloBufs = sync.Pool{New: func() any { b := make([]byte, tlshello.MinPeekBu
 // within timeout, has no name; it reports false only when the client went
 // away.
 func (ci *ConnInfo) peekSNI(c *net.TCPConn, timeout time.Duration) bool {
-	if timeout <= 0 {
-		timeout = DefaultHeaderTimeout
-	}
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return false
-	}
-	_ = c.SetReadDeadline(time.Now().Add(timeout))
-	bp := helloBufs.Get().(*[]byte)
-	ci.SNI, err = tlshello.Peek(rc, *bp)
-	helloBufs.Put(bp)
-	_ = c.SetReadDeadline(time.Time{})
+	err := firstBytes(c, timeout, &helloBufs, func(rc syscall.RawConn, buf []byte) (err error) {
+		ci.SNI, err = tlshello.Peek(rc, buf)
+		return err
+	})
 	return err == nil || !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // readHeader reads the PROXY protocol header a trusted peer sends first.
 func (ci *ConnInfo) readHeader(c *net.TCPConn, timeout time.Duration) error {
-	if timeout <= 0 {
-		timeout = DefaultHeaderTimeout
-	}
-	rc, err := c.SyscallConn()
-	if err != nil {
+	var h proxyproto.Header
+	err := firstBytes(c, timeout, &headerBufs, func(rc syscall.RawConn, buf []byte) (err error) {
+		h, err = proxyproto.Read(rc, buf)
 		return err
-	}
-	_ = c.SetReadDeadline(time.Now().Add(timeout))
-	bp := headerBufs.Get().(*[]byte)
-	h, err := proxyproto.Read(rc, *bp)
-	headerBufs.Put(bp)
-	_ = c.SetReadDeadline(time.Time{})
+	})
 	if err != nil {
 		return err
 	}
@@ -287,4 +273,22 @@ func (ci *ConnInfo) readHeader(c *net.TCPConn, timeout time.Duration) error {
 		ci.Local = netip.AddrPortFrom(h.Dest.Addr().Unmap(), h.Dest.Port())
 	}
 	return nil
+}
+
+// firstBytes runs read on what a client sends first, through c's RawConn
+// with a buffer from bufs, within timeout (DefaultHeaderTimeout when 0).
+func firstBytes(c *net.TCPConn, timeout time.Duration, bufs *sync.Pool, read func(rc syscall.RawConn, buf []byte) error) error {
+	if timeout <= 0 {
+		timeout = DefaultHeaderTimeout
+	}
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	_ = c.SetReadDeadline(time.Now().Add(timeout))
+	bp := bufs.Get().(*[]byte)
+	err = read(rc, *bp)
+	bufs.Put(bp)
+	_ = c.SetReadDeadline(time.Time{})
+	return err
 }

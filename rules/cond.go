@@ -171,7 +171,7 @@ func CompileCond(s CondSpec) (*Cond, error) {
 	c := &Cond{name: s.Name}
 	set := false
 	for i, a := range s.Src {
-		p, msg := parseSrc(a)
+		p, msg := ParsePrefix(a)
 		if msg != "" {
 			return nil, &SpecError{Key: "src", Index: i, Value: a, Msg: msg}
 		}
@@ -181,7 +181,7 @@ func CompileCond(s CondSpec) (*Cond, error) {
 		if line == "" {
 			continue // a blank line or a comment, kept for the numbering
 		}
-		p, msg := parseSrc(line)
+		p, msg := ParsePrefix(line)
 		if msg != "" {
 			return nil, specErr("src_file", -1, s.SrcFile, "line %d: %q %s", i+1, line, msg)
 		}
@@ -272,8 +272,10 @@ func (c *Cond) raise(l Level) { c.level = max(c.level, l) }
 // keyed by the request is known once the request came.
 func (c *Cond) RaiseTo(l Level) { c.raise(l) }
 
-// parseSrc parses an address or a CIDR block.
-func parseSrc(s string) (netip.Prefix, string) {
+// ParsePrefix parses an address (a block of its full length) or a CIDR
+// block, IPv4-mapped ones as IPv4; the problem, when there is one, is a
+// SpecError message ("is neither an address nor ...").
+func ParsePrefix(s string) (netip.Prefix, string) {
 	s = strings.TrimSpace(s)
 	if p, err := netip.ParsePrefix(s); err == nil {
 		if p.Masked() != p {
