@@ -3,6 +3,7 @@ package proxyproto
 import (
 	"errors"
 	"io"
+	"lb/internal/testsock"
 	"net"
 	"os"
 	"strconv"
@@ -14,30 +15,6 @@ import (
 // patience bounds waits for things that should happen; the machine may be
 // busy, so it is generous and never a measure of speed.
 const patience = 10 * time.Second
-
-// tcpPair returns the two ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (server, client *net.TCPConn) {
-	t.Helper()
-	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err = net.DialTCP("tcp", nil, ln.Addr().(*net.TCPAddr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
-	if err := ln.SetDeadline(time.Now().Add(patience)); err != nil {
-		t.Fatal(err)
-	}
-	server, err = ln.AcceptTCP()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { server.Close() })
-	return server, client
-}
 
 // readHeader calls Read on conn with a deadline d from now.
 func readHeader(t *testing.T, conn *net.TCPConn, d time.Duration, bufLen int) (Header, error) {
@@ -97,7 +74,7 @@ func TestReadOneWrite(t *testing.T) {
 	for _, c := range readHeaders {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			server, client := tcpPair(t)
+			server, client := testsock.Pair(t)
 			write(t, client, append(append([]byte{}, c.wire...), payload...))
 			h, err := readHeader(t, server, patience, 536)
 			if err != nil || h != c.want {
@@ -115,7 +92,7 @@ func TestReadInPieces(t *testing.T) {
 	for _, c := range readHeaders {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			server, client := tcpPair(t)
+			server, client := testsock.Pair(t)
 			wire := append(append([]byte{}, c.wire...), payload...)
 			// Cut inside the signature, then inside the header's body.
 			cuts := []int{3, 14, len(wire)}
@@ -144,7 +121,7 @@ func TestReadInPieces(t *testing.T) {
 func TestReadByteByByte(t *testing.T) {
 	t.Parallel()
 	c := readHeaders[2]
-	server, client := tcpPair(t)
+	server, client := testsock.Pair(t)
 	if err := client.SetNoDelay(true); err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +166,7 @@ func TestReadPeerCloses(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			server, client := tcpPair(t)
+			server, client := testsock.Pair(t)
 			write(t, client, c.sent)
 			closeIt := func() {
 				var err error
@@ -238,7 +215,7 @@ func TestReadDeadline(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			server, client := tcpPair(t)
+			server, client := testsock.Pair(t)
 			write(t, client, []byte(c.sent))
 			h, err := readHeader(t, server, 100*time.Millisecond, 536)
 			if !errors.Is(err, os.ErrDeadlineExceeded) || !strings.HasPrefix(err.Error(), c.msg) {
@@ -261,7 +238,7 @@ func TestReadNotProxy(t *testing.T) {
 	} {
 		t.Run(strconv.Quote(sent[:3]), func(t *testing.T) {
 			t.Parallel()
-			server, client := tcpPair(t)
+			server, client := testsock.Pair(t)
 			write(t, client, []byte(sent))
 			if sent == "PROXY" {
 				// A prefix of the signature is incomplete, not foreign:
@@ -289,7 +266,7 @@ func TestReadNotProxy(t *testing.T) {
 
 func TestReadMalformed(t *testing.T) {
 	t.Parallel()
-	server, client := tcpPair(t)
+	server, client := testsock.Pair(t)
 	write(t, client, []byte("PROXY TCP4 1.2.3.4 5.6.7.8 70000 2\r\n"))
 	_, err := readHeader(t, server, patience, 536)
 	var perr *Error
@@ -304,7 +281,7 @@ func TestReadLongV2(t *testing.T) {
 	want := Header{Version: 2, Source: v2TCP4.Source, Dest: v2TCP4.Dest, ALPN: "h2"}
 	t.Run("too long", func(t *testing.T) {
 		t.Parallel()
-		server, client := tcpPair(t)
+		server, client := testsock.Pair(t)
 		write(t, client, wire)
 		_, err := readHeader(t, server, patience, 536)
 		var perr *Error
@@ -314,7 +291,7 @@ func TestReadLongV2(t *testing.T) {
 	})
 	t.Run("big buffer", func(t *testing.T) {
 		t.Parallel()
-		server, client := tcpPair(t)
+		server, client := testsock.Pair(t)
 		write(t, client, append(append([]byte{}, wire...), payload...))
 		h, err := readHeader(t, server, patience, 4096+16)
 		if err != nil || h != want {
@@ -328,7 +305,7 @@ func TestReadLongV2(t *testing.T) {
 
 func TestReadSmallBuffer(t *testing.T) {
 	t.Parallel()
-	server, _ := tcpPair(t)
+	server, _ := testsock.Pair(t)
 	_, err := readHeader(t, server, patience, 535)
 	if err == nil || !strings.Contains(err.Error(), "at least 536 bytes, got 535") {
 		t.Fatalf("Read error: %v", err)
@@ -337,7 +314,7 @@ func TestReadSmallBuffer(t *testing.T) {
 
 func TestReadClosedConn(t *testing.T) {
 	t.Parallel()
-	server, _ := tcpPair(t)
+	server, _ := testsock.Pair(t)
 	rc, err := server.SyscallConn()
 	if err != nil {
 		t.Fatal(err)

@@ -181,30 +181,6 @@ func helloWith(exts ...[]byte) []byte {
 	return record(handshake(p.body()))
 }
 
-// tcpPair returns the two ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (server, client *net.TCPConn) {
-	t.Helper()
-	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err = net.DialTCP("tcp", nil, ln.Addr().(*net.TCPAddr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
-	if err := ln.SetDeadline(time.Now().Add(patience)); err != nil {
-		t.Fatal(err)
-	}
-	server, err = ln.AcceptTCP()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { server.Close() })
-	return server, client
-}
-
 // peek calls Peek on conn with a read deadline d from now.
 func peek(t *testing.T, conn *net.TCPConn, d time.Duration) (string, error) {
 	t.Helper()

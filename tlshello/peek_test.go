@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"lb/internal/testsock"
 	"os"
 	"testing"
 	"time"
@@ -20,7 +21,7 @@ func TestPeekHandshake(t *testing.T) {
 		tls12 bool
 	}{{"TLS 1.3", false}, {"TLS 1.2", true}} {
 		t.Run(tc.name, func(t *testing.T) {
-			server, client := tcpPair(t)
+			server, client := testsock.Pair(t)
 			clientCfg := &tls.Config{ServerName: "Example.com.", RootCAs: pool, NextProtos: []string{"h2"}}
 			if tc.tls12 {
 				clientCfg.MaxVersion = tls.VersionTLS12
@@ -91,7 +92,7 @@ func TestPeekPieces(t *testing.T) {
 		{"two records", reframe(captureHello(t, helloConfig{serverName: "Pieces.Test"}), 50)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			server, client := tcpPair(t)
+			server, client := testsock.Pair(t)
 			hello := tc.hello
 			go func() {
 				cuts := []int{0, 3, len(hello) / 2, len(hello)}
@@ -118,7 +119,7 @@ func TestPeekPieces(t *testing.T) {
 
 // TestPeekThenClose: a whole hello followed by a close is still a hello.
 func TestPeekThenClose(t *testing.T) {
-	server, client := tcpPair(t)
+	server, client := testsock.Pair(t)
 	hello := captureHello(t, helloConfig{serverName: "a.b.test"})
 	if _, err := client.Write(hello); err != nil {
 		t.Fatal(err)
@@ -131,7 +132,7 @@ func TestPeekThenClose(t *testing.T) {
 
 func TestPeekNotTLS(t *testing.T) {
 	for _, in := range []string{"GET / HTTP/1.1\r\n\r\n", "SSH-2.0-OpenSSH_9.6\r\n", "\x16\x03\x01\x00\x04\x02\x00\x00\x00"} {
-		server, client := tcpPair(t)
+		server, client := testsock.Pair(t)
 		if _, err := client.Write([]byte(in)); err != nil {
 			t.Fatal(err)
 		}
@@ -153,7 +154,7 @@ func TestPeekNotTLS(t *testing.T) {
 }
 
 func TestPeekMalformed(t *testing.T) {
-	server, client := tcpPair(t)
+	server, client := testsock.Pair(t)
 	if _, err := client.Write(helloWith(sniExt("bad name"))); err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +174,7 @@ func TestPeekDeadline(t *testing.T) {
 		{"half a hello", captureHello(t, helloConfig{serverName: "a.b.test"})[:100]},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			server, client := tcpPair(t)
+			server, client := testsock.Pair(t)
 			if _, err := client.Write(tc.send); err != nil {
 				t.Fatal(err)
 			}
@@ -204,7 +205,7 @@ func TestPeekEOF(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, late := range []bool{false, true} {
-				server, client := tcpPair(t)
+				server, client := testsock.Pair(t)
 				finish := func() {
 					if _, err := client.Write(tc.send); err != nil {
 						t.Error(err)
@@ -231,7 +232,7 @@ func TestPeekEOF(t *testing.T) {
 }
 
 func TestPeekSmallBuffer(t *testing.T) {
-	server, _ := tcpPair(t)
+	server, _ := testsock.Pair(t)
 	rc, err := server.SyscallConn()
 	if err != nil {
 		t.Fatal(err)
@@ -250,7 +251,7 @@ func TestPeekLargeHello(t *testing.T) {
 	if len(hello) > MaxHello+64 {
 		t.Fatalf("test hello of %d bytes", len(hello))
 	}
-	server, client := tcpPair(t)
+	server, client := testsock.Pair(t)
 	go func() {
 		for i := 0; i < len(hello); i += 4000 {
 			time.Sleep(10 * time.Millisecond)
