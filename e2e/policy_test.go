@@ -21,6 +21,10 @@ import (
 	"lb/internal/testcert"
 )
 
+// lbDefaults begin the configurations of these tests: info logs, and
+// timeouts short enough for a test, long enough for a busy machine.
+const lbDefaults = "[global]\nlog_level = \"info\"\n[defaults.timeout]\nconnect = \"2s\"\nclient = \"10s\"\nserver = \"10s\"\n"
+
 // clientFrom returns an HTTP client whose connections come from the
 // loopback address ip (127.0.0.0/8 is all loopback on Linux), and that
 // does not follow redirects.
@@ -519,13 +523,7 @@ frontend echo_tlvs
 				// HAProxy (accept-proxy) refuses it and the server is down.
 				app := fmt.Sprintf("mode = %q\nsend_proxy = %q\n[backend.check]\ntype = \"http\"\ninterval = \"200ms\"\n%s", mode, version, serverLine("haproxy", fmt.Sprintf("127.0.0.1:%d", behind), ""))
 				port := freePort(t)
-				cfg := fmt.Sprintf(`[global]
-log_level = "info"
-[defaults.timeout]
-connect = "2s"
-client = "10s"
-server = "10s"
-[[frontend]]
+				cfg := fmt.Sprintf(lbDefaults+`[[frontend]]
 name = "web"
 mode = %q
 bind = ["127.0.0.1:%d"]
@@ -558,13 +556,7 @@ name = "app"
 		dir := t.TempDir()
 		certFile, keyFile := ca.WriteLeaf(t, dir, "site", "site.test")
 		port := freePort(t)
-		cfg := fmt.Sprintf(`[global]
-log_level = "info"
-[defaults.timeout]
-connect = "2s"
-client = "10s"
-server = "10s"
-[[frontend]]
+		cfg := fmt.Sprintf(lbDefaults+`[[frontend]]
 name = "web"
 mode = "http"
 bind = ["127.0.0.1:%d"]
@@ -604,13 +596,7 @@ send_proxy = "v2"
 	// to the HAProxy behind it.
 	app := startHTTPBackend(t, "app")
 	lbPort, front := freePort(t), freePort(t)
-	cfg := fmt.Sprintf(`[global]
-log_level = "info"
-[defaults.timeout]
-connect = "2s"
-client = "10s"
-server = "10s"
-[[table]]
+	cfg := fmt.Sprintf(lbDefaults+`[[table]]
 name = "clients"
 [[frontend]]
 name = "web"
@@ -709,13 +695,7 @@ func TestProxyProtocolTCP(t *testing.T) {
 		}
 	}()
 	port := freePort(t)
-	cfg := fmt.Sprintf(`[global]
-log_level = "info"
-[defaults.timeout]
-connect = "2s"
-client = "10s"
-server = "10s"
-[[frontend]]
+	cfg := fmt.Sprintf(lbDefaults+`[[frontend]]
 name = "tcp"
 bind = ["127.0.0.1:%d"]
 default_backend = "app"
@@ -936,13 +916,7 @@ func TestSNIRouting(t *testing.T) {
 	a := tlsServer("a", "a.test")
 	b := tlsServer("b", "b.test", "x.b.test")
 	port := freePort(t)
-	cfg := fmt.Sprintf(`[global]
-log_level = "info"
-[defaults.timeout]
-connect = "2s"
-client = "10s"
-server = "10s"
-[[acl]]
+	cfg := fmt.Sprintf(lbDefaults+`[[acl]]
 name = "to_b"
 sni = ["b.test", "*.b.test"]
 [[acl]]
