@@ -44,6 +44,9 @@ type client interface {
 	// abortBody makes a read of the request body that is under way, or
 	// the next one, fail at once.
 	abortBody()
+	// resumeBody undoes abortBody when the body had all been read: the
+	// client's next request may be read.
+	resumeBody()
 	// endBody finishes the body, with the trailer fields of trailer when
 	// the client can get them (nil: none), and flushes.
 	endBody(trailer *h1.Head) error

@@ -552,6 +552,12 @@ func (cc *clientConn) abortBody() {
 	cc.readDue = time.Time{}
 }
 
+// resumeBody implements client: no deadline until the next wait sets one.
+func (cc *clientConn) resumeBody() {
+	_ = cc.c.SetReadDeadline(time.Time{})
+	cc.readDue = time.Time{}
+}
+
 // endBody implements client: the trailer fields go in the chunked body;
 // a body delimited by the close (to an HTTP/1.0 client) has no place for
 // them.

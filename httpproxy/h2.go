@@ -129,6 +129,9 @@ func (s *h2Stream) writeHead(resp *h1.Response, _ bool) (io.Writer, *bufio.Write
 // abortBody implements client.
 func (s *h2Stream) abortBody() { s.st.AbortRead() }
 
+// resumeBody implements client: a stream carries one request.
+func (s *h2Stream) resumeBody() {}
+
 // endBody implements client.
 func (s *h2Stream) endBody(trailer *h1.Head) error { return s.st.Close(trailer) }
 

@@ -239,6 +239,7 @@ type testClient struct {
 
 func (c *testClient) writeError(status int) { c.status = status }
 func (c *testClient) abortBody()            {}
+func (c *testClient) resumeBody()           {}
 
 // newPoolExchange returns an exchange of raw's request, read from a
 // client buffer, to be sent on sc. src, when set, is where the body is

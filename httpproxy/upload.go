@@ -72,10 +72,7 @@ func (x *exchange) endUpload(stop bool) {
 			// deadline abortBody set must not fail its read.
 			_ = x.sc.c.SetWriteDeadline(time.Time{})
 			x.sw.at = time.Time{}
-			if cc, ok := x.cl.(*clientConn); ok {
-				_ = cc.c.SetReadDeadline(time.Time{})
-				cc.readDue = time.Time{}
-			}
+			x.cl.resumeBody()
 		}
 		return
 	}
