@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"math"
 	"runtime"
 	"strings"
 	"testing"
@@ -63,18 +64,24 @@ func TestArenaGrowsAsBytesArrive(t *testing.T) {
 	})
 	for _, piece := range []int{len(head), 8192, 1460, 100} {
 		t.Run(fmt.Sprintf("reads of %d", piece), func(t *testing.T) {
-			br := bufio.NewReaderSize(nil, 8192)
-			var r Request
-			var err error
-			n := allocated(func() {
-				br.Reset(&trickle{head, piece})
-				err = ReadRequest(br, &r, Limits{MaxHeaderBytes: 64 << 10})
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(r.Fields) != nFields {
-				t.Fatalf("%d fields, want %d", len(r.Fields), nFields)
+			// The least of three tries: another goroutine's allocations
+			// (the runtime's, the testing package's) count in TotalAlloc
+			// too, and can only add.
+			n := uint64(math.MaxUint64)
+			for range 3 {
+				br := bufio.NewReaderSize(nil, 8192)
+				var r Request
+				var err error
+				n = min(n, allocated(func() {
+					br.Reset(&trickle{head, piece})
+					err = ReadRequest(br, &r, Limits{MaxHeaderBytes: 64 << 10})
+				}))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(r.Fields) != nFields {
+					t.Fatalf("%d fields, want %d", len(r.Fields), nFields)
+				}
 			}
 			arena := n - min(n, fieldsBytes)
 			t.Logf("%d-byte head in reads of %d: %d bytes allocated, %d of them for the arena", len(head), piece, n, arena)

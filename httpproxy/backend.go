@@ -9,6 +9,7 @@ import (
 	"lb/sock"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -112,9 +113,17 @@ func sinceStart() time.Duration { return time.Since(processStart) }
 
 // idleMaxAge is how long an idle server connection is kept: less than
 // the keep-alive timeout of common servers (5s for Node, 60s for nginx),
-// so that lb rarely reuses one the server is closing. A variable for
-// tests.
-var idleMaxAge = 4 * time.Second
+// so that lb rarely reuses one the server is closing.
+const idleMaxAge = 4 * time.Second
+
+// maxIdleNs is idleMaxAge in nanoseconds, which tests shorten: atomic,
+// since a pool's purge timer may still read it as a test ends.
+var maxIdleNs atomic.Int64
+
+func init() { maxIdleNs.Store(int64(idleMaxAge)) }
+
+// maxIdle returns how long an idle server connection is kept.
+func maxIdle() time.Duration { return time.Duration(maxIdleNs.Load()) }
 
 // serverConn is one connection to a server, pooled between requests.
 type serverConn struct {
@@ -195,7 +204,7 @@ func (p *idlePool) get() *serverConn {
 		p.conns[n-1] = nil
 		p.conns = p.conns[:n-1]
 		p.mu.Unlock()
-		if sinceStart()-sc.idle < idleMaxAge && sc.alive() {
+		if sinceStart()-sc.idle < maxIdle() && sc.alive() {
 			return sc
 		}
 		sc.close()
@@ -218,9 +227,9 @@ func (p *idlePool) put(sc *serverConn) {
 		if !p.armed {
 			p.armed = true
 			if p.purge == nil {
-				p.purge = time.AfterFunc(idleMaxAge, p.expire)
+				p.purge = time.AfterFunc(maxIdle(), p.expire)
 			} else {
-				p.purge.Reset(idleMaxAge)
+				p.purge.Reset(maxIdle())
 			}
 		}
 		p.mu.Unlock()
@@ -235,7 +244,7 @@ func (p *idlePool) put(sc *serverConn) {
 // server. p.mu is held.
 func (p *idlePool) dropOld(now time.Duration) {
 	n := 0
-	for n < len(p.conns) && now-p.conns[n].idle >= idleMaxAge {
+	for n < len(p.conns) && now-p.conns[n].idle >= maxIdle() {
 		p.conns[n].close()
 		p.conns[n] = nil
 		n++
@@ -256,7 +265,7 @@ func (p *idlePool) expire() {
 		p.armed = false
 		return
 	}
-	p.purge.Reset(idleMaxAge - (now - p.conns[0].idle))
+	p.purge.Reset(maxIdle() - (now - p.conns[0].idle))
 }
 
 // alive reports whether an idle connection may carry a request: the
@@ -482,7 +491,7 @@ func (cc *clientConn) takePrivate(srv *balancer.Server) *serverConn {
 		return nil
 	}
 	cc.private = nil
-	if sc.srv != srv || sinceStart()-sc.idle >= idleMaxAge || !sc.alive() {
+	if sc.srv != srv || sinceStart()-sc.idle >= maxIdle() || !sc.alive() {
 		sc.close()
 		return nil
 	}

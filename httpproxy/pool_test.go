@@ -619,9 +619,9 @@ func BenchmarkAlive(b *testing.B) {
 // rather than kept, and a pool left alone closes its connections once they
 // have been idle for idleMaxAge, without a request coming.
 func TestPoolIdleHoldsNoBuffer(t *testing.T) {
-	old := idleMaxAge
-	idleMaxAge = 300 * time.Millisecond
-	t.Cleanup(func() { idleMaxAge = old })
+	old := maxIdleNs.Load()
+	maxIdleNs.Store(int64(300 * time.Millisecond))
+	t.Cleanup(func() { maxIdleNs.Store(old) })
 	s := newPoolServer(t, answer)
 	be, srv, _ := newPoolBackend(t, s.ln.Addr().String())
 	up := be.servers[srv]
@@ -666,7 +666,7 @@ func TestPoolIdleHoldsNoBuffer(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d idle connections still pooled 10 s after idleMaxAge %v", n, idleMaxAge)
+			t.Fatalf("%d idle connections still pooled 10 s after idleMaxAge %v", n, maxIdle())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
