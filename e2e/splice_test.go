@@ -18,7 +18,12 @@ import (
 // what it returned. A call that another thread's output interrupted ends
 // on a line of its own ("<... splice resumed>...) = 65536"), the one
 // counted; its "<unfinished ...>" start has no result.
-var straceCall = regexp.MustCompile(`^\d+\s+(?:<\.\.\. )?(splice|read|write)(?:\(| resumed>).*\)\s+=\s+(-?\d+)`)
+var straceCall = regexp.MustCompile(`^\d+\s+(?:<\.\.\. )?(splice|read|write|recvfrom|sendto)(?:\(| resumed>).*\)\s+=\s+(-?\d+)`)
+
+// callNames names socket calls by what they do: lb reads and writes
+// sockets with recvfrom(2) and sendto(2) (package sock), Go's net.Conn
+// with read(2) and write(2).
+var callNames = map[string]string{"recvfrom": "read", "sendto": "write"}
 
 // TestTCPBulkTransferSplices: strace attached to a running lb sees a bulk
 // transfer in TCP mode go through splice(2): the bytes do not cross lb's
@@ -82,7 +87,7 @@ type tracer struct {
 
 // tracedCall is a completed call that strace saw.
 type tracedCall struct {
-	name string // read, write or splice
+	name string // read (read or recvfrom), write (write or sendto) or splice
 	ret  int64  // what it returned: -1 for an error
 	line string
 }
@@ -95,7 +100,7 @@ func attachStrace(t *testing.T, pid int, probe func(), mark string) *tracer {
 	t.Helper()
 	strace := lookTool(t, "strace", "apt-get install strace")
 	tr := &tracer{t: t, out: filepath.Join(t.TempDir(), "strace.out")}
-	tr.cmd = exec.Command(strace, "-f", "-qq", "-e", "trace=splice,read,write", "-e", "signal=none", "-s", "16",
+	tr.cmd = exec.Command(strace, "-f", "-qq", "-e", "trace=splice,read,write,recvfrom,sendto", "-e", "signal=none", "-s", "16",
 		"-o", tr.out, "-p", strconv.Itoa(pid))
 	var stderr bytes.Buffer
 	tr.cmd.Stderr = &stderr
@@ -110,6 +115,10 @@ func attachStrace(t *testing.T, pid int, probe func(), mark string) *tracer {
 			return tr
 		}
 		if time.Now().After(deadline) {
+			// strace's stderr is whole once it has ended.
+			tr.stopped = true
+			_ = tr.cmd.Process.Signal(syscall.SIGINT)
+			_ = tr.cmd.Wait()
 			t.Fatalf("strace did not attach to lb within 30s: %s", stderr.String())
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -130,9 +139,16 @@ func (tr *tracer) stop() []tracedCall {
 	}
 	var calls []tracedCall
 	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, "MSG_PEEK") {
+			continue // a look at a socket (a pooled server connection's liveness), not a read
+		}
 		if m := straceCall.FindStringSubmatch(line); m != nil {
 			n, _ := strconv.ParseInt(m[2], 10, 64)
-			calls = append(calls, tracedCall{name: m[1], ret: n, line: line})
+			name := m[1]
+			if alias, ok := callNames[name]; ok {
+				name = alias
+			}
+			calls = append(calls, tracedCall{name: name, ret: n, line: line})
 		}
 	}
 	return calls
