@@ -58,13 +58,31 @@ func parkFrontendTo(t *testing.T, f *Frontend, server string) (string, *proxy.Fr
 // waitParked waits until n connections of f are parked.
 func waitParked(t *testing.T, f *Frontend, n int) {
 	t.Helper()
+	waitParkedDetached(t, f, n, -1)
+}
+
+// waitParkedDetached waits until n connections of f are parked, d of
+// them detached (d < 0: any).
+func waitParkedDetached(t *testing.T, f *Frontend, n, d int) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for f.parkedConns() != n {
+	for {
+		p, pd := f.parkedConns()
+		if p == n && (d < 0 || pd == d) {
+			return
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d connections parked, want %d", f.parkedConns(), n)
+			t.Fatalf("%d connections parked, %d of them detached; want %d, %d", p, pd, n, d)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// shortDetach makes parked connections detach after d, for one test.
+func shortDetach(t *testing.T, d time.Duration) {
+	old := detachWait
+	detachWait = d
+	t.Cleanup(func() { detachWait = old })
 }
 
 // get sends a request on c and reads its response.
@@ -84,14 +102,10 @@ func get(t *testing.T, c net.Conn, br *bufio.Reader) {
 	}
 }
 
-// TestKeepAliveConnectionsPark: keep-alive clients that wait between
-// requests are parked: their goroutines end, and each is served again
-// when its next request comes.
-func TestKeepAliveConnectionsPark(t *testing.T) {
-	f := &Frontend{RequestTimeout: 10 * time.Second, KeepAliveTimeout: time.Minute, ClientTimeout: time.Minute}
-	addr, pf := parkFrontend(t, f)
-	const n = 50
-	before := runtime.NumGoroutine()
+// servedConns dials n keep-alive connections to addr, one after another,
+// and gets a response on each; they are closed when the test ends.
+func servedConns(t *testing.T, addr string, n int) ([]net.Conn, []*bufio.Reader) {
+	t.Helper()
 	conns := make([]net.Conn, n)
 	readers := make([]*bufio.Reader, n)
 	for i := range conns {
@@ -103,6 +117,18 @@ func TestKeepAliveConnectionsPark(t *testing.T) {
 		conns[i], readers[i] = c, bufio.NewReader(c)
 		get(t, c, readers[i])
 	}
+	return conns, readers
+}
+
+// TestKeepAliveConnectionsPark: keep-alive clients that wait between
+// requests are parked: their goroutines end, and each is served again
+// when its next request comes.
+func TestKeepAliveConnectionsPark(t *testing.T) {
+	f := &Frontend{RequestTimeout: 10 * time.Second, KeepAliveTimeout: time.Minute, ClientTimeout: time.Minute}
+	addr, pf := parkFrontend(t, f)
+	const n = 50
+	before := runtime.NumGoroutine()
+	conns, readers := servedConns(t, addr, n)
 	waitParked(t, f, n)
 	// A connection served in a goroutine holds it while it waits; parked,
 	// it holds none. The requests went one after another, so lb and the
@@ -123,10 +149,56 @@ func TestKeepAliveConnectionsPark(t *testing.T) {
 	pf.Wait()
 }
 
+// TestParkedConnectionsDetach: plain keep-alive clients parked for
+// detachAfter are detached (their sockets held as bare descriptors), and
+// each is attached again and served when its next request comes, round
+// after round; closing them ends them all.
+func TestParkedConnectionsDetach(t *testing.T) {
+	shortDetach(t, 100*time.Millisecond)
+	f := &Frontend{RequestTimeout: 10 * time.Second, KeepAliveTimeout: time.Minute, ClientTimeout: time.Minute}
+	addr, pf := parkFrontend(t, f)
+	const n = 20
+	conns, readers := servedConns(t, addr, n)
+	waitParkedDetached(t, f, n, n)
+	for round := 0; round < 3; round++ {
+		for i, c := range conns {
+			get(t, c, readers[i])
+			// A request and its answer on the same connection, twice:
+			// the second finds it attached, or parked attached.
+			get(t, c, readers[i])
+		}
+		waitParkedDetached(t, f, n, n)
+	}
+	if a := pf.Active(); a != n {
+		t.Errorf("%d connections counted, want %d", a, n)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	waitParked(t, f, 0)
+	pf.Wait()
+}
+
 // TestParkedKeepAliveTimesOut: a parked client that sends nothing more is
-// closed when http_keep_alive runs out, not before; a generation that
-// stops closes its parked clients within the close spread.
+// closed when http_keep_alive runs out, not before, detached or not; a
+// generation that stops closes its parked clients within the close
+// spread.
 func TestParkedKeepAliveTimesOut(t *testing.T) {
+	for _, detach := range []bool{false, true} {
+		t.Run(map[bool]string{false: "attached", true: "detached"}[detach], func(t *testing.T) {
+			testParkedKeepAliveTimesOut(t, detach)
+		})
+	}
+}
+
+func testParkedKeepAliveTimesOut(t *testing.T, detach bool) {
+	wantDetached := 0
+	if detach {
+		shortDetach(t, 50*time.Millisecond)
+		wantDetached = 1
+	} else {
+		shortDetach(t, time.Hour)
+	}
 	const keepAlive = 400 * time.Millisecond
 	f := &Frontend{RequestTimeout: 10 * time.Second, KeepAliveTimeout: keepAlive, ClientTimeout: time.Minute}
 	addr, pf := parkFrontend(t, f)
@@ -138,7 +210,7 @@ func TestParkedKeepAliveTimesOut(t *testing.T) {
 	br := bufio.NewReader(c)
 	start := time.Now() // before lb's response ends: the timeout runs from after it
 	get(t, c, br)
-	waitParked(t, f, 1)
+	waitParkedDetached(t, f, 1, wantDetached)
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if n, err := br.Read(make([]byte, 1)); n != 0 || err != io.EOF {
 		t.Fatalf("read %d bytes, %v; want the connection closed", n, err)
@@ -160,7 +232,7 @@ func TestParkedKeepAliveTimesOut(t *testing.T) {
 	defer c2.Close()
 	br2 := bufio.NewReader(c2)
 	get(t, c2, br2)
-	waitParked(t, f, 1)
+	waitParkedDetached(t, f, 1, wantDetached)
 	f.SoftStop(200 * time.Millisecond)
 	_ = c2.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if n, err := br2.Read(make([]byte, 1)); n != 0 || err != io.EOF {
@@ -191,7 +263,7 @@ func TestWaitingConnectionsHoldNoReadBuffer(t *testing.T) {
 		if held != 0 {
 			t.Fatalf("%d read buffers held by %d clients waiting for %s, want none", held, n, what)
 		}
-		if p := f.parkedConns(); p != 0 {
+		if p, _ := f.parkedConns(); p != 0 {
 			t.Fatalf("%d connections parked, want them all waiting in their goroutines", p)
 		}
 	}

@@ -174,17 +174,24 @@ func (p *Poller) init() error {
 // calls w.Wake in a goroutine of its own. The caller must not read from c
 // or close it until then. The zero deadline means none.
 func (p *Poller) Park(c syscall.Conn, deadline time.Time, w Waker) (*Parked, error) {
-	if err := p.init(); err != nil {
-		return nil, err
-	}
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return nil, fmt.Errorf("park: %w", err)
 	}
-	pk := &Parked{p: p, w: w, fd: -1, hi: -1}
-	if cerr := rc.Control(func(fd uintptr) { pk.fd = int(fd) }); cerr != nil {
+	fd := -1
+	if cerr := rc.Control(func(s uintptr) { fd = int(s) }); cerr != nil {
 		return nil, fmt.Errorf("park: %w", cerr)
 	}
+	return p.ParkFD(fd, deadline, w)
+}
+
+// ParkFD is Park for a bare socket descriptor, one that no net.Conn holds
+// (see sock.Detach).
+func (p *Poller) ParkFD(fd int, deadline time.Time, w Waker) (*Parked, error) {
+	if err := p.init(); err != nil {
+		return nil, err
+	}
+	pk := &Parked{p: p, w: w, fd: fd, hi: -1}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()

@@ -21,3 +21,13 @@ var busy = reclaim.Burst{High: 64 * busyCost}
 // than parked. Handlers call it when a connection starts or resumes being
 // served (1) and when it parks or ends (-1).
 func Busy(n int) { busy.Add(int64(n) * busyCost) }
+
+// undetachedCost is about what a parked connection that keeps its
+// *net.TCPConn holds beyond a detached one (see Conn.Detach): the
+// runtime's state of an open net.Conn.
+const undetachedCost = 1 << 10
+
+// Undetached counts n more parked connections that will detach (or fewer,
+// n < 0), in the same burst as Busy: a wave of connections that go idle
+// is over once they detached, and only then is their memory reclaimed.
+func Undetached(n int) { busy.Add(int64(n) * undetachedCost) }

@@ -22,6 +22,7 @@ import (
 
 	"lb/fdlimit"
 	"lb/listener"
+	"lb/sock"
 	"lb/stats"
 )
 
@@ -101,6 +102,31 @@ func (f *Frontend) NewConn(c *net.TCPConn) *Conn {
 	conn := &Conn{TCPConn: c, f: f}
 	f.register(conn)
 	return conn
+}
+
+// Detach closes the connection's *net.TCPConn and returns its socket as a
+// bare descriptor (sock.Detach), for a connection that stays idle long:
+// until Attach, the Conn has no TCPConn (nil), and only the goroutine
+// that owns the connection may call either. On an error nothing changed.
+func (c *Conn) Detach() (int, error) {
+	fd, err := sock.Detach(c.TCPConn)
+	if err != nil {
+		return -1, err
+	}
+	c.TCPConn = nil
+	return fd, nil
+}
+
+// Attach gives the Conn a *net.TCPConn over fd, a descriptor Detach
+// returned, which it closes (sock.Attach). On an error the socket is
+// closed: the caller calls Done.
+func (c *Conn) Attach(fd int) error {
+	tc, err := sock.Attach(fd)
+	if err != nil {
+		return err
+	}
+	c.TCPConn = tc
+	return nil
 }
 
 // Done says the connection has ended (the handler closed it): it is no

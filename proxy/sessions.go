@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,14 +29,21 @@ type sessLinks struct {
 	shard      *sessShard
 	prev, next *Conn
 	since      int64 // unix nanoseconds: a time.Time would take 16 more bytes of every connection
-	server     atomic.Pointer[balancer.Server]
-	in, out    atomic.Int64
+	// peer is the socket's peer, kept apart from the socket, which a
+	// detached connection (see Conn.Detach) has none of.
+	peer    netip.AddrPort
+	server  atomic.Pointer[balancer.Server]
+	in, out atomic.Int64
 }
 
 // register adds c to f's lists.
 func (f *Frontend) register(c *Conn) {
 	sh := &f.sessions[f.nextShard.Add(1)%sessShards]
 	c.links.shard, c.links.since = sh, time.Now().UnixNano()
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		ap := a.AddrPort()
+		c.links.peer = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
 	sh.mu.Lock()
 	c.links.next = sh.head
 	if sh.head != nil {
@@ -87,8 +95,8 @@ func (c *Conn) CountBytes(in, out int64) {
 // Session is a connection in flight, as "show sess" shows it.
 type Session struct {
 	Frontend string
-	Client   net.Addr
-	Server   string // "" when none serves it now
+	Client   netip.AddrPort // the socket's peer
+	Server   string         // "" when none serves it now
 	Since    time.Time
 	In, Out  int64
 }
@@ -100,7 +108,7 @@ func (f *Frontend) Sessions(fn func(Session)) {
 		sh := &f.sessions[i]
 		sh.mu.Lock()
 		for c := sh.head; c != nil; c = c.links.next {
-			s := Session{Frontend: f.Name, Client: c.RemoteAddr(), Since: time.Unix(0, c.links.since), In: c.links.in.Load(), Out: c.links.out.Load()}
+			s := Session{Frontend: f.Name, Client: c.links.peer, Since: time.Unix(0, c.links.since), In: c.links.in.Load(), Out: c.links.out.Load()}
 			if srv := c.links.server.Load(); srv != nil {
 				s.Server = srv.Name
 			}
