@@ -3,7 +3,9 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -14,8 +16,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -300,23 +304,123 @@ func TestH2ClientErrorsSpareServers(t *testing.T) {
 	}
 }
 
-// TestH2Spec runs h2spec, the HTTP/2 conformance suite, against lb: every
-// test passes. Malformed requests are logged.
+// TestH2Spec runs h2spec, the HTTP/2 conformance suite, against lb, over
+// TLS and in cleartext (h2c with prior knowledge): every test passes.
+// Malformed requests are logged.
 func TestH2Spec(t *testing.T) {
 	h2spec := lookTool(t, "h2spec", "go install github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible")
+	for _, tc := range []struct {
+		name  string
+		start func(t *testing.T, extraGlobal, frontend, backends string) (*lbProc, string)
+		flags []string
+	}{
+		{"tls", startH2LB, []string{"-t", "-k"}},
+		// All but http2/3.5/2: on a port that serves HTTP/1.1 too,
+		// bytes that are not HTTP/2's preface are an HTTP/1.1 request,
+		// answered 400, where h2spec wants the connection closed.
+		{"h2c", startHTTPLB, []string{"generic", "hpack", "http2/3.5/1", "http2/4", "http2/5", "http2/6", "http2/7", "http2/8"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			app := startHTTPBackend(t, "s1")
+			p, addr := tc.start(t, "", "", httpBackendTable("app", "", app))
+			host, port, _ := net.SplitHostPort(addr)
+			argv := append(append([]string{h2spec}, tc.flags...), "-h", host, "-p", port, "-o", "5")
+			r := runCmd(t, 3*time.Minute, nil, argv...)
+			if r.code != 0 || !strings.Contains(r.stdout, "0 failed") {
+				t.Fatalf("h2spec failed: %s", r)
+			}
+			m := regexp.MustCompile(`(\d+) tests, (\d+) passed, 0 skipped, 0 failed`).FindStringSubmatch(r.stdout)
+			if m == nil || m[1] != m[2] || m[1] == "0" {
+				t.Fatalf("h2spec summary not all passed: %s", r.stdout[max(0, len(r.stdout)-300):])
+			}
+			t.Logf("h2spec: %s", m[0])
+			p.waitOutput(t, "connection-specific field")
+		})
+	}
+}
+
+// TestH2C: a plain frontend serves HTTP/2 to a client with prior knowledge
+// (curl --http2-prior-knowledge; Go's HTTP/2 client, many streams on one
+// connection) and HTTP/1.1 to the others, on the same port. The server
+// gets HTTP/1.1 and X-Forwarded-Proto http.
+func TestH2C(t *testing.T) {
+	curl := lookTool(t, "curl", "apt-get install curl")
 	app := startHTTPBackend(t, "s1")
-	p, addr := startH2LB(t, "", "", httpBackendTable("app", "", app))
-	host, port, _ := net.SplitHostPort(addr)
-	r := runCmd(t, 3*time.Minute, nil, h2spec, "-t", "-k", "-h", host, "-p", port, "-o", "5")
-	if r.code != 0 || !strings.Contains(r.stdout, "0 failed") {
-		t.Fatalf("h2spec failed: %s", r)
+	_, addr := startHTTPLB(t, "", "", httpBackendTable("app", "", app))
+
+	r := runCmd(t, 30*time.Second, nil, curl, "-sS", "--http2-prior-knowledge", "--data-binary", "hello h2c",
+		"-w", "\n%{http_version} %{http_code}", "http://"+addr+"/h2c/curl")
+	out := strings.TrimSpace(r.stdout)
+	i := strings.LastIndexByte(out, '\n')
+	body, status := out[:max(i, 0)], out[i+1:]
+	if r.code != 0 || status != "2 200" {
+		t.Fatalf("curl --http2-prior-knowledge: %s", r)
 	}
-	m := regexp.MustCompile(`(\d+) tests, (\d+) passed, 0 skipped, 0 failed`).FindStringSubmatch(r.stdout)
-	if m == nil || m[1] != m[2] || m[1] == "0" {
-		t.Fatalf("h2spec summary not all passed: %s", r.stdout[max(0, len(r.stdout)-300):])
+	var e echoReply
+	if err := json.Unmarshal([]byte(body), &e); err != nil {
+		t.Fatalf("%v: %s", err, body)
 	}
-	t.Logf("h2spec: %s", m[0])
-	p.waitOutput(t, "connection-specific field")
+	if e.Proto != "HTTP/1.1" || e.Method != "POST" || e.Path != "/h2c/curl" || e.Body != "hello h2c" ||
+		!slices.Equal(e.Header.Values("X-Forwarded-Proto"), []string{"http"}) {
+		t.Errorf("the server got %+v", e)
+	}
+
+	// Go's client: 20 requests at once on one cleartext connection.
+	var dials atomic.Int32
+	var protos http.Protocols
+	protos.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &protos, MaxConnsPerHost: 1, DialContext: func(ctx context.Context, network, a string) (net.Conn, error) {
+		dials.Add(1)
+		return (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, network, a)
+	}}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := client.Get(fmt.Sprintf("http://%s/h2c/%d", addr, i))
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer resp.Body.Close()
+			var e echoReply
+			if err := json.NewDecoder(resp.Body).Decode(&e); err != nil {
+				errs <- err
+				return
+			}
+			if resp.ProtoMajor != 2 || e.Path != fmt.Sprintf("/h2c/%d", i) {
+				errs <- fmt.Errorf("request %d: %s, the server saw %q", i, resp.Proto, e.Path)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := dials.Load(); n != 1 {
+		t.Errorf("%d connections for 20 requests, want 1", n)
+	}
+
+	// HTTP/1.1 on the same port, a method that begins as the preface
+	// does included.
+	for _, method := range []string{"GET", "PROPFIND"} {
+		req, _ := http.NewRequest(method, "http://"+addr+"/h1", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e echoReply
+		err = json.NewDecoder(resp.Body).Decode(&e)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || resp.ProtoMajor != 1 || e.Method != method {
+			t.Errorf("HTTP/1.1 %s: %s %d, the server saw %q (%v)", method, resp.Proto, resp.StatusCode, e.Method, err)
+		}
+	}
 }
 
 // lookTool finds a program the test needs, in $PATH or Go's bin directory,

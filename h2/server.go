@@ -159,6 +159,13 @@ func (st *Stream) RemoteAddr() netip.AddrPort { return st.c.remote }
 // Info returns what ServeConnAs was given with the stream's connection.
 func (st *Stream) Info() any { return st.c.info }
 
+// IsTLS reports whether the stream's connection is TLS (else cleartext
+// HTTP/2, h2c).
+func (st *Stream) IsTLS() bool {
+	_, ok := st.c.nc.(*tls.Conn)
+	return ok
+}
+
 // TLS returns the TLS state of the stream's connection; false when the
 // connection is not TLS.
 func (st *Stream) TLS() (tls.ConnectionState, bool) {

@@ -195,6 +195,11 @@ type clientConn struct {
 	// early says the last request ended the connection before its body
 	// was read whole: end lingers.
 	early bool
+	// h2c says the connection began with HTTP/2's preface (cleartext
+	// HTTP/2 with prior knowledge): serveState hands it to the HTTP/2
+	// server, with h2cIn, the bytes already read.
+	h2c   bool
+	h2cIn []byte
 	// private is the server connection kept for this client alone, idle
 	// between its requests: one that carries its PROXY protocol header
 	// (send_proxy), which no other client may use.
@@ -314,8 +319,10 @@ func (f *Frontend) serveState(st *connState) {
 	f.track(cc, false)
 	cc.dropPrivate() // a connection at rest holds no server connection
 	_ = cc.releaseWriter()
+	h2c, h2cIn := cc.h2c, cc.h2cIn
+	cc.h2c, cc.h2cIn = false, nil
 	cc.releaseReader()
-	if !parked {
+	if !parked && !h2c {
 		_ = cc.c.Close()
 	}
 	conn := cc.conn
@@ -326,7 +333,10 @@ func (f *Frontend) serveState(st *connState) {
 	_ = cc.sc.Reset(nil)
 	cc.in = headReader{}
 	clientConns.Put(cc)
-	if !parked {
+	switch {
+	case h2c:
+		f.serveH2C(conn, h2cIn)
+	case !parked:
 		conn.Done()
 	}
 }

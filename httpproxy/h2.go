@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"net"
 	"strconv"
 	"sync"
 
@@ -14,9 +15,58 @@ import (
 )
 
 // HTTP/2 clients are served by package h2: lb hands it each TLS
-// connection that negotiated h2, and each stream's request, translated to
+// connection that negotiated h2 (and each plain one that began with the
+// HTTP/2 preface, below), and each stream's request, translated to
 // an HTTP/1.1 head that lb's strict parser would accept, goes through the
 // same exchange as HTTP/1.1 requests. Servers are spoken to in HTTP/1.1.
+
+// A plain frontend serves cleartext HTTP/2 to clients with prior
+// knowledge (h2c, RFC 9113 3.3; HAProxy detects it the same way): a
+// connection whose first bytes are the HTTP/2 preface goes to the HTTP/2
+// server. The upgrade from HTTP/1.1 (Upgrade: h2c) is not offered: RFC
+// 9113 deprecates it, and an HTTP/1.1 request with it is served as
+// HTTP/1.1.
+
+// h2PrefaceHead is the part of HTTP/2's client preface that reads as an
+// HTTP/1 request head; the HTTP/2 server checks the rest.
+const h2PrefaceHead = "PRI * HTTP/2.0\r\n\r\n"
+
+// h2Preface reports whether the connection's first bytes are HTTP/2's
+// preface. It looks one byte further at a time while they match, so an
+// HTTP/1.1 request costs a look at its first byte, and a short one is
+// never waited on for bytes it will not send.
+func (cc *clientConn) h2Preface() bool {
+	for n := 1; n <= len(h2PrefaceHead); n++ {
+		b, err := cc.br.Peek(n)
+		if err != nil || b[n-1] != h2PrefaceHead[n-1] {
+			return false
+		}
+	}
+	return true
+}
+
+// prefixConn reads pre, the bytes read already, before the rest of its
+// connection.
+type prefixConn struct {
+	*net.TCPConn
+	pre []byte
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) {
+	if len(c.pre) > 0 {
+		n := copy(p, c.pre)
+		c.pre = c.pre[n:]
+		return n, nil
+	}
+	return c.TCPConn.Read(p)
+}
+
+// serveH2C serves conn, a plain connection that began with HTTP/2's
+// preface (in, with what came after it), as HTTP/2, then ends it.
+func (f *Frontend) serveH2C(conn *proxy.Conn, in []byte) {
+	f.h2Server().ServeConnAs(&prefixConn{TCPConn: conn.TCPConn, pre: in}, conn.TCPConn, conn.Client(), conn)
+	conn.Done()
+}
 
 // h2Server returns the frontend's HTTP/2 server, made on first use.
 func (f *Frontend) h2Server() *h2.Server {
@@ -52,7 +102,7 @@ func (f *Frontend) ServeStream(st *h2.Stream) {
 	}()
 	s.st = st
 	x := &s.x
-	x.f, x.cl, x.tls, x.done = f, s, true, st.Done()
+	x.f, x.cl, x.tls, x.done = f, s, st.IsTLS(), st.Done()
 	x.peer = st.RemoteAddr()
 	x.conn, _ = st.Info().(*proxy.Conn)
 	x.tStart = st.Start()

@@ -1,6 +1,7 @@
 package httpproxy
 
 import (
+	"bytes"
 	"io"
 	"net"
 	"time"
@@ -229,6 +230,13 @@ func (cc *clientConn) heldStep() bool {
 // error) or did not come.
 func (cc *clientConn) readHead() bool {
 	f, x := cc.f, &cc.x
+	if cc.hFirst && cc.c == net.Conn(&cc.sc) && cc.h2Preface() {
+		// Cleartext HTTP/2 with prior knowledge: serveState hands the
+		// connection over, with what is buffered.
+		b, _ := cc.br.Peek(cc.br.Buffered())
+		cc.h2c, cc.h2cIn = true, bytes.Clone(b)
+		return false
+	}
 	x.tStart = time.Now()
 	cc.in.start = x.tStart
 	if ci := cc.conn.Info(); ci != nil && ci.RefuseProxy && cc.proxyHeader() {
