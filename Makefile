@@ -67,9 +67,9 @@ bench-http: build
 	@command -v haproxy >/dev/null 2>&1 || (apt-get update && apt-get install -y haproxy) || echo "bench-http: could not install HAProxy; measuring lb and direct only"
 	$(GO) run ./internal/bench/http -lb ./lb -clients $(or $(CLIENTS),32) -duration $(or $(DURATION),10s) -rounds $(or $(ROUNDS),1) $(BENCH_FLAGS)
 
-## bench-core: lb (GOMAXPROCS=1) and HAProxy (nbthread 1) pinned to the same CPU, load on the other: CPU per request, req/s, CPU per GB, RSS and fds per idle connection (ROUNDS, DURATION, CONNS, BULK_GB, LB, BENCH_FLAGS)
+## bench-core: lb (GOMAXPROCS=1) and HAProxy (nbthread 1) pinned to the same CPU, load on the other: CPU per request, req/s, CPU per GB, RSS and fds per idle connection, HTTPS (h2, new TLS connections, download) (ROUNDS, DURATION, CONNS, BULK_GB, LB, BENCH_FLAGS)
 bench-core: $(if $(LB),,build)
-	@(command -v haproxy && command -v wrk) >/dev/null 2>&1 || (apt-get update && apt-get install -y haproxy wrk) || echo "bench-core: could not install haproxy and wrk (Debian packages); the run says what is missing and fails"
+	@(command -v haproxy && command -v wrk && command -v h2load) >/dev/null 2>&1 || (apt-get update && apt-get install -y haproxy wrk nghttp2-client) || echo "bench-core: could not install haproxy, wrk and h2load (Debian packages); the run says what is missing and fails"
 	$(GO) run ./internal/bench/core -lb $(or $(LB),./lb) -rounds $(or $(ROUNDS),3) -duration $(or $(DURATION),10s) -conns $(or $(CONNS),8000) -bulk-gb $(or $(BULK_GB),4) $(BENCH_FLAGS)
 
 ## bench-reload: reload storms on a fixed cadence, lb (plain -sf, -x, no admin socket, migrate=1) vs haproxy -D -sf on the same load (INTERVALS, STORM, CLIENTS, KEEPALIVE, STREAMS, BENCH_FLAGS)

@@ -111,14 +111,21 @@ func TestSummaries(t *testing.T) {
 }
 
 func TestConfigs(t *testing.T) {
-	fe := frontends{http: "127.0.0.1:18080", tcp: "127.0.0.1:18081", bulk: "127.0.0.1:18082", stats: "127.0.0.1:18083", limited: "127.0.0.1:18084"}
-	lb := lbConfig(fe, "127.0.0.1:19001", "127.0.0.1:19002")
+	fe := frontends{http: "127.0.0.1:18080", tcp: "127.0.0.1:18081", bulk: "127.0.0.1:18082", stats: "127.0.0.1:18083", limited: "127.0.0.1:18084",
+		https: "127.0.0.1:18085", httpsRSA: "127.0.0.1:18086", httpsBulk: "127.0.0.1:18087"}
+	ec, rs, err := writeCerts(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lb := lbConfig(fe, "127.0.0.1:19001", "127.0.0.1:19002", "127.0.0.1:19003", ec, rs)
 	for _, want := range []string{
 		"[defaults.check]\ntype = \"none\"\n",
 		"name = \"http\"\nmode = \"http\"\nbind = [\"127.0.0.1:18080\"]\n",
 		"name = \"tcp\"\nbind = [\"127.0.0.1:18081\"]\n",
 		"name = \"sink\"\n\n[[backend.server]]\nname = \"s1\"\naddress = \"127.0.0.1:19002\"\n",
 		"[stats]\nbind = \"127.0.0.1:18083\"\n",
+		"name = \"https-rsa\"\nmode = \"http\"\nbind = [\"127.0.0.1:18086\"]\ndefault_backend = \"http\"\n\n[frontend.tls]\ncert = [{ cert_file = \"" + rs.cert + "\", key_file = \"" + rs.key + "\" }]\n",
+		"name = \"big\"\nmode = \"http\"\n\n[[backend.server]]\nname = \"s1\"\naddress = \"127.0.0.1:19003\"\n",
 	} {
 		if !strings.Contains(lb, want) {
 			t.Errorf("lb config lacks %q:\n%s", want, lb)
@@ -127,8 +134,9 @@ func TestConfigs(t *testing.T) {
 	if strings.Contains(lb, "timeout") || strings.Contains(lb, "maxconn") {
 		t.Errorf("lb config sets more than it should:\n%s", lb)
 	}
-	ha := haproxyConfig(fe, "127.0.0.1:19001", "127.0.0.1:19002")
+	ha := haproxyConfig(fe, "127.0.0.1:19001", "127.0.0.1:19002", "127.0.0.1:19003", ec, rs)
 	for _, want := range []string{"nbthread 1\n", "mode http\n    bind 127.0.0.1:18080\n", "mode tcp\n    bind 127.0.0.1:18081\n",
+		"bind 127.0.0.1:18085 ssl crt " + ec.crt + " alpn h2,http/1.1\n", "backend big\n    mode http\n    server s1 127.0.0.1:19003\n",
 		"backend sink\n    mode tcp\n    server s1 127.0.0.1:19002\n", "timeout http-keep-alive 15s",
 		"bind 127.0.0.1:18083\n    http-request use-service prometheus-exporter if { path /metrics }\n"} {
 		if !strings.Contains(ha, want) {
@@ -145,6 +153,34 @@ func TestConfigs(t *testing.T) {
 
 	// HAProxy's own check, where it is installed.
 	benchutil.CheckHAProxyConfig(t, ha, true)
+}
+
+func TestParseH2load(t *testing.T) {
+	out := `starting benchmark...
+spawning thread #0: 20 total client(s). Timing-based test with 0s of warm-up time and 5s of main duration for each client.
+Warm-up phase is over for thread #0.
+Main benchmark duration is over for thread #0. Stopping all clients.
+Stopped all clients for thread #0
+
+finished in 5.00s, 28123.40 req/s, 3.54MB/s
+requests: 140617 total, 140817 started, 140617 done, 140610 succeeded, 7 failed, 0 errored, 0 timeout
+status codes: 140610 2xx, 0 3xx, 7 4xx, 0 5xx
+traffic: 17.71MB (18566760) total, 1.21MB (1265553) headers (space savings 95.39%), 16.09MB (16873944) data
+`
+	r, err := parseH2load([]byte(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.requests != 140617 || r.succeeded != 140610 || r.failed != 7 || r.duration != 5*time.Second || r.bytes != 16873944 {
+		t.Errorf("parsed %+v", r)
+	}
+	if _, err := parseH2load([]byte("finished in 1.00s, 1 req/s\n")); err == nil {
+		t.Error("a report without its requests line parsed")
+	}
+	r, err = parseH2load([]byte("finished in 812.30ms, 2462 req/s, 2MB/s\nrequests: 2000 total, 2000 started, 2000 done, 2000 succeeded, 0 failed, 0 errored, 0 timeout\nstatus codes: 2000 2xx, 0 3xx, 0 4xx, 0 5xx\n"))
+	if err != nil || r.duration != 812300*time.Microsecond || r.succeeded != 2000 {
+		t.Errorf("ms report: %+v, %v", r, err)
+	}
 }
 
 // startTestBackend starts an HTTP backend that stops with the test.
@@ -260,14 +296,14 @@ func TestOptions(t *testing.T) {
 	if msg := o.check(); msg != "" {
 		t.Errorf("defaults: %s", msg)
 	}
-	if b := o.bound(); b < 10*time.Minute || b > 2*time.Hour {
+	if b := o.bound(); b < 10*time.Minute || b > 3*time.Hour {
 		t.Errorf("bound of the defaults: %v", b)
 	}
 	o.conns = 0
 	if o.check() == "" {
 		t.Error("-conns 0 accepted")
 	}
-	if n := len(rows(options{measures: allMeasures, conns: 1, bulkGB: 1})); n != 44 {
+	if n := len(rows(options{measures: allMeasures, conns: 1, bulkGB: 1})); n != 62 {
 		t.Errorf("%d rows", n)
 	}
 }

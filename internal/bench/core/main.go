@@ -22,10 +22,21 @@
 //	           over what it had before, and how many were served
 //	idle-http  the same through the HTTP-mode frontend: keep-alive clients
 //	           idle after one request each
+//	h2         HTTP/2 over TLS (ECDSA P-256 certificate), h2load -c 20 -m 10
+//	           for DURATION: req/s and CPU per request
+//	tls-ecdsa  new TLS connections with 10 HTTP/1.1 requests each (h2load
+//	           --h1 -c 200 -n 2000, 10 times): CPU per connection
+//	tls-rsa    the same with an RSA 2048 certificate
+//	https-bulk -bulk-gb GB of 1 MiB responses downloaded over HTTPS
+//	           (HTTP/1.1, 4 connections): CPU seconds per GB
+//
+// The HTTPS measures use self-signed certificates made for the run, the
+// same for lb and HAProxy; h2load is the client (Debian's nghttp2-client).
 //
 // The backend is this program started again (-role backend): a small HTTP/1.1
 // server that answers every request with 200 and a -body byte body, and a
-// sink that counts what it reads. The idle and bulk clients are this
+// sink that counts what it reads, and a server of 1 MiB responses
+// (https-bulk). The idle and bulk clients are this
 // program too, each in a process of its own (so 8,000 client connections
 // and the backend's 8,000 count against limits of their own), with the soft
 // limit of open files raised to the hard one. Proxies run under
@@ -33,8 +44,8 @@
 //
 // Every wait is bounded; every process started is stopped (SIGTERM, then
 // SIGKILL) after its measurement, on exit, on Ctrl-C and by a watchdog.
-// HAProxy or wrk missing is a failure (exit status 1), said so in the
-// report: the comparison is the point.
+// HAProxy or wrk (or h2load, for an HTTPS measure) missing is a failure
+// (exit status 1), said so in the report: the comparison is the point.
 package main
 
 import (
@@ -54,6 +65,7 @@ import (
 // options are the command line.
 type options struct {
 	lb, haproxy, wrk  string
+	h2load            string
 	rounds            int
 	duration, warmup  time.Duration
 	conns             int // idle connections
@@ -67,7 +79,11 @@ type options struct {
 }
 
 // allMeasures are the measures, in the order of each round.
-var allMeasures = []string{"http", "http-scraped", "http-limited", "tcp", "bulk", "idle-tcp", "idle-http"}
+var allMeasures = []string{"http", "http-scraped", "http-limited", "tcp", "bulk", "idle-tcp", "idle-http",
+	"h2", "tls-ecdsa", "tls-rsa", "https-bulk"}
+
+// httpsMeasures are the measures that need h2load and certificates.
+var httpsMeasures = []string{"h2", "tls-ecdsa", "tls-rsa", "https-bulk"}
 
 // logf writes a progress line to standard error.
 func logf(format string, args ...any) {
@@ -85,6 +101,7 @@ func main() {
 	flag.StringVar(&o.lb, "lb", "./lb", "the lb binary")
 	flag.StringVar(&o.haproxy, "haproxy", "haproxy", "the HAProxy binary, a path or a name looked up in PATH")
 	flag.StringVar(&o.wrk, "wrk", "wrk", "the wrk binary, a path or a name looked up in PATH")
+	flag.StringVar(&o.h2load, "h2load", "h2load", "the h2load binary (HTTPS measures), a path or a name looked up in PATH")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds: each measures lb and HAProxy once, in turn, on every measure")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "wrk's measured run, each target, each round (whole seconds)")
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "a wrk run before each measured one, not counted; 0 for none")
@@ -169,6 +186,10 @@ func (o options) bulkBound() time.Duration {
 func (o options) bound() time.Duration {
 	load := 3 * (o.warmup + o.duration + 2*wrkSlack + 2*benchutil.ReadyWait) // direct, lb, haproxy
 	perRound := 2*load + 2*(o.bulkBound()+benchutil.ReadyWait) + 4*(idleOpenWait+o.settle+childWait+benchutil.ReadyWait)
+	// h2 (lb, haproxy), tls-ecdsa and tls-rsa (tlsRuns and a warm-up,
+	// each bounded by tlsRunBound), https-bulk.
+	perRound += 2*(o.warmup+o.duration+2*wrkSlack+2*benchutil.ReadyWait) + 4*((tlsRuns+1)*tlsRunBound+benchutil.ReadyWait) +
+		2*(o.bulkBound()+benchutil.ReadyWait)
 	return time.Duration(o.rounds)*perRound + 5*time.Minute
 }
 
@@ -178,10 +199,13 @@ type runner struct {
 	dir         string
 	self        string // this program: the children
 	wrk         string
+	h2load      string // "" without an HTTPS measure
+	ecdsa, rsa  certFiles
 	reg         *benchutil.Registry
 	backend     *benchutil.Proc
 	backendAddr string
 	sinkAddr    string
+	bigAddr     string // bigBody responses, for https-bulk
 	proxyCPUs   []int
 	loadCPUs    []int
 	seq         int // numbers the processes' logs
@@ -236,6 +260,11 @@ func (r *runner) run(ctx context.Context) int {
 	if r.wrk, err = benchutil.LookBinary(o.wrk, true); err != nil {
 		return fatal("wrk is not installed (%v): `apt-get install -y wrk` adds it", err)
 	}
+	if slices.ContainsFunc(o.measures, func(m string) bool { return slices.Contains(httpsMeasures, m) }) {
+		if r.h2load, err = benchutil.LookBinary(o.h2load, true); err != nil {
+			return fatal("h2load is not installed (%v): `apt-get install -y nghttp2-client` adds it", err)
+		}
+	}
 	for _, cpus := range []string{o.proxyCPU, o.loadCPU} {
 		if err := pinCheck(ctx, cpus); err != nil {
 			return fatal("%v", err)
@@ -252,6 +281,9 @@ func (r *runner) run(ctx context.Context) int {
 	}
 	if r.dir, err = os.MkdirTemp("", "lb-bench-core-"); err != nil {
 		return fatal("%v", err)
+	}
+	if r.ecdsa, r.rsa, err = writeCerts(r.dir); err != nil {
+		return fatal("certificates: %v", err)
 	}
 	if err := r.startBackend(ctx); err != nil {
 		return fatal("start the backend: %v", err)
@@ -276,6 +308,12 @@ func (r *runner) run(ctx context.Context) int {
 					r.measureBulk(ctx, round, p)
 				case "idle-tcp", "idle-http":
 					r.measureIdle(ctx, round, p, m)
+				case "h2":
+					r.measureH2(ctx, round, p)
+				case "tls-ecdsa", "tls-rsa":
+					r.measureTLS(ctx, round, p, m)
+				case "https-bulk":
+					r.measureHTTPSBulk(ctx, round, p)
 				}
 			}
 		}
@@ -312,7 +350,7 @@ func pinCheck(ctx context.Context, cpus string) error {
 // startBackend starts the backend process, pinned to the load CPUs, and
 // waits until it serves.
 func (r *runner) startBackend(ctx context.Context) error {
-	var ports [2]int
+	var ports [3]int
 	for i := range ports {
 		port, err := benchutil.FreePort()
 		if err != nil {
@@ -322,9 +360,10 @@ func (r *runner) startBackend(ctx context.Context) error {
 	}
 	r.backendAddr = fmt.Sprintf("127.0.0.1:%d", ports[0])
 	r.sinkAddr = fmt.Sprintf("127.0.0.1:%d", ports[1])
+	r.bigAddr = fmt.Sprintf("127.0.0.1:%d", ports[2])
 	p, err := benchutil.StartProc(benchutil.Spec{
 		Name: "backend", Bin: r.self, Dir: r.dir, CPUs: r.o.loadCPU,
-		Args: []string{"-role", "backend", "-addr", r.backendAddr, "-sink", r.sinkAddr,
+		Args: []string{"-role", "backend", "-addr", r.backendAddr, "-sink", r.sinkAddr, "-big", r.bigAddr,
 			"-body", fmt.Sprint(r.o.body), "-life", r.o.bound().String()},
 	})
 	if err != nil {
@@ -332,7 +371,7 @@ func (r *runner) startBackend(ctx context.Context) error {
 	}
 	r.reg.Add(p)
 	r.backend = p
-	for _, addr := range []string{r.backendAddr, r.sinkAddr} {
+	for _, addr := range []string{r.backendAddr, r.sinkAddr, r.bigAddr} {
 		if err := p.WaitReady(ctx, addr); err != nil {
 			return err
 		}

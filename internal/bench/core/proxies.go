@@ -31,6 +31,16 @@ type frontends struct {
 	// request goes through (and none reaches): a table tracking the
 	// client, a rule reading its request rate.
 	limited string
+	// https and httpsRSA are HTTP mode over TLS (h2 and http/1.1) in
+	// front of the HTTP backend, with an ECDSA and an RSA certificate;
+	// httpsBulk the same (ECDSA) in front of the server of bigBody
+	// responses.
+	https, httpsRSA, httpsBulk string
+}
+
+// all returns every address of fe.
+func (fe frontends) all() []string {
+	return []string{fe.http, fe.tcp, fe.bulk, fe.stats, fe.limited, fe.https, fe.httpsRSA, fe.httpsBulk}
 }
 
 // instance is a started proxy.
@@ -43,7 +53,7 @@ type instance struct {
 // lbConfig is lb's configuration: a minimal lb.toml, lb's defaults for
 // everything (timeouts, balancing, buffers), and no health checks, as
 // HAProxy has none unless a server says `check`.
-func lbConfig(fe frontends, backend, sink string) string {
+func lbConfig(fe frontends, backend, sink, big string, ec, rs certFiles) string {
 	return fmt.Sprintf(`# bench-core: lb's defaults, no health checks (HAProxy's default).
 [defaults.check]
 type = "none"
@@ -110,13 +120,38 @@ name = "sink"
 [[backend.server]]
 name = "s1"
 address = %q
-`, fe.stats, fe.http, fe.limited, fe.tcp, fe.bulk, backend, backend, sink)
+
+%s%s%s
+[[backend]]
+name = "big"
+mode = "http"
+
+[[backend.server]]
+name = "s1"
+address = %q
+`, fe.stats, fe.http, fe.limited, fe.tcp, fe.bulk, backend, backend, sink,
+		lbTLSFrontend("https", fe.https, "http", ec), lbTLSFrontend("https-rsa", fe.httpsRSA, "http", rs),
+		lbTLSFrontend("https-bulk", fe.httpsBulk, "big", ec), big)
+}
+
+// lbTLSFrontend is an HTTP-mode frontend of lb over TLS with cert.
+func lbTLSFrontend(name, bind, backend string, cert certFiles) string {
+	return fmt.Sprintf(`
+[[frontend]]
+name = %q
+mode = "http"
+bind = [%q]
+default_backend = %q
+
+[frontend.tls]
+cert = [{ cert_file = %q, key_file = %q }]
+`, name, bind, backend, cert.cert, cert.key)
 }
 
 // haproxyConfig is HAProxy's equivalent: one thread, the timeouts lb has
 // by default, nothing tuned (no maxconn: HAProxy derives it from the file
 // limit), no logs, no checks.
-func haproxyConfig(fe frontends, backend, sink string) string {
+func haproxyConfig(fe frontends, backend, sink, big string, ec, rs certFiles) string {
 	return fmt.Sprintf(`# bench-core: one thread, lb's default timeouts, nothing tuned.
 global
     nbthread 1
@@ -167,7 +202,25 @@ frontend stats
     mode http
     bind %s
     http-request use-service prometheus-exporter if { path /metrics }
-`, fe.http, backend, fe.limited, fe.tcp, backend, fe.bulk, sink, fe.stats)
+
+%s%s%s
+backend big
+    mode http
+    server s1 %s
+`, fe.http, backend, fe.limited, fe.tcp, backend, fe.bulk, sink, fe.stats,
+		haproxyTLSFrontend("https", fe.https, "http", ec), haproxyTLSFrontend("https-rsa", fe.httpsRSA, "http", rs),
+		haproxyTLSFrontend("https-bulk", fe.httpsBulk, "big", ec), big)
+}
+
+// haproxyTLSFrontend is an HTTP-mode frontend of HAProxy over TLS with
+// cert, offering h2 and http/1.1 as lb does.
+func haproxyTLSFrontend(name, bind, backend string, cert certFiles) string {
+	return fmt.Sprintf(`
+frontend %s
+    mode http
+    bind %s ssl crt %s alpn h2,http/1.1
+    default_backend %s
+`, name, bind, cert.crt, backend)
 }
 
 // spec is how p is started, pinned to cpus, with its configuration in
@@ -189,7 +242,7 @@ func (p *proxy) command(cpus string) string {
 // on every frontend and has served one request through each of the two
 // in front of the HTTP backend. The caller stops it.
 func (r *runner) startProxy(ctx context.Context, p *proxy) (*instance, error) {
-	var ports [5]int
+	var ports [8]int
 	for i := range ports {
 		port, err := benchutil.FreePort()
 		if err != nil {
@@ -197,20 +250,16 @@ func (r *runner) startProxy(ctx context.Context, p *proxy) (*instance, error) {
 		}
 		ports[i] = port
 	}
-	fe := frontends{
-		http:    fmt.Sprintf("127.0.0.1:%d", ports[0]),
-		tcp:     fmt.Sprintf("127.0.0.1:%d", ports[1]),
-		bulk:    fmt.Sprintf("127.0.0.1:%d", ports[2]),
-		stats:   fmt.Sprintf("127.0.0.1:%d", ports[3]),
-		limited: fmt.Sprintf("127.0.0.1:%d", ports[4]),
-	}
+	addr := func(i int) string { return fmt.Sprintf("127.0.0.1:%d", ports[i]) }
+	fe := frontends{http: addr(0), tcp: addr(1), bulk: addr(2), stats: addr(3), limited: addr(4),
+		https: addr(5), httpsRSA: addr(6), httpsBulk: addr(7)}
 	r.seq++
 	name := fmt.Sprintf("%s-%02d", p.name, r.seq)
 	cfg := filepath.Join(r.dir, name+".cfg")
-	text := haproxyConfig(fe, r.backendAddr, r.sinkAddr)
+	text := haproxyConfig(fe, r.backendAddr, r.sinkAddr, r.bigAddr, r.ecdsa, r.rsa)
 	if p.name == "lb" {
 		cfg = filepath.Join(r.dir, name+".toml")
-		text = lbConfig(fe, r.backendAddr, r.sinkAddr)
+		text = lbConfig(fe, r.backendAddr, r.sinkAddr, r.bigAddr, r.ecdsa, r.rsa)
 	}
 	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
 		return nil, fmt.Errorf("%s: write its configuration: %w", p.label, err)
@@ -221,7 +270,7 @@ func (r *runner) startProxy(ctx context.Context, p *proxy) (*instance, error) {
 	}
 	r.reg.Add(proc)
 	in := &instance{p: p, proc: proc, fe: fe}
-	for _, addr := range []string{fe.http, fe.tcp, fe.bulk, fe.stats, fe.limited} {
+	for _, addr := range fe.all() {
 		if err := proc.WaitReady(ctx, addr); err != nil {
 			r.stopProxy(in)
 			return nil, err

@@ -183,6 +183,33 @@ func rows(o options) []row {
 				row{key: "bulk.other", label: fmt.Sprintf("  CPU %s busy apart from the proxy, cores", o.proxyCPU), format: fmtF2},
 				row{key: "bulk.load_cpu", label: fmt.Sprintf("  CPU %s (load) busy, cores", o.loadCPU), format: fmtF2},
 			)
+		case "h2":
+			out = append(out,
+				row{label: fmt.Sprintf("HTTP/2 over TLS (ECDSA P-256 certificate), h2load -c %d -m %d, %d-byte responses", h2Clients, h2Streams, o.body)},
+				row{key: "h2.cpu_us", label: "  CPU µs per request", format: fmtF1, ratio: true},
+				row{key: "h2.rps", label: "  req/s", format: fmtKRPS, ratio: true},
+				row{key: "h2.other", label: fmt.Sprintf("  CPU %s busy apart from the proxy, cores", o.proxyCPU), format: fmtF2},
+				row{key: "h2.load_cpu", label: fmt.Sprintf("  CPU %s (load) busy, cores", o.loadCPU), format: fmtF2},
+			)
+		case "tls-ecdsa", "tls-rsa":
+			cert := "ECDSA P-256"
+			if m == "tls-rsa" {
+				cert = "RSA 2048"
+			}
+			out = append(out,
+				row{label: fmt.Sprintf("new TLS connections (%s certificate), %d HTTP/1.1 requests each: h2load --h1 -c %d, %d times", cert, tlsRequests, tlsConns, tlsRuns)},
+				row{key: m + ".cpu_ms", label: "  CPU ms per connection", format: fmtF3, ratio: true},
+				row{key: m + ".other", label: fmt.Sprintf("  CPU %s busy apart from the proxy, cores", o.proxyCPU), format: fmtF2},
+				row{key: m + ".load_cpu", label: fmt.Sprintf("  CPU %s (load) busy, cores", o.loadCPU), format: fmtF2},
+			)
+		case "https-bulk":
+			out = append(out,
+				row{label: fmt.Sprintf("HTTPS download (ECDSA), %g GB of 1 MiB responses over %d HTTP/1.1 connections", o.bulkGB, bulkHTTPSConns)},
+				row{key: "https-bulk.cpu_per_gb", label: "  CPU s per GB", format: fmtF3, ratio: true},
+				row{key: "https-bulk.gbps", label: "  GB/s", format: fmtF2, ratio: true},
+				row{key: "https-bulk.other", label: fmt.Sprintf("  CPU %s busy apart from the proxy, cores", o.proxyCPU), format: fmtF2},
+				row{key: "https-bulk.load_cpu", label: fmt.Sprintf("  CPU %s (load) busy, cores", o.loadCPU), format: fmtF2},
+			)
 		case "idle-tcp", "idle-http":
 			head := fmt.Sprintf("TCP mode, %d idle connections, each with its server connection", o.conns)
 			if m == "idle-http" {
@@ -247,7 +274,11 @@ func printReport(w io.Writer, r *runner, proxies []*proxy) {
 		}
 	}
 	fmt.Fprintf(w, "  %-8s taskset -c %s wrk -t1 -c%d -d%s --latency http://FRONTEND/bench (after a %s run not counted)\n", "load:", o.loadCPU, o.loadConns, wrkDuration(o.duration), wrkDuration(o.warmup))
-	fmt.Fprintf(w, "  %-8s proxy CPU: utime+stime of /proc/PID/stat over the wrk run (or the transfer) / requests (or GB); idle: VmRSS and /proc/PID/fd after - before / connections served\n", "how:")
+	if slices.ContainsFunc(o.measures, func(m string) bool { return slices.Contains(httpsMeasures, m) }) {
+		fmt.Fprintf(w, "  %-8s taskset -c %s h2load ... https://FRONTEND/ (h2: -c %d -m %d -D %s after a %s run not counted; tls-*: --h1 -c %d -n %d, %d times after one not counted; https-bulk: --h1 -c %d, 1 MiB responses)\n",
+			"https:", o.loadCPU, h2Clients, h2Streams, wrkDuration(o.duration), wrkDuration(o.warmup), tlsConns, tlsConns*tlsRequests, tlsRuns, bulkHTTPSConns)
+	}
+	fmt.Fprintf(w, "  %-8s proxy CPU: utime+stime of /proc/PID/stat over the wrk or h2load run (or the transfer) / requests (or connections, or GB); idle: VmRSS and /proc/PID/fd after - before / connections served\n", "how:")
 
 	if o.rounds > 1 {
 		fmt.Fprintln(w)

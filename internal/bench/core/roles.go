@@ -48,6 +48,7 @@ const (
 type roleFlags struct {
 	addr     string        // backend: the HTTP address; clients: where to connect
 	sinkAddr string        // backend: the sink's address
+	bigAddr  string        // backend: the address of the server of bigBody responses
 	body     int           // the HTTP responses' body size
 	conns    int           // idle: connections
 	bytes    int64         // bulk: bytes to send, all streams together
@@ -61,6 +62,7 @@ func runRole(role string, args []string) int {
 	var f roleFlags
 	fs.StringVar(&f.addr, "addr", "", "address")
 	fs.StringVar(&f.sinkAddr, "sink", "", "sink address")
+	fs.StringVar(&f.bigAddr, "big", "", "address of the server of 1 MiB responses")
 	fs.IntVar(&f.body, "body", 128, "body size")
 	fs.IntVar(&f.conns, "conns", 0, "connections")
 	fs.Int64Var(&f.bytes, "bytes", 0, "bytes")
@@ -95,14 +97,21 @@ func runRole(role string, args []string) int {
 	return 0
 }
 
-// runBackend serves HTTP on f.addr and the sink on f.sinkAddr until ctx
-// is done.
+// runBackend serves HTTP on f.addr, bigBody responses on f.bigAddr (if
+// set) and the sink on f.sinkAddr until ctx is done.
 func runBackend(ctx context.Context, f roleFlags) error {
 	b, err := benchutil.StartHTTPBackend(ctx, f.addr, "s1", f.body)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
+	if f.bigAddr != "" {
+		big, err := benchutil.StartHTTPBackend(ctx, f.bigAddr, "big", bigBody)
+		if err != nil {
+			return err
+		}
+		defer big.Close()
+	}
 	s, err := startSink(ctx, f.sinkAddr)
 	if err != nil {
 		return err

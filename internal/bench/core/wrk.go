@@ -32,22 +32,32 @@ func (r wrkResult) errors() int64 { return r.non2xx + r.socketErrors }
 // runWrk runs `taskset -c cpus wrk -t1 -cN -dD --latency URL`, bounded,
 // and parses what it prints.
 func runWrk(ctx context.Context, wrk, cpus string, conns int, d time.Duration, url string) (wrkResult, error) {
-	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
+	out, err := runPinned(ctx, cpus, d+30*time.Second, wrk, "-t1", "-c"+strconv.Itoa(conns), "-d"+wrkDuration(d), "--latency", url)
+	if err != nil {
+		return wrkResult{}, err
+	}
+	r, err := parseWrk(out)
+	if err != nil {
+		return wrkResult{}, fmt.Errorf("wrk's output: %w:\n%s", err, bytes.TrimSpace(out))
+	}
+	return r, nil
+}
+
+// runPinned runs `taskset -c cpus argv...`, bounded by bound, and returns
+// what it printed (standard output and error together).
+func runPinned(ctx context.Context, cpus string, bound time.Duration, argv ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
-	args := []string{"-c", cpus, wrk, "-t1", "-c" + strconv.Itoa(conns), "-d" + wrkDuration(d), "--latency", url}
+	args := append([]string{"-c", cpus}, argv...)
 	cmd := exec.CommandContext(ctx, "taskset", args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.WaitDelay = 2 * time.Second
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		return wrkResult{}, fmt.Errorf("taskset %s: %w; its output:\n%s", strings.Join(args, " "), err, strings.TrimSpace(out.String()))
+		return nil, fmt.Errorf("taskset %s: %w; its output:\n%s", strings.Join(args, " "), err, strings.TrimSpace(out.String()))
 	}
-	r, err := parseWrk(out.Bytes())
-	if err != nil {
-		return wrkResult{}, fmt.Errorf("wrk's output: %w:\n%s", err, strings.TrimSpace(out.String()))
-	}
-	return r, nil
+	return out.Bytes(), nil
 }
 
 // wrkDuration is d as wrk takes it: whole seconds, at least one.
