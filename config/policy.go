@@ -161,19 +161,16 @@ func parseTableKey(s string) (kind, name string, msg string) {
 	return kind, name, ""
 }
 
-// tables checks the stick tables, and returns them by name.
-func (v *validator) tables_() map[string]*Table {
+// stickTables checks the stick tables, and returns them by name.
+func (v *validator) stickTables() map[string]*Table {
 	byName := map[string]*Table{}
+	seen := map[string]Pos{}
 	for i := range v.c.Tables {
 		t := &v.c.Tables[i]
 		p := t.Pos
 		obj := elemLabel("table", t.Name, i+1)
-		if v.name(p, obj, t.Name) {
-			if first, dup := byName[t.Name]; dup {
-				v.add(p.Key("name"), "", "table %q is already defined%s: give each table its own name", t.Name, at(first.Pos.Key("name")))
-			} else {
-				byName[t.Name] = t
-			}
+		if v.uniqueName(seen, p, obj, "", "table", t.Name, "table") {
+			byName[t.Name] = t
 		}
 		if t.Key == "" {
 			t.Key = KeySrc
@@ -207,19 +204,14 @@ func (v *validator) tables_() map[string]*Table {
 // acls checks and compiles the named conditions, and returns them by name.
 func (v *validator) acls(tables map[string]*Table) map[string]*rules.Cond {
 	conds := map[string]*rules.Cond{}
-	seen := map[string]*ACL{}
+	seen := map[string]Pos{}
 	for i := range v.c.ACLs {
 		a := &v.c.ACLs[i]
 		p := a.Pos
 		obj := elemLabel("acl", a.Name, i+1)
-		if !v.name(p, obj, a.Name) {
+		if !v.uniqueName(seen, p, obj, "", "acl", a.Name, "condition") {
 			continue
 		}
-		if first := seen[a.Name]; first != nil {
-			v.add(p.Key("name"), "", "acl %q is already defined%s: give each condition its own name", a.Name, at(first.Pos.Key("name")))
-			continue
-		}
-		seen[a.Name] = a
 		bad := false
 		for k := range p.bad {
 			bad = bad || k != "name"

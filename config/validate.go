@@ -52,7 +52,7 @@ func (c *Config) validate() Errors {
 	v.global()
 	v.defaults()
 	v.httpDefaults()
-	v.tables = v.tables_()
+	v.tables = v.stickTables()
 	v.conds = v.acls(v.tables)
 	binds := v.frontends()
 	v.backends()
@@ -208,20 +208,14 @@ func (v *validator) frontends() map[string]bindUse {
 			backends = append(backends, b.Name)
 		}
 	}
-	seen := map[string]*Frontend{}
+	seen := map[string]Pos{}
 	binds := map[string]bindUse{}
 	modes := v.backendModes()
 	for i := range c.Frontends {
 		f := &c.Frontends[i]
 		p := f.Pos
 		obj := elemLabel("frontend", f.Name, i+1)
-		if v.name(p, obj, f.Name) {
-			if first, ok := seen[f.Name]; ok {
-				v.add(p.Key("name"), "", "frontend %q is already defined%s: give each frontend its own name", f.Name, at(first.Pos.Key("name")))
-			} else {
-				seen[f.Name] = f
-			}
-		}
+		v.uniqueName(seen, p, obj, "", "frontend", f.Name, "frontend")
 
 		if !rejected(p.bad, "bind") {
 			if len(f.Bind) == 0 {
@@ -282,18 +276,12 @@ func (v *validator) frontends() map[string]bindUse {
 func (v *validator) backends() {
 	c := v.c
 	def := &c.Defaults
-	seen := map[string]*Backend{}
+	seen := map[string]Pos{}
 	for i := range c.Backends {
 		b := &c.Backends[i]
 		p := b.Pos
 		obj := elemLabel("backend", b.Name, i+1)
-		if v.name(p, obj, b.Name) {
-			if first, ok := seen[b.Name]; ok {
-				v.add(p.Key("name"), "", "backend %q is already defined%s: give each backend its own name", b.Name, at(first.Pos.Key("name")))
-			} else {
-				seen[b.Name] = b
-			}
-		}
+		v.uniqueName(seen, p, obj, "", "backend", b.Name, "backend")
 		if !rejected(p.bad, "balance") && !inherited(p, "balance", b.Balance == def.Balance) && !slices.Contains(Balances, b.Balance) {
 			v.add(p.Key("balance"), obj, "%s", badBalance(b.Balance))
 		}
@@ -320,18 +308,12 @@ func (v *validator) backends() {
 }
 
 func (v *validator) servers(b *Backend, bobj string) {
-	seen := map[string]*Server{}
+	seen := map[string]Pos{}
 	for i := range b.Servers {
 		s := &b.Servers[i]
 		p := s.Pos
 		obj := bobj + ": " + elemLabel("server", s.Name, i+1)
-		if v.name(p, obj, s.Name) {
-			if first, ok := seen[s.Name]; ok {
-				v.add(p.Key("name"), bobj, "server %q is already defined%s: give each server of a backend its own name", s.Name, at(first.Pos.Key("name")))
-			} else {
-				seen[s.Name] = s
-			}
-		}
+		v.uniqueName(seen, p, obj, bobj, "server", s.Name, "server of a backend")
 		if !rejected(p.bad, "address") {
 			if s.Address == "" {
 				v.add(p.Key("address"), obj, `address is required: add address = "host:port"`)
@@ -362,6 +344,22 @@ func (v *validator) name(p Pos, obj, name string) bool {
 	if !validName(name) {
 		v.add(p.Key("name"), obj, `name %q is not valid: use only letters, digits, "-", "_" and "."`, name)
 	}
+	return true
+}
+
+// uniqueName checks the name of an element of kind (name), and that no
+// element before it in seen has it; within is what holds the element, for
+// the message ("" when at the top). It reports whether the name is good
+// and the first, and then records where it is.
+func (v *validator) uniqueName(seen map[string]Pos, p Pos, obj, within, kind, name, each string) bool {
+	if !v.name(p, obj, name) {
+		return false
+	}
+	if first, dup := seen[name]; dup {
+		v.add(p.Key("name"), within, "%s %q is already defined%s: give each %s its own name", kind, name, at(first.Key("name")), each)
+		return false
+	}
+	seen[name] = p
 	return true
 }
 

@@ -362,22 +362,31 @@ func (h *Head) CleanTrailerHeader() {
 // fields (quotes around it removed), and whether there is one.
 func (h *Head) Cookie(name string) ([]byte, bool) {
 	for i := h.Index("Cookie", 0); i >= 0; i = h.Index("Cookie", i+1) {
-		v := h.Fields[i].Value
-		for len(v) > 0 {
-			var pair []byte
-			if j := bytes.IndexByte(v, ';'); j >= 0 {
-				pair, v = v[:j], v[j+1:]
-			} else {
-				pair, v = v, nil
+		if val, ok := CookieIn(h.Fields[i].Value, name); ok {
+			return val, true
+		}
+	}
+	return nil, false
+}
+
+// CookieIn returns the value of the first cookie called name in v, the
+// value of one Cookie field (quotes around it removed), and whether there
+// is one.
+func CookieIn(v []byte, name string) ([]byte, bool) {
+	for len(v) > 0 {
+		var pair []byte
+		if j := bytes.IndexByte(v, ';'); j >= 0 {
+			pair, v = v[:j], v[j+1:]
+		} else {
+			pair, v = v, nil
+		}
+		pair = bytes.TrimSpace(pair)
+		if len(pair) > len(name) && pair[len(name)] == '=' && string(pair[:len(name)]) == name {
+			val := pair[len(name)+1:]
+			if len(val) >= 2 && val[0] == '"' && val[len(val)-1] == '"' {
+				val = val[1 : len(val)-1]
 			}
-			pair = bytes.TrimSpace(pair)
-			if len(pair) > len(name) && pair[len(name)] == '=' && string(pair[:len(name)]) == name {
-				val := pair[len(name)+1:]
-				if len(val) >= 2 && val[0] == '"' && val[len(val)-1] == '"' {
-					val = val[1 : len(val)-1]
-				}
-				return val, true
-			}
+			return val, true
 		}
 	}
 	return nil, false

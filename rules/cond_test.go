@@ -1,13 +1,13 @@
 package rules
 
 import (
-	"bytes"
 	"errors"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
+	"lb/h1"
 	"lb/table"
 )
 
@@ -17,20 +17,9 @@ type testFields struct{ *fakeHeader }
 
 func (f testFields) Cookie(name string) ([]byte, bool) {
 	for i := range f.f {
-		if !strings.EqualFold(f.f[i].name, "Cookie") {
-			continue
-		}
-		v := f.f[i].value
-		for len(v) > 0 {
-			var pair []byte
-			if j := bytes.IndexByte(v, ';'); j >= 0 {
-				pair, v = v[:j], v[j+1:]
-			} else {
-				pair, v = v, nil
-			}
-			pair = bytes.TrimSpace(pair)
-			if len(pair) > len(name) && pair[len(name)] == '=' && string(pair[:len(name)]) == name {
-				return pair[len(name)+1:], true
+		if strings.EqualFold(f.f[i].name, "Cookie") {
+			if val, ok := h1.CookieIn(f.f[i].value, name); ok {
+				return val, true
 			}
 		}
 	}
