@@ -892,26 +892,12 @@ func TestSNIRouting(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ln, err := tls.Listen("tcp4", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				go func() {
-					defer c.Close()
-					c.SetDeadline(time.Now().Add(10 * time.Second))
-					io.WriteString(c, name+"\n")
-					io.Copy(io.Discard, c)
-				}()
-			}
-		}()
-		return ln.Addr().String()
+		cfg := &tls.Config{Certificates: []tls.Certificate{cert}}
+		return startRawBackend(t, name, func(c net.Conn) {
+			tc := tls.Server(c, cfg)
+			_, _ = io.WriteString(tc, name+"\n")
+			_, _ = io.Copy(io.Discard, tc)
+		}).addr()
 	}
 	a := tlsServer("a", "a.test")
 	b := tlsServer("b", "b.test", "x.b.test")
