@@ -271,6 +271,10 @@ type Backend struct {
 	Headers []HeaderRule `toml:"header"`
 	// TLS makes lb speak TLS to the servers (HTTP mode).
 	TLS BackendTLS `toml:"tls"`
+	// Proto is the HTTP version lb speaks to the servers: "h1" (HTTP/1.1,
+	// the default) or "h2" (HTTP/2: over TLS when tls.enabled, else
+	// cleartext with prior knowledge). HTTP mode.
+	Proto string `toml:"proto"`
 	// SendProxy sends a PROXY protocol header, "v1" or "v2", to the
 	// servers at the start of each connection.
 	SendProxy string `toml:"send_proxy"`

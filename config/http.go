@@ -124,6 +124,12 @@ type BackendTLS struct {
 	InsecureSkipVerify bool `toml:"insecure_skip_verify"`
 }
 
+// HTTP versions lb speaks to a backend's servers (Backend.Proto).
+const (
+	ProtoH1 = "h1"
+	ProtoH2 = "h2"
+)
+
 // Modes lists the modes.
 var Modes = []string{ModeTCP, ModeHTTP}
 

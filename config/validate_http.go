@@ -332,7 +332,7 @@ func (v *validator) httpBackend(b *Backend, obj string) {
 		if b.Balance == BalanceHash && !rejected(p.bad, "balance") {
 			v.add(p.keyOr("balance"), obj, `balance "hash" needs mode = %q (in mode %q use "source")`, ModeHTTP, b.Mode)
 		}
-		for _, key := range []string{"hash_key", "cookie", "header", "tls", "timeout.tunnel"} {
+		for _, key := range []string{"hash_key", "cookie", "header", "tls", "timeout.tunnel", "proto"} {
 			if _, set := p.keys[key]; set || hasKeyPrefix(p, key+".") {
 				v.add(p.Key(key), obj, "%s needs mode = %q (this backend is in mode %q)", key, ModeHTTP, b.Mode)
 			}
@@ -360,6 +360,13 @@ func (v *validator) httpBackend(b *Backend, obj string) {
 		}
 	}
 	v.headerRules(b.Headers, obj)
+	switch {
+	case rejected(p.bad, "proto"):
+	case b.Proto != "" && b.Proto != ProtoH1 && b.Proto != ProtoH2:
+		v.add(p.Key("proto"), obj, "proto %q is not an HTTP version lb speaks to servers: write %q (HTTP/1.1) or %q (HTTP/2)", b.Proto, ProtoH1, ProtoH2)
+	case b.Proto == ProtoH2 && b.SendProxy != "":
+		v.add(p.Key("send_proxy"), obj, "send_proxy cannot go with proto = %q: one HTTP/2 connection carries the requests of many clients, and a PROXY protocol header names one", ProtoH2)
+	}
 	if b.TLS.Enabled && b.TLS.InsecureSkipVerify && b.TLS.CAFile != "" && !rejected(p.bad, "tls.ca_file") {
 		v.add(p.Key("tls.ca_file"), obj, "tls: ca_file is useless with insecure_skip_verify = true: remove one of them")
 	}

@@ -15,6 +15,7 @@ package health
 
 import (
 	"context"
+	"crypto/tls"
 	"sync"
 	"time"
 
@@ -61,6 +62,12 @@ type Settings struct {
 	// Body is a substring the first 64 KiB of the response body must
 	// contain; empty means any body (which is then not read).
 	Body string
+
+	// HTTP2 makes the HTTP check speak HTTP/2, as the requests to a
+	// backend with proto = "h2" do: over TLS with TLS (h2 by ALPN), or in
+	// cleartext with prior knowledge when TLS is nil.
+	HTTP2 bool
+	TLS   *tls.Config
 
 	// ProxyHeader, when set, is sent first on every check connection: the
 	// PROXY protocol header of a backend whose servers expect one (v1

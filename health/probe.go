@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"lb/h2pool"
 )
 
 // maxBody is how much of a response body the HTTP check searches.
@@ -70,7 +72,46 @@ func (t *target) probe(ctx context.Context) error {
 	if t.Type == TypeTCP {
 		return nil
 	}
+	if t.HTTP2 {
+		return t.exchangeH2(ctx, conn)
+	}
 	return t.exchange(ctx, conn)
+}
+
+// exchangeH2 sends the HTTP check's request over conn in HTTP/2: with TLS
+// (h2 by ALPN) when the settings have a TLS configuration, else in
+// cleartext with prior knowledge, as lb's requests to the server go.
+func (t *target) exchangeH2(ctx context.Context, conn net.Conn) error {
+	given := false
+	dial := func(context.Context) (net.Conn, error) {
+		if given {
+			return nil, errors.New("the check's connection was used already")
+		}
+		given = true
+		return conn, nil
+	}
+	tr := h2pool.NewTransport(t.TLS, dial, t.Timeout)
+	scheme := "http"
+	if t.TLS != nil {
+		scheme = "https"
+	}
+	cc, err := tr.NewClientConn(ctx, scheme, t.Addr)
+	if err != nil {
+		return fail(fmt.Errorf("starting HTTP/2: %w", err))
+	}
+	defer cc.Close()
+	req, err := http.NewRequestWithContext(ctx, t.method(), scheme+"://"+t.Addr+t.path(), nil)
+	if err != nil {
+		return fail(err)
+	}
+	req.Host = t.host()
+	req.Header.Set("User-Agent", userAgent)
+	resp, err := cc.RoundTrip(req)
+	if err != nil {
+		return badResponse(err)
+	}
+	defer resp.Body.Close()
+	return t.judge(resp)
 }
 
 // exchange sends the HTTP check's request over conn and judges the response.
@@ -102,6 +143,12 @@ func (t *target) exchange(ctx context.Context, conn net.Conn) error {
 		return badResponse(err)
 	}
 	defer resp.Body.Close()
+	return t.judge(resp)
+}
+
+// judge says whether resp passes the check: its status, and its body
+// when the check looks for a string in it.
+func (t *target) judge(resp *http.Response) error {
 	if !statusOK(resp.StatusCode, t.Expect) {
 		return &checkError{
 			reason: fmt.Sprintf("HTTP status %d, want %s", resp.StatusCode, formatRanges(t.Expect)),
@@ -147,10 +194,7 @@ func (t *target) method() string {
 // buildRequest serializes the HTTP check's request once: each check sends
 // the same bytes.
 func buildRequest(s *Settings) ([]byte, error) {
-	path := s.Path
-	if path == "" {
-		path = "/"
-	}
+	path := s.path()
 	if !strings.HasPrefix(path, "/") {
 		return nil, fmt.Errorf("path %q does not start with /", path)
 	}
@@ -158,17 +202,10 @@ func buildRequest(s *Settings) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("path %q: %w", path, err)
 	}
-	host := s.Host
-	if host == "" {
-		h, _, err := net.SplitHostPort(s.Addr)
-		if err != nil {
-			return nil, fmt.Errorf("check address %q: %w", s.Addr, err)
-		}
-		host = h
-		if strings.Contains(h, ":") {
-			host = "[" + h + "]" // IPv6
-		}
+	if _, _, err := net.SplitHostPort(s.Addr); err != nil {
+		return nil, fmt.Errorf("check address %q: %w", s.Addr, err)
 	}
+	host := s.host()
 	method := s.Method
 	if method == "" {
 		method = http.MethodGet
@@ -182,6 +219,26 @@ func buildRequest(s *Settings) ([]byte, error) {
 		return nil, fmt.Errorf("HTTP request %s %s: %w", method, path, err)
 	}
 	return b.Bytes(), nil
+}
+
+// path is the HTTP check's path.
+func (s *Settings) path() string {
+	if s.Path == "" {
+		return "/"
+	}
+	return s.Path
+}
+
+// host is the HTTP check's Host: the one set, or the checked address's.
+func (s *Settings) host() string {
+	if s.Host != "" {
+		return s.Host
+	}
+	h, _, _ := net.SplitHostPort(s.Addr)
+	if strings.Contains(h, ":") {
+		return "[" + h + "]" // IPv6
+	}
+	return h
 }
 
 // defaultExpect are the statuses that pass when Expect is empty.

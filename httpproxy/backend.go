@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"lb/balancer"
+	"lb/h2pool"
 	"lb/proxy"
 	"lb/proxyproto"
 	"lb/rules"
@@ -40,6 +41,8 @@ type Backend struct {
 	// key) on the server it got first.
 	Stick   proxy.Track
 	servers map[*balancer.Server]*upstream
+	// h2 says the servers are spoken to in HTTP/2 (UseHTTP2).
+	h2 bool
 }
 
 // upstream is what the backend keeps per server: its idle connections, and
@@ -47,6 +50,8 @@ type Backend struct {
 type upstream struct {
 	idle idlePool
 	tls  *tls.Config
+	// h2 holds the HTTP/2 connections of a backend that speaks HTTP/2.
+	h2 *h2pool.Pool
 }
 
 // HashKey is what a hash backend hashes.

@@ -88,6 +88,9 @@ type exchange struct {
 	// when srv was released.
 	counted *balancer.Server
 	sc      *serverConn
+	// call is the request to an HTTP/2 server (a backend with proto =
+	// "h2"), in place of sc.
+	call *h2Call
 	// dial is the way to the server: the servers tried, the one a cookie
 	// named.
 	dial  proxy.Connecting

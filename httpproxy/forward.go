@@ -61,7 +61,7 @@ func (x *exchange) pickAndConnect() bool {
 		if cc, ok := x.cl.(*clientConn); ok {
 			cc.conn.SetServer(x.srv)
 		}
-		if x.sc.used && c.Attempts == 1 && !c.Queued {
+		if x.reused() && c.Attempts == 1 && !c.Queued {
 			// A pooled connection taken at once: no connect time to
 			// measure, nor a clock to read.
 			x.tConnect = x.tHead
@@ -100,6 +100,9 @@ func (x *exchange) stickEntry(t proxy.Track) *table.Entry {
 // DialServer implements proxy.Dialer: an idle connection to srv from the
 // backend's pool, or a new one.
 func (x *exchange) DialServer(srv *balancer.Server) error {
+	if x.be.h2 {
+		return x.reserveH2(srv)
+	}
 	var hdr *proxyproto.Header
 	if x.be.SendProxy != 0 {
 		if cc, ok := x.cl.(*clientConn); ok {
@@ -274,6 +277,9 @@ func (x *exchange) drop(failed bool) {
 	if x.sc != nil {
 		x.sc.close()
 		x.sc = nil
+	}
+	if x.call != nil {
+		x.call.end()
 	}
 	if x.srv != nil {
 		if failed {

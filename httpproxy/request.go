@@ -60,7 +60,9 @@ func (x *exchange) run() bool {
 	x.be = be
 	x.env.Backend = x.be.Name()
 	keep := x.req.KeepAlive
-	if x.req.Upgrade {
+	if x.req.Upgrade && !be.h2 {
+		// (An HTTP/2 server gets the request without its Upgrade: a
+		// server may ignore one, RFC 9110 7.8.)
 		if v, ok := x.req.Get("Upgrade"); ok {
 			x.upgrade = append(x.upgrade[:0], v...)
 		}
@@ -75,6 +77,12 @@ func (x *exchange) run() bool {
 			x.drop(false)
 			return x.clientGone(err)
 		}
+	}
+	if x.call != nil {
+		if !x.forwardH2() {
+			return false
+		}
+		return x.respondH2(keep && !x.early && !f.draining.Load())
 	}
 	if !x.forward() {
 		return false

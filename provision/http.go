@@ -40,6 +40,9 @@ func httpBackend(bc *config.Backend, pb *proxy.Backend) (*httpproxy.Backend, con
 			}
 		}
 	}
+	if bc.Proto == config.ProtoH2 {
+		b.UseHTTP2()
+	}
 	return b, errs
 }
 

@@ -167,6 +167,16 @@ func tcpBackend(ctx context.Context, r Resolver, bc *config.Backend) (*proxy.Bac
 			errs = append(errs, cerr)
 			continue
 		}
+		if bc.Proto == config.ProtoH2 {
+			// The check speaks HTTP/2 as the requests do.
+			settings.HTTP2 = true
+			if t := &bc.TLS; t.Enabled {
+				// A bad CA file is reported by httpBackend.
+				if tc, err := tlsconf.ClientConfig(t.CAFile, t.ServerName, t.InsecureSkipVerify); err == nil {
+					settings.TLS = tlsconf.ForServer(tc, sc.Address)
+				}
+			}
+		}
 		checks = append(checks, pending{srv, settings})
 	}
 	pool, err := balancer.NewPool(bc.Name, bc.Balance, servers)

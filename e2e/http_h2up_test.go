@@ -1,0 +1,208 @@
+package e2e
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"lb/internal/testcert"
+)
+
+// Backends with proto = "h2": lb speaks HTTP/2 to the servers, in
+// cleartext with prior knowledge or over TLS, many requests at once on a
+// connection.
+
+// startH2Backend starts an httpBackend that speaks HTTP/2: over TLS with tc
+// (h2 by ALPN), or h2c with prior knowledge when tc is nil. HTTP/1.1 is
+// refused, so that a request that reaches it came over HTTP/2.
+func startH2Backend(t *testing.T, name string, h func(b *httpBackend, w http.ResponseWriter, r *http.Request), tc *tls.Config) *httpBackend {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &httpBackend{name: name, ln: ln}
+	if h != nil {
+		b.h = func(w http.ResponseWriter, r *http.Request) { h(b, w, r) }
+	}
+	var protos http.Protocols
+	if tc != nil {
+		tc = tc.Clone()
+		tc.NextProtos = []string{"h2"}
+		protos.SetHTTP2(true)
+	} else {
+		protos.SetUnencryptedHTTP2(true)
+	}
+	b.srv = &http.Server{
+		Handler:   b,
+		Protocols: &protos,
+		ErrorLog:  log.New(io.Discard, "", 0),
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				b.conns.Add(1)
+			}
+		},
+		TLSConfig: tc,
+	}
+	if tc != nil {
+		go func() { _ = b.srv.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { _ = b.srv.Serve(ln) }()
+	}
+	t.Cleanup(func() { _ = b.srv.Close() })
+	return b
+}
+
+// h2BackendTLS returns the TLS configuration of an HTTP/2 server whose
+// certificate ca signs for 127.0.0.1, and the [backend.tls] table that
+// trusts ca.
+func h2BackendTLS(t *testing.T) (*tls.Config, string) {
+	t.Helper()
+	dir := t.TempDir()
+	ca := testcert.NewCA(t)
+	crt, key := ca.WriteLeaf(t, dir, "srv", "127.0.0.1")
+	cert, err := tls.LoadX509KeyPair(crt, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := ca.WriteCA(t, dir)
+	return &tls.Config{Certificates: []tls.Certificate{cert}}, fmt.Sprintf("[backend.tls]\nenabled = true\nca_file = %q\n", caFile)
+}
+
+// TestH2Backend: requests from HTTP/1.1 and HTTP/2 clients reach h2c and
+// TLS servers over HTTP/2, with their bodies, trailers both ways and
+// streaming responses; many requests at once share a connection.
+func TestH2Backend(t *testing.T) {
+	tc, tlsTable := h2BackendTLS(t)
+	handler := func(b *httpBackend, w http.ResponseWriter, r *http.Request) {
+		switch strings.TrimPrefix(r.URL.Path, "/sec") {
+		case "/trailer":
+			body, _ := io.ReadAll(r.Body)
+			w.Header().Set("Trailer", "X-Sum")
+			w.Header().Set("Content-Type", "text/plain")
+			fmt.Fprintf(w, "%s got %d bytes, trailer %q", r.Proto, len(body), r.Trailer.Get("X-Client-Sum"))
+			w.Header().Set("X-Sum", "42")
+			w.Header().Set(http.TrailerPrefix+"X-Undeclared", "yes")
+		case "/slow":
+			time.Sleep(200 * time.Millisecond)
+			b.echo(w, r)
+		default:
+			b.echo(w, r)
+		}
+	}
+	plain := startH2Backend(t, "h2c", handler, nil)
+	secure := startH2Backend(t, "h2tls", handler, tc)
+	backends := httpBackendTable("app", `proto = "h2"`, plain) + "\n" + httpBackendTable("sec", "proto = \"h2\"\n"+tlsTable, secure)
+	_, addr := startH2LB(t, "", `
+[[frontend.route]]
+path_prefix = ["/sec/"]
+backend = "sec"
+`, backends)
+
+	clients := map[string]*http.Client{"HTTP/1.1": newTLSClient(t, false), "HTTP/2": newTLSClient(t, true)}
+	for cname, client := range clients {
+		for _, srv := range []struct {
+			prefix string
+			b      *httpBackend
+		}{{"", plain}, {"/sec", secure}} {
+			t.Run(cname+" to "+srv.b.name, func(t *testing.T) {
+				req := newRequest(t, "POST", "https://"+addr+srv.prefix+"/echo?q=1", strings.NewReader("hello"))
+				req.Header.Set("X-Test", "a")
+				resp, e := getEcho(t, client, req)
+				if e.Proto != "HTTP/2.0" || e.Server != srv.b.name || e.Method != "POST" || e.Path != srv.prefix+"/echo" ||
+					e.Query != "q=1" || e.Body != "hello" || e.Header.Get("X-Test") != "a" || e.Header.Get("X-Forwarded-For") != "127.0.0.1" ||
+					e.Host != addr || e.Header.Get("User-Agent") != "Go-http-client/"+map[bool]string{true: "2.0", false: "1.1"}[cname == "HTTP/2"] {
+					t.Errorf("the server got %+v", e)
+				}
+				if resp.Header.Get("X-Server") != srv.b.name {
+					t.Errorf("response head %v", resp.Header)
+				}
+
+				// A streamed body with a trailer each way.
+				pr, pw := io.Pipe()
+				go func() {
+					_, _ = pw.Write([]byte("part one, "))
+					time.Sleep(20 * time.Millisecond)
+					_, _ = pw.Write([]byte("part two"))
+					_ = pw.Close()
+				}()
+				req = newRequest(t, "POST", "https://"+addr+srv.prefix+"/trailer", pr)
+				req.Trailer = http.Header{"X-Client-Sum": {"7"}}
+				resp, err := client.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || resp.StatusCode != 200 || string(body) != `HTTP/2.0 got 18 bytes, trailer "7"` {
+					t.Fatalf("%d %q %v", resp.StatusCode, body, err)
+				}
+				if resp.Trailer.Get("X-Sum") != "42" || resp.Trailer.Get("X-Undeclared") != "yes" {
+					t.Errorf("trailer %v", resp.Trailer)
+				}
+			})
+		}
+	}
+
+	// 100 slow requests at once over HTTP/2 clients' connections: the
+	// server gets them on as few connections as its stream limit (Go's
+	// server: 250) allows: one.
+	before := plain.conns.Load()
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	for i := range 100 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := clients["HTTP/2"].Get(fmt.Sprintf("https://%s/slow?%d", addr, i))
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer resp.Body.Close()
+			var e echoReply
+			if err := json.NewDecoder(resp.Body).Decode(&e); err != nil || e.Query != fmt.Sprint(i) {
+				errs <- fmt.Errorf("request %d: %+v, %v", i, e, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := plain.conns.Load() - before; n > 1 {
+		t.Errorf("100 concurrent requests opened %d connections to the server, want at most 1 (the one kept)", n)
+	}
+}
+
+// newTLSClient returns a client of lb's TLS frontend (its certificate is
+// not checked) that speaks HTTP/2 when h2, else HTTP/1.1.
+func newTLSClient(t *testing.T, h2 bool) *http.Client {
+	t.Helper()
+	var protos http.Protocols
+	if h2 {
+		protos.SetHTTP2(true)
+	} else {
+		protos.SetHTTP1(true)
+	}
+	tr := &http.Transport{
+		Protocols:          &protos,
+		TLSClientConfig:    &tls.Config{InsecureSkipVerify: true},
+		DisableCompression: true,
+		DialContext:        (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+	}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 20 * time.Second}
+}
+
+var _ = context.Background
