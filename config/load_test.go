@@ -274,7 +274,7 @@ func TestParseBad(t *testing.T) {
 			{"multiple.toml:11", `frontend "web": bind: element 2: expected a string, found an integer`},
 			{"multiple.toml:12", `frontend "web": default_backend "api" is not defined (backends: app)`},
 			{"multiple.toml:13", `frontend "web": timeout.client -1s is negative`},
-			{"multiple.toml:17", `backend "app": unknown key "adress" (valid keys: name, mode, balance, hash_key, cookie, retries, timeout, slowstart, check, header, tls, send_proxy, stick, server)`},
+			{"multiple.toml:17", `backend "app": unknown key "adress" (valid keys: name, mode, balance, hash_key, cookie, retries, timeout, slowstart, check, header, tls, proto, send_proxy, stick, server)`},
 			{"multiple.toml:21", `server "s1": address "10.0.0.1" has no port`},
 			{"multiple.toml:22", `server "s1": weight 1000 is out of range (0 to 256)`},
 			{"multiple.toml:23", `server "s1": maxconn: expected an integer, found a string`},

@@ -9,6 +9,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -415,4 +416,115 @@ ca_file = %q
 			t.Errorf("the server's stream did not end within 5s of the client's cancel")
 		}
 	})
+}
+
+// TestGRPCReloads reloads lb 20 times, on a fixed cadence, while
+// bidirectional streams exchange messages and unary calls go on: every
+// stream finishes on the generation that took it, and no call fails.
+func TestGRPCReloads(t *testing.T) {
+	hrFastExit(t)
+	g := startGRPCServer(t, "g", nil)
+	d := newDaemons(t, "")
+	ca := testcert.NewCA(t)
+	certFile, keyFile := ca.WriteLeaf(t, d.dir, "lb", "127.0.0.1")
+	tlsTable := fmt.Sprintf("[frontend.tls]\ncert = [{ cert_file = %q, key_file = %q }]\n", certFile, keyFile)
+	backend := "proto = \"h2\"\n\n[backend.check]\ntype = \"none\"\n\n" + serverLine(g.name, g.addr(), "")
+	d.writeConfig(daemonConfigMode(d.dir, d.port, `close_spread_time = "300ms"`, "http", tlsTable, backend))
+	d.mustLaunch()
+	cc := grpcDial(t, d.addr(), true)
+	deadline := guardDeadline(t, 2*time.Minute)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+
+	stop := make(chan struct{})
+	errs := make(chan error, 100)
+	var wg sync.WaitGroup
+	var exchanged, unaries atomic.Int64
+	for i := range 4 {
+		s, err := cc.NewStream(ctx, bidiDesc, "/lbtest.Echo/Bidi")
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() {
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					if err := s.CloseSend(); err != nil {
+						errs <- fmt.Errorf("stream %d: closing: %w", i, err)
+					}
+					var m []byte
+					if err := s.RecvMsg(&m); err != io.EOF {
+						errs <- fmt.Errorf("stream %d: after %d messages, the end: %v, want io.EOF", i, n, err)
+					}
+					return
+				case <-time.After(20 * time.Millisecond):
+				}
+				m := []byte(fmt.Sprintf("%d/%d", i, n))
+				if err := s.SendMsg(&m); err != nil {
+					errs <- fmt.Errorf("stream %d: message %d: %w", i, n, err)
+					return
+				}
+				var r []byte
+				if err := s.RecvMsg(&r); err != nil || string(r) != "re:"+string(m) {
+					errs <- fmt.Errorf("stream %d: message %d: %q, %v", i, n, r, err)
+					return
+				}
+				exchanged.Add(1)
+			}
+		})
+	}
+	for i := range 2 {
+		wg.Go(func() {
+			for n := 0; n < 100_000; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				msg := fmt.Sprintf("%d.%d", i, n)
+				if out, err := grpcUnary(ctx, cc, "echo:"+msg); err != nil || out != msg {
+					errs <- fmt.Errorf("unary %s: %q, %v", msg, out, err)
+					return
+				}
+				unaries.Add(1)
+			}
+		})
+	}
+
+	const reloads = 20
+	results := make(chan cmdResult, reloads)
+	tick := time.NewTicker(250 * time.Millisecond)
+	for range reloads {
+		<-tick.C
+		args := []string{lbBin, "-f", d.cfg, "-p", d.pidFile, "-D", "-sf"}
+		if old := d.pid(); old != 0 {
+			args = append(args, strconv.Itoa(old))
+		}
+		go func() { results <- runCmd(t, time.Minute, nil, args...) }()
+	}
+	tick.Stop()
+	for range reloads {
+		if r := <-results; r.code != 0 {
+			t.Errorf("a reload failed: %s", r)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	for _, p := range logPids(t, d.log()) {
+		d.seen[p] = true
+	}
+	t.Logf("%d reloads: %d stream messages and %d unary calls, none failed", reloads, exchanged.Load(), unaries.Load())
+	if exchanged.Load() < 100 || unaries.Load() < 100 {
+		t.Errorf("too little traffic to prove anything: %d stream messages, %d unary calls", exchanged.Load(), unaries.Load())
+	}
+	if n := len(logPids(t, d.log())); n != reloads+1 {
+		t.Errorf("%d generations started, want %d", n, reloads+1)
+	}
+	// The streams' generations exit once the streams are over.
+	hrWaitOldGone(t, d, 20*time.Second)
 }

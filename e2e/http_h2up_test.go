@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
@@ -11,8 +10,11 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
 
 	"lb/internal/testcert"
 )
@@ -205,4 +207,143 @@ func newTLSClient(t *testing.T, h2 bool) *http.Client {
 	return &http.Client{Transport: tr, Timeout: 20 * time.Second}
 }
 
-var _ = context.Background
+// TestH2BackendH2load: h2load, 4 connections of 50 concurrent streams
+// each, through lb to an HTTP/2 server: every request succeeds, and the
+// server sees them on a few connections, many streams each.
+func TestH2BackendH2load(t *testing.T) {
+	h2load := lookTool(t, "h2load", "apt-get install nghttp2-client")
+	srv := startH2Backend(t, "s1", func(b *httpBackend, w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		time.Sleep(time.Millisecond) // so that streams overlap
+		_, _ = io.WriteString(w, "ok\n")
+	}, nil)
+	_, addr := startH2LB(t, "", "", httpBackendTable("app", `proto = "h2"`, srv))
+	r := runCmd(t, 2*time.Minute, nil, h2load, "-c", "4", "-m", "50", "-n", "20000", "https://"+addr+"/")
+	if r.code != 0 || !strings.Contains(r.stdout, "20000 succeeded, 0 failed, 0 errored") || !strings.Contains(r.stdout, "status codes: 20000 2xx") {
+		t.Fatalf("h2load: %s", r)
+	}
+	// Go's server allows 250 streams a connection: lb needs one for 200
+	// at once; a second may open while the first's SETTINGS are on their
+	// way.
+	if n := srv.conns.Load(); n > 2 {
+		t.Errorf("the server got %d connections for 200 concurrent streams, want 1 or 2", n)
+	}
+	if n := srv.requests.Load(); n != 20000 {
+		t.Errorf("the server got %d requests, want 20000", n)
+	}
+}
+
+// goAwayListener hands the first connection it accepts to a server that
+// answers the first stream with a GOAWAY that leaves it unprocessed (last
+// stream 0), and the others to the http.Server that accepts from it.
+type goAwayListener struct {
+	net.Listener
+	once    sync.Once
+	headers atomic.Int64 // the HEADERS frames the GOAWAY server got
+}
+
+func (l *goAwayListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		first := false
+		l.once.Do(func() { first = true })
+		if !first {
+			return c, nil
+		}
+		go l.goAway(c)
+	}
+}
+
+// goAway speaks just enough HTTP/2 to refuse the first stream with a
+// graceful GOAWAY, then reads until the client closes.
+func (l *goAwayListener) goAway(c net.Conn) {
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	preface := make([]byte, len(http2.ClientPreface))
+	if _, err := io.ReadFull(c, preface); err != nil {
+		return
+	}
+	fr := http2.NewFramer(c, c)
+	if err := fr.WriteSettings(); err != nil {
+		return
+	}
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			return
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				_ = fr.WriteSettingsAck()
+			}
+		case *http2.HeadersFrame:
+			if l.headers.Add(1) == 1 {
+				_ = fr.WriteGoAway(0, http2.ErrCodeNo, []byte("going away"))
+			}
+		}
+	}
+}
+
+// TestH2BackendGoAwayRetry: a request whose stream the server's GOAWAY
+// left unprocessed goes again, with its body, on a new connection, though
+// its method is not idempotent.
+func TestH2BackendGoAwayRetry(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gl := &goAwayListener{Listener: ln}
+	b := &httpBackend{name: "s1", ln: ln}
+	var protos http.Protocols
+	protos.SetUnencryptedHTTP2(true)
+	b.srv = &http.Server{Handler: b, Protocols: &protos, ErrorLog: log.New(io.Discard, "", 0)}
+	go func() { _ = b.srv.Serve(gl) }()
+	t.Cleanup(func() { _ = b.srv.Close() })
+
+	p, addr := startHTTPLB(t, "", "", httpBackendTable("app", `proto = "h2"`, b))
+	body := strings.Repeat("x", 10_000)
+	req := newRequest(t, "POST", "http://"+addr+"/retried", strings.NewReader(body))
+	_, e := getEcho(t, newHTTPClient(t), req)
+	if e.Proto != "HTTP/2.0" || e.Body != body[:4096] || e.BodyLen != int64(len(body)) {
+		t.Errorf("the server got %s %s with %d bytes of body", e.Proto, e.Method, e.BodyLen)
+	}
+	if n := gl.headers.Load(); n != 1 {
+		t.Errorf("the GOAWAY server got %d requests, want 1", n)
+	}
+	l := waitRequestLog(t, p, func(l map[string]any) bool { return l["path"] == "/retried" })
+	if l["retries"] != 1.0 {
+		t.Errorf("the log says %v retries, want 1: %v", l["retries"], l)
+	}
+}
+
+// TestH2BackendHealthChecks: the HTTP check of an HTTP/2 backend speaks
+// HTTP/2: the HTTP/2 server stays up, a server that speaks only HTTP/1.1
+// goes down, with the reason.
+func TestH2BackendHealthChecks(t *testing.T) {
+	good := startH2Backend(t, "good", nil, nil)
+	old := startHTTPBackend(t, "old")
+	backend := "[[backend]]\nname = \"app\"\nproto = \"h2\"\n\n[backend.check]\ntype = \"http\"\ninterval = \"100ms\"\nfall = 2\nrise = 2\n\n" +
+		serverLine(good.name, good.addr(), "") + serverLine(old.name, old.addr(), "")
+	p, addr := startHTTPLB(t, "", "", backend)
+	p.waitOutput(t, `server app/old is DOWN: bad HTTP response`)
+	client := newHTTPClient(t)
+	for i := range 10 {
+		_, e := getEcho(t, client, newRequest(t, "GET", fmt.Sprintf("http://%s/%d", addr, i), nil))
+		if e.Server != "good" || e.Proto != "HTTP/2.0" {
+			t.Fatalf("request %d went to %s in %s", i, e.Server, e.Proto)
+		}
+	}
+	if strings.Contains(p.stderr.String(), "server app/good is DOWN") {
+		t.Errorf("the HTTP/2 server went down:\n%s", p.stderr.String())
+	}
+	// (The checks' HTTP/2 preface reads as a request "PRI *" to it.)
+	for _, path := range old.seen() {
+		if path != "*" {
+			t.Errorf("the HTTP/1.1 server got a request for %q", path)
+		}
+	}
+}

@@ -53,6 +53,8 @@ type Pool struct {
 	mu     sync.Mutex
 	conns  []*conn
 	closed bool
+	// dialing is the connection being opened, if one is.
+	dialing *dial
 	purge  *time.Timer
 	armed  bool
 }
@@ -115,35 +117,76 @@ func NewTransport(tc *tls.Config, dial func(ctx context.Context) (net.Conn, erro
 // gives the reservation back. fresh says the connection was opened for
 // this call. An existing connection with room is taken first; a new one is
 // opened when none has any.
+//
+// One connection is opened at a time: the requests that find no room
+// while it opens wait for it (a burst of requests on a cold pool shares
+// one connection, as the server's stream limit allows), and share its
+// failure.
 func (p *Pool) Get(ctx context.Context) (cc *http.ClientConn, fresh bool, err error) {
-	if cc, err := p.take(); cc != nil || err != nil {
-		return cc, false, err
-	}
-	cc, err = p.t.NewClientConn(ctx, p.scheme, p.addr)
-	if err != nil {
-		return nil, false, fmt.Errorf("connecting over HTTP/2: %w", err)
-	}
-	// A new connection has room for a first request: the server's limit
-	// is at least 1 until its SETTINGS say otherwise. If it refuses one
-	// at once (a GOAWAY), RoundTrip reports it.
-	_ = cc.Reserve()
-	p.mu.Lock()
-	if p.closed {
+	for {
+		p.mu.Lock()
+		cc, err := p.takeLocked()
+		if cc != nil || err != nil {
+			p.mu.Unlock()
+			return cc, false, err
+		}
+		d := p.dialing
+		if d == nil {
+			p.dialing = &dial{done: make(chan struct{})}
+			p.mu.Unlock()
+			return p.open(ctx)
+		}
 		p.mu.Unlock()
-		_ = cc.Close()
-		return nil, false, errClosed
+		select {
+		case <-d.done:
+			if d.err != nil {
+				return nil, false, d.err
+			}
+		case <-ctx.Done():
+			return nil, false, ctx.Err()
+		}
 	}
-	p.conns = append(p.conns, &conn{cc: cc})
-	p.armLocked()
-	p.mu.Unlock()
-	return cc, true, nil
 }
 
-// take reserves a request on a pooled connection with room, dropping the
-// connections that can no longer carry any; nil when none has room.
-func (p *Pool) take() (*http.ClientConn, error) {
+// dial is a connection being opened; err is set when done closes.
+type dial struct {
+	done chan struct{}
+	err  error
+}
+
+// open opens a connection for Get, and ends p.dialing.
+func (p *Pool) open(ctx context.Context) (*http.ClientConn, bool, error) {
+	cc, err := p.t.NewClientConn(ctx, p.scheme, p.addr)
+	if err != nil {
+		err = fmt.Errorf("connecting over HTTP/2: %w", err)
+	} else {
+		// A new connection has room for a first request: the server's
+		// limit is taken as 100 until its SETTINGS say otherwise. If it
+		// refuses one at once (a GOAWAY), RoundTrip reports it.
+		_ = cc.Reserve()
+	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	d := p.dialing
+	p.dialing = nil
+	switch {
+	case err != nil:
+	case p.closed:
+		_ = cc.Close()
+		cc, err = nil, errClosed
+	default:
+		p.conns = append(p.conns, &conn{cc: cc})
+		p.armLocked()
+	}
+	d.err = err
+	close(d.done)
+	p.mu.Unlock()
+	return cc, err == nil, err
+}
+
+// takeLocked reserves a request on a pooled connection with room,
+// dropping the connections that can no longer carry any; nil when none
+// has room. p.mu is held.
+func (p *Pool) takeLocked() (*http.ClientConn, error) {
 	if p.closed {
 		return nil, errClosed
 	}

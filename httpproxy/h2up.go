@@ -74,6 +74,7 @@ type h2Call struct {
 	expired atomic.Bool
 
 	body    *h2Body // nil without a request body
+	attempt *h2Attempt
 	respIn  h2RespBody
 	trailer h1.Head // the response's trailer, for the client
 	info    h1.Response
@@ -149,8 +150,11 @@ func (c *h2Call) buildH2Request() {
 	r := &http.Request{Method: string(req.Method), URL: u, Header: h, Host: string(req.Host())}
 	if x.reqBody != nil && x.reqLen != 0 {
 		b := &h2Body{c: c, r: x.reqBody, cl: x.cl, limit: int64(x.f.MaxBodyBytes)}
+		b.keep.Store(true)
+		b.replay.Store(true)
 		c.body = b
-		r.Body, r.ContentLength = b, x.reqLen
+		c.attempt = b.attempt(nil)
+		r.Body, r.ContentLength = c.attempt, x.reqLen
 		if x.reqLen < 0 {
 			// The trailer fields the client announced go after the body.
 			for i := req.Index("Trailer", 0); i >= 0; i = req.Index("Trailer", i+1) {
@@ -238,41 +242,93 @@ func (c *h2Call) got1xx(code int, h textproto.MIMEHeader) error {
 	return c.x.cl.informational(r)
 }
 
-// h2Body is the request body as net/http reads it, on a goroutine of its
-// own: from the client, counted and bounded, with the client's trailer
-// fields filled in at its end. end stops it before the client's side is
-// reused: net/http may read it after RoundTrip returned.
+// h2Body is the request body of an HTTP/2 call: read from the client
+// once, counted and bounded, with the client's trailer fields filled in at
+// its end, and given to net/http through an h2Attempt per RoundTrip.
+// Until the response head comes, it keeps what it read (up to
+// maxReplayBody), so that a request the server did not process can go
+// again on another connection, its body included. end stops it before the
+// client's side is reused: net/http may read it after RoundTrip returned.
 type h2Body struct {
 	c       *h2Call
 	r       io.Reader
 	cl      client
 	trailer http.Header
 	limit   int64 // max_body_bytes; 0: none
-	// reading is held by a read; over says the exchange ended, after
-	// which no read reaches r.
+	// reading is held by a read and guards the fields below it; over
+	// says the exchange ended, after which no read reaches r.
 	reading sync.Mutex
 	over    atomic.Bool
 	n       atomic.Int64
-	touched atomic.Bool // a read returned bytes or the end: it cannot go again
 	eof     atomic.Bool // the whole body was read
-	errMu   sync.Mutex
-	err     error // the client's side failed
+	// keep says the body read is kept in kept for another attempt;
+	// replay says every byte read is in kept.
+	keep   atomic.Bool
+	replay atomic.Bool
+	kept   []byte
+	errMu  sync.Mutex
+	err    error // the client's side failed
+}
+
+// maxReplayBody bounds the body kept for a request that may go again.
+const maxReplayBody = 64 << 10
+
+// h2Attempt is the request body as one RoundTrip reads it, on a
+// goroutine of net/http's: the body kept first, then the rest from the
+// client. An attempt given up (dead) reads no more.
+type h2Attempt struct {
+	b    *h2Body
+	pos  int
+	dead atomic.Bool
+}
+
+// attempt returns a reader of the whole body for a RoundTrip; a previous
+// attempt reads no more.
+func (b *h2Body) attempt(prev *h2Attempt) *h2Attempt {
+	if prev != nil {
+		prev.dead.Store(true)
+	}
+	return &h2Attempt{b: b}
 }
 
 // errBodyOver is a read of a request body after its exchange ended.
 var errBodyOver = errors.New("the request is over")
 
-func (b *h2Body) Read(p []byte) (int, error) {
+func (a *h2Attempt) Read(p []byte) (int, error) {
+	b := a.b
 	b.reading.Lock()
 	defer b.reading.Unlock()
-	if b.over.Load() {
+	if b.over.Load() || a.dead.Load() {
 		return 0, errBodyOver
+	}
+	if a.pos < len(b.kept) {
+		n := copy(p, b.kept[a.pos:])
+		a.pos += n
+		return n, nil
+	}
+	if !b.keep.Load() && b.kept != nil {
+		b.kept, a.pos = nil, 0 // all of it was read again
+	}
+	switch {
+	case b.eof.Load():
+		return 0, io.EOF
+	case b.failed() != nil:
+		return 0, b.failed()
 	}
 	n, err := b.r.Read(p)
 	total := b.n.Add(int64(n))
-	if n > 0 || err != nil {
-		b.touched.Store(true)
+	if n > 0 {
 		b.c.touch()
+		if b.keep.Load() {
+			if len(b.kept)+n <= maxReplayBody {
+				b.kept = append(b.kept, p[:n]...)
+				a.pos += n
+			} else {
+				b.keep.Store(false)
+				b.replay.Store(false)
+				b.kept = nil
+			}
+		}
 	}
 	switch {
 	case b.limit > 0 && total > b.limit:
@@ -294,12 +350,20 @@ func (b *h2Body) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (b *h2Body) Close() error { return nil }
+func (a *h2Attempt) Close() error { return nil }
 
 func (b *h2Body) setErr(err error) {
 	b.errMu.Lock()
 	b.err = err
 	b.errMu.Unlock()
+}
+
+// answered says the response head came: the body is not kept any more.
+func (b *h2Body) answered() {
+	if b != nil {
+		b.keep.Store(false)
+		b.replay.Store(false)
+	}
 }
 
 // h2RespBody reads the response body from the server for the client,
@@ -323,8 +387,8 @@ func (b *h2RespBody) Read(p []byte) (int, error) {
 //
 // A request the server provably did not process (h2pool.Unsent: a
 // refused stream, a GOAWAY before its stream) goes again on another
-// connection to the same server, twice at most, if its body was not read
-// yet; whatever its method.
+// connection to the same server, twice at most, whatever its method, if
+// lb still has all of its body that it read (see h2Body).
 func (x *exchange) forwardH2() bool {
 	c := x.call
 	c.buildH2Request()
@@ -334,6 +398,7 @@ func (x *exchange) forwardH2() bool {
 		if err == nil {
 			c.resp = resp
 			c.respIn.r = resp.Body
+			c.body.answered()
 			break
 		}
 		switch {
@@ -345,11 +410,19 @@ func (x *exchange) forwardH2() bool {
 			x.drop(false)
 			return x.clientGone(errClientGone)
 		}
-		if attempt < 2 && h2pool.Unsent(err) && !c.body.used() {
+		if attempt < 2 && h2pool.Unsent(err) && c.body.replayable() {
 			cc, fresh, gerr := x.be.servers[x.srv].h2.Get(c.req.Context())
 			if gerr == nil {
 				c.cc, c.fresh, c.reserved = cc, fresh, true
 				x.retries++
+				if c.body != nil {
+					// A request of its own: net/http may still hold
+					// the last one.
+					r := *c.req
+					c.attempt = c.body.attempt(c.attempt)
+					r.Body = c.attempt
+					c.req = &r
+				}
 				continue
 			}
 			err = gerr
@@ -558,8 +631,9 @@ func (b *h2Body) failed() error {
 	return b.err
 }
 
-// used says a read returned bytes or the body's end.
-func (b *h2Body) used() bool { return b != nil && b.touched.Load() }
+// replayable says the body read so far is all kept: the request can go
+// again.
+func (b *h2Body) replayable() bool { return b == nil || b.replay.Load() }
 
 // count returns the bytes read of the body.
 func (b *h2Body) count() int64 {
