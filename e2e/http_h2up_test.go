@@ -217,10 +217,16 @@ func TestH2BackendH2load(t *testing.T) {
 		time.Sleep(time.Millisecond) // so that streams overlap
 		_, _ = io.WriteString(w, "ok\n")
 	}, nil)
-	_, addr := startH2LB(t, "", "", httpBackendTable("app", `proto = "h2"`, srv))
+	p, addr := startH2LB(t, "", "", httpBackendTable("app", `proto = "h2"`, srv))
 	r := runCmd(t, 2*time.Minute, nil, h2load, "-c", "4", "-m", "50", "-n", "20000", "https://"+addr+"/")
 	if r.code != 0 || !strings.Contains(r.stdout, "20000 succeeded, 0 failed, 0 errored") || !strings.Contains(r.stdout, "status codes: 20000 2xx") {
-		t.Fatalf("h2load: %s", r)
+		var bad []string
+		for _, l := range strings.Split(p.stderr.String(), "\n") {
+			if strings.Contains(l, `"end":`) && !strings.Contains(l, `"end":"ok"`) && len(bad) < 5 {
+				bad = append(bad, l)
+			}
+		}
+		t.Fatalf("h2load: %s\nlb's first requests that did not end well:\n%s", r, strings.Join(bad, "\n"))
 	}
 	// Go's server allows 250 streams a connection: lb needs one for 200
 	// at once; a second may open while the first's SETTINGS are on their

@@ -428,7 +428,7 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 		return connError{http2.ErrCodeProtocol, "HEADERS on a closed stream or a stream id that went down"}
 	}
 	c.lastID = id
-	refuse := c.goingAway || c.peerAway || uint32(len(c.streams)) >= c.s.maxStreams()
+	refuse := c.goingAway || c.peerAway || c.openStreamsLocked() >= c.s.maxStreams()
 	c.mu.Unlock()
 	if f.HasPriority() && f.Priority.StreamDep == id {
 		return streamError{id, http2.ErrCodeProtocol, errors.New("stream depends on itself")}
@@ -620,6 +620,28 @@ func (c *conn) lbReset(id uint32) bool {
 		}
 	}
 	return false
+}
+
+// openStreamsLocked counts the streams that count against the limit of
+// concurrent streams; c.mu is held. A stream whose response and request
+// both ended is closed for the client (RFC 9113 5.1), which may open
+// another at once, while its handler may still be finishing (releasing
+// its server, logging): it does not count, up to a second limit's worth
+// of them. A stream the client reset still counts until its handler
+// returns, so that resetting streams (a "rapid reset" attack) cannot
+// run more handlers at once than the limit.
+func (c *conn) openStreamsLocked() uint32 {
+	n, limit := uint32(len(c.streams)), c.s.maxStreams()
+	if n < limit || n >= 2*limit {
+		return n
+	}
+	open := uint32(0)
+	for _, st := range c.streams {
+		if st.reset || !st.sentEnd || !st.recvEnd {
+			open++
+		}
+	}
+	return open
 }
 
 // startStream runs a stream's handler in a goroutine of its own.

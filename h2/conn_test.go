@@ -416,6 +416,46 @@ func TestConnMaxStreams(t *testing.T) {
 	}
 }
 
+// TestConnMaxStreamsCountsOpenOnes: a stream whose response and request
+// ended is closed for the client, which may open another at once, though
+// its handler has not returned yet; a stream the client reset counts until
+// its handler returns.
+func TestConnMaxStreamsCountsOpenOnes(t *testing.T) {
+	release := make(chan struct{})
+	s := &Server{MaxStreams: 4, Handler: handlerFunc(func(st *Stream) {
+		if string(st.Request().Target) == "/wait" {
+			<-st.Done()
+		} else {
+			echo(st)
+		}
+		<-release
+	})}
+	c := startConn(t, s)
+	defer close(release)
+	get := func(id uint32, path string) {
+		c.headers(id, true, ":method: GET", ":scheme: https", ":path: "+path, ":authority: a")
+	}
+	get(1, "/")
+	get(3, "/")
+	c.responses(1, 3)
+	// Their handlers still run, but streams 1 and 3 are closed: 4 more
+	// may open. Stream 5 is reset by the client while its handler runs.
+	get(5, "/wait")
+	if err := c.fr.WriteRSTStream(5, http2.ErrCodeCancel); err != nil {
+		t.Fatal(err)
+	}
+	get(7, "/")
+	c.responses(7)
+	for _, id := range []uint32{9, 11, 13} {
+		get(id, "/wait")
+	}
+	// Open: 5 (reset, its handler running), 9, 11, 13.
+	get(15, "/")
+	if f, ok := c.readStream().(*http2.RSTStreamFrame); !ok || f.StreamID != 15 || f.ErrCode != http2.ErrCodeRefusedStream {
+		t.Fatalf("got %v, want RST_STREAM REFUSED_STREAM on stream 15", f)
+	}
+}
+
 // TestConnTimeouts: a body that stalls fails the read after Timeout; an
 // idle connection gets GOAWAY and closes after IdleTimeout.
 func TestConnTimeouts(t *testing.T) {

@@ -55,8 +55,8 @@ type Pool struct {
 	closed bool
 	// dialing is the connection being opened, if one is.
 	dialing *dial
-	purge  *time.Timer
-	armed  bool
+	purge   *time.Timer
+	armed   bool
 }
 
 // conn is one pooled connection and when the pool last saw it go idle.
