@@ -1,6 +1,7 @@
 package h2
 
 import (
+	"context"
 	"errors"
 	"io"
 	"os"
@@ -46,6 +47,9 @@ type Stream struct {
 	trailer    h1.Head
 	recvWake   chan struct{}
 	sendWake   chan struct{}
+	// ctx, made by Context, is cancelled with done.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	// The handler's own.
 	headersSent bool
@@ -88,7 +92,10 @@ func drain(ch chan struct{}) {
 // release puts a stream whose handler returned back in the pool.
 func (st *Stream) release() {
 	st.drop()
-	st.c, st.err, st.resetErr = nil, nil, nil
+	if st.cancel != nil {
+		st.cancel()
+	}
+	st.c, st.err, st.resetErr, st.ctx, st.cancel = nil, nil, nil, nil, nil
 	streams.Put(st)
 }
 
@@ -109,6 +116,22 @@ func (st *Stream) Start() time.Time { return st.start }
 // response was complete: the client reset it, or the connection went.
 func (st *Stream) Done() <-chan struct{} { return st.done }
 
+// Context returns a context cancelled when Done is closed: for calls made
+// on the stream's behalf (a request to an HTTP/2 server), which it cancels
+// without a goroutine to watch Done.
+func (st *Stream) Context() context.Context {
+	c := st.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st.ctx == nil {
+		st.ctx, st.cancel = context.WithCancel(context.Background())
+		if st.doneClosed {
+			st.cancel()
+		}
+	}
+	return st.ctx
+}
+
 // resetLocked ends the stream with err; c.mu is held, or the stream is not
 // shared yet.
 func (st *Stream) resetLocked(err error) {
@@ -116,6 +139,9 @@ func (st *Stream) resetLocked(err error) {
 	if !st.doneClosed {
 		st.doneClosed = true
 		close(st.done)
+		if st.cancel != nil {
+			st.cancel()
+		}
 	}
 	notify(st.recvWake)
 	notify(st.sendWake)

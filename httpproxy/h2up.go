@@ -80,20 +80,6 @@ type h2Call struct {
 	info    h1.Response
 }
 
-// doneCtx is a context that ends when done closes (nil: never): the
-// HTTP/2 client's stream, whose reset cancels the call.
-type doneCtx struct{ done <-chan struct{} }
-
-func (doneCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
-func (c doneCtx) Done() <-chan struct{}     { return c.done }
-func (doneCtx) Value(any) any               { return nil }
-func (c doneCtx) Err() error {
-	if c.done != nil && isClosed(c.done) {
-		return context.Canceled
-	}
-	return nil
-}
-
 // reserveH2 is DialServer for an HTTP/2 backend: a stream reserved on a
 // connection to srv, opened if none has room.
 func (x *exchange) reserveH2(srv *balancer.Server) error {
@@ -168,7 +154,11 @@ func (c *h2Call) buildH2Request() {
 			b.trailer = r.Trailer
 		}
 	}
-	ctx, cancel := context.WithCancel(doneCtx{x.done})
+	parent := context.Background()
+	if s, ok := x.cl.(*h2Stream); ok {
+		parent = s.st.Context() // the client's reset cancels the call
+	}
+	ctx, cancel := context.WithCancel(parent)
 	c.cancel = cancel
 	c.req = r.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{Got1xxResponse: c.got1xx}))
 	if d := x.be.ServerTimeout; d > 0 {
