@@ -1,9 +1,8 @@
-// Package h2pool keeps lb's HTTP/2 connections to one server: each carries
-// as many concurrent requests as the server allows (its
-// SETTINGS_MAX_CONCURRENT_STREAMS), and a request that finds them all full
-// gets a new one. The connections are net/http's (Transport.NewClientConn),
-// which does the framing, flow control, GOAWAY and pings; the pool decides
-// which connection a request takes, opens and closes them.
+// Package h2pool is lb's HTTP/2 client: connections to one server (Conn,
+// conn.go), each carrying as many concurrent requests (Stream) as the
+// server allows (its SETTINGS_MAX_CONCURRENT_STREAMS), and the pool that
+// decides which connection a request takes, opens them (one at a time)
+// and closes the idle ones.
 package h2pool
 
 import (
@@ -12,12 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"slices"
 	"sync"
 	"time"
-
-	"golang.org/x/net/http2"
 )
 
 // Options say how to reach the server.
@@ -29,7 +25,8 @@ type Options struct {
 	TLS *tls.Config
 	// Dial opens a TCP connection to the server; nil means a net.Dialer's.
 	Dial func(ctx context.Context) (net.Conn, error)
-	// ConnectTimeout bounds the TLS handshake; 0 means no bound but ctx's.
+	// ConnectTimeout bounds the opening of a connection: TCP, TLS and
+	// the server's SETTINGS; 0 means no bound but Get's context's.
 	ConnectTimeout time.Duration
 	// IdleTimeout is how long a connection that carries no request is
 	// kept; 0 means DefaultIdleTimeout.
@@ -45,84 +42,37 @@ const DefaultIdleTimeout = 30 * time.Second
 // Pool holds the connections to one server. Make it with New; its methods
 // are safe for concurrent use.
 type Pool struct {
-	t      *http.Transport
-	scheme string
-	addr   string
-	idle   time.Duration
+	opts Options
+	idle time.Duration
 
 	mu     sync.Mutex
-	conns  []*conn
+	conns  []*Conn
 	closed bool
 	// dialing is the connection being opened, if one is.
-	dialing *dial
+	dialing *dialing
 	purge   *time.Timer
 	armed   bool
 }
 
-// conn is one pooled connection and when the pool last saw it go idle.
-type conn struct {
-	cc     *http.ClientConn
-	idleAt time.Time // zero while it carries requests
-}
-
-// errClosed is Get's error once the pool is closed.
-var errClosed = errors.New("h2pool: the pool is closed")
-
 // New makes the pool of connections to the server o describes.
 func New(o Options) *Pool {
-	p := &Pool{t: NewTransport(o.TLS, o.Dial, o.ConnectTimeout), scheme: "http", addr: o.Addr, idle: o.IdleTimeout}
-	if o.TLS != nil {
-		p.scheme = "https"
-	}
+	p := &Pool{opts: o, idle: o.IdleTimeout}
 	if p.idle <= 0 {
 		p.idle = DefaultIdleTimeout
 	}
 	return p
 }
 
-// NewTransport returns a transport that speaks HTTP/2 only: over TLS with
-// tc (h2 by ALPN), or in cleartext with prior knowledge when tc is nil.
-// dial, when set, opens its TCP connections.
-func NewTransport(tc *tls.Config, dial func(ctx context.Context) (net.Conn, error), handshake time.Duration) *http.Transport {
-	var protos http.Protocols
-	t := &http.Transport{
-		TLSHandshakeTimeout: handshake,
-		ForceAttemptHTTP2:   true,
-		// lb passes bodies on as they are: no Accept-Encoding of its own.
-		DisableCompression: true,
-		HTTP2: &http.HTTP2Config{
-			// A server that stops answering is found within a minute of
-			// silence, and its connection closed.
-			SendPingTimeout: 30 * time.Second,
-			PingTimeout:     15 * time.Second,
-		},
-	}
-	if tc != nil {
-		tc = tc.Clone()
-		tc.NextProtos = []string{"h2"}
-		t.TLSClientConfig = tc
-		protos.SetHTTP2(true)
-	} else {
-		protos.SetUnencryptedHTTP2(true)
-	}
-	t.Protocols = &protos
-	if dial != nil {
-		t.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) }
-	}
-	return t
-}
-
-// Get returns a connection with a request reserved on it
-// (http.ClientConn.Reserve): its next RoundTrip sends at once, or Release
-// gives the reservation back. fresh says the connection was opened for
-// this call. An existing connection with room is taken first; a new one is
+// Get returns a connection with a stream reserved on it: Conn.Open takes
+// it, or Conn.Release gives it back. fresh says the connection was opened
+// for this call. An existing connection with room is taken first; a new one is
 // opened when none has any.
 //
 // One connection is opened at a time: the requests that find no room
 // while it opens wait for it (a burst of requests on a cold pool shares
 // one connection, as the server's stream limit allows), and share its
 // failure.
-func (p *Pool) Get(ctx context.Context) (cc *http.ClientConn, fresh bool, err error) {
+func (p *Pool) Get(ctx context.Context) (cc *Conn, fresh bool, err error) {
 	for {
 		p.mu.Lock()
 		cc, err := p.takeLocked()
@@ -132,7 +82,7 @@ func (p *Pool) Get(ctx context.Context) (cc *http.ClientConn, fresh bool, err er
 		}
 		d := p.dialing
 		if d == nil {
-			p.dialing = &dial{done: make(chan struct{})}
+			p.dialing = &dialing{done: make(chan struct{})}
 			p.mu.Unlock()
 			return p.open(ctx)
 		}
@@ -148,22 +98,27 @@ func (p *Pool) Get(ctx context.Context) (cc *http.ClientConn, fresh bool, err er
 	}
 }
 
-// dial is a connection being opened; err is set when done closes.
-type dial struct {
+// dialing is a connection being opened; err is set when done closes.
+type dialing struct {
 	done chan struct{}
 	err  error
 }
 
 // open opens a connection for Get, and ends p.dialing.
-func (p *Pool) open(ctx context.Context) (*http.ClientConn, bool, error) {
-	cc, err := p.t.NewClientConn(ctx, p.scheme, p.addr)
-	if err != nil {
+func (p *Pool) open(ctx context.Context) (*Conn, bool, error) {
+	if d := p.opts.ConnectTimeout; d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
+	cc, err := dial(ctx, &p.opts)
+	switch {
+	case err != nil:
 		err = fmt.Errorf("connecting over HTTP/2: %w", err)
-	} else {
-		// A new connection has room for a first request: the server's
-		// limit is taken as 100 until its SETTINGS say otherwise. If it
-		// refuses one at once (a GOAWAY), RoundTrip reports it.
-		_ = cc.Reserve()
+	case !cc.reserve():
+		// The server's SETTINGS allow no stream.
+		cc.Close()
+		cc, err = nil, errors.New("connecting over HTTP/2: the server allows no stream (SETTINGS_MAX_CONCURRENT_STREAMS 0)")
 	}
 	p.mu.Lock()
 	d := p.dialing
@@ -171,10 +126,10 @@ func (p *Pool) open(ctx context.Context) (*http.ClientConn, bool, error) {
 	switch {
 	case err != nil:
 	case p.closed:
-		_ = cc.Close()
+		cc.Close()
 		cc, err = nil, errClosed
 	default:
-		p.conns = append(p.conns, &conn{cc: cc})
+		p.conns = append(p.conns, cc)
 		p.armLocked()
 	}
 	d.err = err
@@ -186,20 +141,18 @@ func (p *Pool) open(ctx context.Context) (*http.ClientConn, bool, error) {
 // takeLocked reserves a request on a pooled connection with room,
 // dropping the connections that can no longer carry any; nil when none
 // has room. p.mu is held.
-func (p *Pool) takeLocked() (*http.ClientConn, error) {
+func (p *Pool) takeLocked() (*Conn, error) {
 	if p.closed {
 		return nil, errClosed
 	}
 	for i := 0; i < len(p.conns); {
 		c := p.conns[i]
-		if c.cc.Err() != nil {
-			_ = c.cc.Close()
+		if c.reserve() {
+			return c, nil
+		}
+		if c.broken() {
 			p.conns = slices.Delete(p.conns, i, i+1)
 			continue
-		}
-		if c.cc.Reserve() == nil {
-			c.idleAt = time.Time{}
-			return c.cc, nil
 		}
 		i++
 	}
@@ -227,8 +180,8 @@ func (p *Pool) armLocked() {
 }
 
 // expire is the purge timer: it closes the connections that carried no
-// request for the idle timeout (as seen at its rounds, a quarter of the
-// timeout apart) and the broken ones, and fires again while any is left.
+// request for the idle timeout and the broken ones, and fires again, a
+// quarter of the timeout later, while any is left.
 func (p *Pool) expire() {
 	now := time.Now()
 	p.mu.Lock()
@@ -236,21 +189,11 @@ func (p *Pool) expire() {
 	p.armed = false
 	for i := 0; i < len(p.conns); {
 		c := p.conns[i]
-		switch {
-		case c.cc.Err() != nil:
-		case c.cc.InFlight() > 0:
-			c.idleAt = time.Time{}
-			i++
-			continue
-		case c.idleAt.IsZero():
-			c.idleAt = now
-			i++
-			continue
-		case now.Sub(c.idleAt) < p.idle:
+		if !c.broken() && c.idleFor(now) < p.idle {
 			i++
 			continue
 		}
-		_ = c.cc.Close()
+		c.Close()
 		p.conns = slices.Delete(p.conns, i, i+1)
 	}
 	if len(p.conns) > 0 && !p.closed {
@@ -269,28 +212,12 @@ func (p *Pool) Close() {
 	}
 	p.mu.Unlock()
 	for _, c := range conns {
-		_ = c.cc.Close()
+		c.Close()
 	}
 }
 
-// Unsent reports whether a RoundTrip that failed with err provably left
-// the request unprocessed by the server, so that it may go again on
-// another connection whatever its method (RFC 9113 8.7): the server
-// refused the stream (REFUSED_STREAM), or its GOAWAY came before the
-// stream was opened, or the connection could take no request. net/http
-// keeps the last two errors unexported; their texts are what its own
-// Transport retries on (http2canRetryError).
-func Unsent(err error) bool {
-	var se http2.StreamError
-	if errors.As(err, &se) {
-		return se.Code == http2.ErrCodeRefusedStream
-	}
-	for err != nil {
-		switch err.Error() {
-		case "http2: client conn not usable", "http2: Transport received Server's graceful shutdown GOAWAY":
-			return true
-		}
-		err = errors.Unwrap(err)
-	}
-	return false
-}
+// Unsent reports whether a request that failed with err provably left
+// the server without processing it, so that it may go again on another
+// connection whatever its method (RFC 9113 8.7): the server refused its
+// stream (REFUSED_STREAM), or its GOAWAY came before the stream.
+func Unsent(err error) bool { return errors.Is(err, ErrRefused) || errors.Is(err, ErrGoAway) }

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+
+	"lb/h1"
 )
 
 // h2cServer is a real net/http HTTP/2 server (cleartext, prior
@@ -52,18 +54,22 @@ func startServer(t *testing.T, maxStreams int, h http.HandlerFunc) *h2cServer {
 }
 
 // get sends a GET over a connection from p, again on another when the
-// server did not process it (Unsent), as lb does: a new connection takes
-// requests up to the default limit of 100 until the server's SETTINGS
-// say less, and the server refuses the streams over its own.
+// server did not process it (Unsent), as lb does.
 func get(p *Pool, path string) error {
-	var resp *http.Response
+	var req h1.Request
+	req.SetRequestLine("GET", path, 1)
+	req.AddString("Host", p.opts.Addr)
+	var st *Stream
+	var resp h1.Response
 	for attempt := 0; ; attempt++ {
 		cc, _, err := p.Get(context.Background())
 		if err != nil {
 			return err
 		}
-		req, _ := http.NewRequest("GET", "http://"+p.addr+path, nil)
-		resp, err = cc.RoundTrip(req)
+		st, err = cc.Open(&req, "http", true)
+		if err == nil {
+			_, err = st.ReadHead(&resp, func(int, *h1.Head) error { return nil })
+		}
 		if err == nil {
 			break
 		}
@@ -71,10 +77,10 @@ func get(p *Pool, path string) error {
 			return err
 		}
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil || resp.ProtoMajor != 2 || string(body) != path {
-		return fmt.Errorf("%s: %s %q %v", path, resp.Proto, body, err)
+	defer st.Cancel(errors.New("done"))
+	body, err := io.ReadAll(st)
+	if err != nil || resp.Status != 200 || string(body) != path {
+		return fmt.Errorf("%s: %d %q %v", path, resp.Status, body, err)
 	}
 	return nil
 }
@@ -202,14 +208,173 @@ func TestUnsent(t *testing.T) {
 		err  error
 		want bool
 	}{
-		{http2.StreamError{StreamID: 1, Code: http2.ErrCodeRefusedStream}, true},
-		{fmt.Errorf("wrapped: %w", http2.StreamError{StreamID: 1, Code: http2.ErrCodeRefusedStream}), true},
-		{http2.StreamError{StreamID: 1, Code: http2.ErrCodeCancel}, false},
-		{errors.New("http2: client conn not usable"), true},
-		{io.ErrUnexpectedEOF, false},
+		{ErrRefused, true},
+		{fmt.Errorf("wrapped: %w", ErrGoAway), true},
+		{&StreamError{Code: http2.ErrCodeCancel}, false},
+		{&ConnError{io.ErrUnexpectedEOF}, false},
 	} {
 		if got := Unsent(c.err); got != c.want {
 			t.Errorf("Unsent(%v) = %v, want %v", c.err, got, c.want)
 		}
+	}
+}
+
+// open opens a POST on a connection from p; the body goes through the
+// stream's Write and CloseWrite.
+func open(t *testing.T, p *Pool, path string, trailer string) *Stream {
+	t.Helper()
+	var req h1.Request
+	req.SetRequestLine("POST", path, 1)
+	req.AddString("Host", "example.com")
+	if trailer != "" {
+		req.AddString("Trailer", trailer)
+	}
+	cc, _, err := p.Get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := cc.Open(&req, "http", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Cancel(errors.New("test over")) })
+	return st
+}
+
+// Bodies much larger than every flow-control window go both ways at
+// once: the server echoes the request body as it reads it.
+func TestLargeBodiesBothWays(t *testing.T) {
+	s := startServer(t, 0, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(200)
+		_, _ = io.Copy(w, r.Body)
+	})
+	p := New(Options{Addr: s.addr})
+	defer p.Close()
+	st := open(t, p, "/echo", "")
+	const size = 8 << 20
+	chunk := make([]byte, 64<<10)
+	for i := range chunk {
+		chunk[i] = byte(i % 251)
+	}
+	upErr := make(chan error, 1)
+	go func() {
+		for sent := 0; sent < size; sent += len(chunk) {
+			if _, err := st.Write(chunk); err != nil {
+				upErr <- err
+				return
+			}
+		}
+		upErr <- st.CloseWrite(nil)
+	}()
+	var resp h1.Response
+	if _, err := st.ReadHead(&resp, func(int, *h1.Head) error { return nil }); err != nil || resp.Status != 200 {
+		t.Fatalf("head: %d %v", resp.Status, err)
+	}
+	got := int64(0)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := st.Read(buf)
+		for i := 0; i < n; i++ {
+			if buf[i] != byte((int(got)+i)%(64<<10)%251) {
+				t.Fatalf("byte %d differs", got+int64(i))
+			}
+		}
+		got += int64(n)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("after %d bytes: %v", got, err)
+		}
+	}
+	if err := <-upErr; err != nil || got != size {
+		t.Fatalf("upload: %v; %d bytes came back, want %d", err, got, size)
+	}
+}
+
+// Interim responses come before the final head; trailer fields go both
+// ways.
+func TestInterimAndTrailers(t *testing.T) {
+	s := startServer(t, 0, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", "</a.css>; rel=preload")
+		w.WriteHeader(103)
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Del("Link")
+		w.Header().Set("Trailer", "X-Sum")
+		w.WriteHeader(200)
+		fmt.Fprintf(w, "%s with %s", body, r.Trailer.Get("X-Client"))
+		w.Header().Set("X-Sum", "42")
+	})
+	p := New(Options{Addr: s.addr})
+	defer p.Close()
+	st := open(t, p, "/t", "X-Client")
+	if _, err := st.Write([]byte("body")); err != nil {
+		t.Fatal(err)
+	}
+	var tr h1.Head
+	tr.AddString("X-Client", "c1")
+	if err := st.CloseWrite(&tr); err != nil {
+		t.Fatal(err)
+	}
+	var interims []string
+	var resp h1.Response
+	_, err := st.ReadHead(&resp, func(status int, h *h1.Head) error {
+		v, _ := h.Get("link")
+		interims = append(interims, fmt.Sprintf("%d %s", status, v))
+		return nil
+	})
+	if err != nil || resp.Status != 200 || len(interims) != 1 || interims[0] != "103 </a.css>; rel=preload" {
+		t.Fatalf("head %d, interims %q, %v", resp.Status, interims, err)
+	}
+	body, err := io.ReadAll(st)
+	if err != nil || string(body) != "body with c1" {
+		t.Fatalf("body %q, %v", body, err)
+	}
+	if trailer := st.Trailer(); trailer == nil || string(first(trailer, "x-sum")) != "42" {
+		t.Errorf("trailer %+v", trailer)
+	}
+}
+
+func first(h *h1.Head, name string) []byte {
+	v, _ := h.Get(name)
+	return v
+}
+
+// A server that answers without reading the body resets the stream once
+// its response is whole: the response is read to its end, the upload
+// stops.
+func TestResetAfterWholeResponse(t *testing.T) {
+	s := startServer(t, 0, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(413)
+		_, _ = io.WriteString(w, "too large")
+	})
+	p := New(Options{Addr: s.addr})
+	defer p.Close()
+	st := open(t, p, "/big", "")
+	upErr := make(chan error, 1)
+	go func() {
+		chunk := make([]byte, 16<<10)
+		for range 1000 { // 16 MB, more than the windows allow without the server reading
+			if _, err := st.Write(chunk); err != nil {
+				upErr <- err
+				return
+			}
+		}
+		upErr <- nil
+	}()
+	var resp h1.Response
+	if _, err := st.ReadHead(&resp, func(int, *h1.Head) error { return nil }); err != nil || resp.Status != 413 {
+		t.Fatalf("head: %d %v", resp.Status, err)
+	}
+	if body, err := io.ReadAll(st); err != nil || string(body) != "too large" {
+		t.Fatalf("body %q, %v", body, err)
+	}
+	select {
+	case err := <-upErr:
+		if err == nil {
+			t.Errorf("the upload of 16 MB went whole to a server that read none of it")
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("the upload did not stop")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -15,8 +16,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"lb/h2pool"
 )
 
 // maxBody is how much of a response body the HTTP check searches.
@@ -90,7 +89,7 @@ func (t *target) exchangeH2(ctx context.Context, conn net.Conn) error {
 		given = true
 		return conn, nil
 	}
-	tr := h2pool.NewTransport(t.TLS, dial, t.Timeout)
+	tr := h2Transport(t.TLS, dial, t.Timeout)
 	scheme := "http"
 	if t.TLS != nil {
 		scheme = "https"
@@ -144,6 +143,28 @@ func (t *target) exchange(ctx context.Context, conn net.Conn) error {
 	}
 	defer resp.Body.Close()
 	return t.judge(resp)
+}
+
+// h2Transport returns a transport that speaks HTTP/2 only: over TLS with
+// tc (h2 by ALPN), or in cleartext with prior knowledge when tc is nil,
+// on the connection dial gives. (A check is rare: net/http's client does.)
+func h2Transport(tc *tls.Config, dial func(ctx context.Context) (net.Conn, error), handshake time.Duration) *http.Transport {
+	var protos http.Protocols
+	t := &http.Transport{
+		TLSHandshakeTimeout: handshake,
+		DisableCompression:  true,
+		DialContext:         func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) },
+	}
+	if tc != nil {
+		tc = tc.Clone()
+		tc.NextProtos = []string{"h2"}
+		t.TLSClientConfig = tc
+		protos.SetHTTP2(true)
+	} else {
+		protos.SetUnencryptedHTTP2(true)
+	}
+	t.Protocols = &protos
+	return t
 }
 
 // judge says whether resp passes the check: its status, and its body

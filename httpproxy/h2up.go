@@ -5,17 +5,13 @@ import (
 	"errors"
 	"io"
 	"net"
-	"net/http"
-	"net/http/httptrace"
-	"net/textproto"
-	"net/url"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"lb/balancer"
 	"lb/h1"
+	"lb/h2"
 	"lb/h2pool"
 	"lb/proxy"
 	"lb/rules"
@@ -26,10 +22,10 @@ import (
 // routing, the pick of a server (whose slot counts the request as a
 // stream), the head prepared for the server. Then, in place of forward and
 // respond, the request goes as one stream of a pooled HTTP/2 connection
-// to that server (package h2pool, net/http's HTTP/2 client), its body
-// streamed both ways at once: gRPC's streaming calls work over it. The
-// response comes back through the same steps as an HTTP/1.1 one: response
-// rules, cookie, passive check, head, body, trailer.
+// to that server (package h2pool, lb's HTTP/2 client), its body streamed
+// both ways at once: gRPC's streaming calls work over it. The response
+// comes back through the same steps as an HTTP/1.1 one: response rules,
+// cookie, passive check, head, body, trailer.
 
 // UseHTTP2 makes the backend speak HTTP/2 to its servers: over TLS (h2 by
 // ALPN) to the servers SetServerTLS gave a configuration, in cleartext
@@ -56,28 +52,30 @@ func (b *Backend) UseHTTP2() {
 func (b *Backend) HTTP2() bool { return b.h2 }
 
 // h2Call is one request to an HTTP/2 server: the stream reserved on a
-// pooled connection, the request as net/http takes it, and the response.
-// A call is made per request, not pooled: net/http may still read the
-// request (its body, on its own goroutine) after RoundTrip returned.
+// pooled connection, then the stream, and the request body's upload.
 type h2Call struct {
 	x        *exchange
-	cc       *http.ClientConn
+	cc       *h2pool.Conn
 	fresh    bool // cc was opened for this request
-	reserved bool // cc holds a reservation that RoundTrip has not used
-	req      *http.Request
-	resp     *http.Response
+	reserved bool // cc holds a slot that no stream took yet
 
-	cancel context.CancelFunc
+	// mu guards st and stopped: cancel may come from the client's reset
+	// or the idle timer while the exchange opens a stream.
+	mu      sync.Mutex
+	st      *h2pool.Stream
+	stopped error // why the call was cancelled
+
+	stopWatch func() bool // stops watching the client's reset
 	// idle cancels the call when neither side moved for timeout.server;
 	// expired says it did.
 	idle    *time.Timer
 	expired atomic.Bool
+	ended   bool // the response head ended the stream
 
-	body    *h2Body // nil without a request body
-	attempt *h2Attempt
-	respIn  h2RespBody
-	trailer h1.Head // the response's trailer, for the client
-	info    h1.Response
+	body   *h2Body // nil without a request body
+	upload *h2Attempt
+	respIn h2RespBody
+	info   h1.Response
 }
 
 // reserveH2 is DialServer for an HTTP/2 backend: a stream reserved on a
@@ -92,6 +90,8 @@ func (x *exchange) reserveH2(srv *balancer.Server) error {
 		c = &h2Call{x: x}
 		c.respIn.c = c
 		x.call = c
+	} else if c.reserved {
+		c.cc.Release()
 	}
 	c.cc, c.fresh, c.reserved = cc, fresh, true
 	return nil
@@ -105,105 +105,49 @@ func (x *exchange) reused() bool {
 	return x.sc.used
 }
 
-// buildH2Request makes the request for net/http from the head prepared
-// for the server (prepareRequest): its connection-specific fields left
-// out, its body read through the call's h2Body.
-func (c *h2Call) buildH2Request() {
+// errServerIdle is a call that timeout.server ended.
+var errServerIdle = errors.New("timeout.server passed with nothing moving either way")
+
+// watch arms what cancels the call: the client's reset (an HTTP/2
+// client's stream) and the idle timer.
+func (c *h2Call) watch() {
 	x := c.x
-	req := &x.req
-	u := &url.URL{Scheme: "http", Host: x.srv.Addr}
-	if x.be.servers[x.srv].tls != nil {
-		u.Scheme = "https"
-	}
-	path := string(req.Target)
-	if i := indexByte(path, '?'); i >= 0 {
-		u.Opaque, u.RawQuery, u.ForceQuery = path[:i], path[i+1:], true
-	} else {
-		u.Opaque = path
-	}
-	h := make(http.Header, len(req.Fields)+1)
-	for _, f := range req.Fields {
-		name := textproto.CanonicalMIMEHeaderKey(string(f.Name))
-		switch name {
-		case "Host", "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Content-Length", "Trailer":
-			continue
-		}
-		h[name] = append(h[name], string(f.Value))
-	}
-	if _, ok := h["User-Agent"]; !ok {
-		h["User-Agent"] = nil // net/http would add its own
-	}
-	r := &http.Request{Method: string(req.Method), URL: u, Header: h, Host: string(req.Host())}
-	if x.reqBody != nil && x.reqLen != 0 {
-		b := &h2Body{c: c, r: x.reqBody, cl: x.cl, limit: int64(x.f.MaxBodyBytes)}
-		b.keep.Store(true)
-		b.replay.Store(true)
-		c.body = b
-		c.attempt = b.attempt(nil)
-		r.Body, r.ContentLength = c.attempt, x.reqLen
-		if x.reqLen < 0 {
-			// The trailer fields the client announced go after the body.
-			for i := req.Index("Trailer", 0); i >= 0; i = req.Index("Trailer", i+1) {
-				for _, name := range splitList(string(req.Fields[i].Value)) {
-					if r.Trailer == nil {
-						r.Trailer = http.Header{}
-					}
-					r.Trailer[textproto.CanonicalMIMEHeaderKey(name)] = nil
-				}
-			}
-			b.trailer = r.Trailer
-		}
-	}
-	parent := context.Background()
 	if s, ok := x.cl.(*h2Stream); ok {
-		parent = s.st.Context() // the client's reset cancels the call
+		c.stopWatch = context.AfterFunc(s.st.Context(), func() { c.cancel(h2.ErrStreamReset) })
 	}
-	ctx, cancel := context.WithCancel(parent)
-	c.cancel = cancel
-	c.req = r.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{Got1xxResponse: c.got1xx}))
 	if d := x.be.ServerTimeout; d > 0 {
 		c.idle = time.AfterFunc(d, c.expire)
 	}
 }
 
-func indexByte(s string, b byte) int {
-	for i := 0; i < len(s); i++ {
-		if s[i] == b {
-			return i
-		}
+// cancel ends the call's stream, and the one it opens next, with err.
+func (c *h2Call) cancel(err error) {
+	c.mu.Lock()
+	if c.stopped == nil {
+		c.stopped = err
 	}
-	return -1
+	st := c.st
+	c.mu.Unlock()
+	if st != nil {
+		st.Cancel(err)
+	}
 }
 
-// splitList splits a comma-separated header value, dropping spaces and
-// empty elements.
-func splitList(v string) []string {
-	var out []string
-	for len(v) > 0 {
-		i := indexByte(v, ',')
-		e := v
-		if i >= 0 {
-			e, v = v[:i], v[i+1:]
-		} else {
-			v = ""
-		}
-		for len(e) > 0 && (e[0] == ' ' || e[0] == '\t') {
-			e = e[1:]
-		}
-		for len(e) > 0 && (e[len(e)-1] == ' ' || e[len(e)-1] == '\t') {
-			e = e[:len(e)-1]
-		}
-		if e != "" {
-			out = append(out, e)
-		}
+// setStream makes st the call's stream: cancelled at once if the call was.
+func (c *h2Call) setStream(st *h2pool.Stream) {
+	c.mu.Lock()
+	c.st = st
+	err := c.stopped
+	c.mu.Unlock()
+	if err != nil {
+		st.Cancel(err)
 	}
-	return out
 }
 
 // expire is the idle timer: timeout.server passed with nothing moving.
 func (c *h2Call) expire() {
 	c.expired.Store(true)
-	c.cancel()
+	c.cancel(errServerIdle)
 }
 
 // touch notes that the call moved: the idle timer starts again.
@@ -213,38 +157,63 @@ func (c *h2Call) touch() {
 	}
 }
 
-// got1xx passes an interim response on to the client (not 100: lb
-// answered the client's Expect itself). net/http calls it from the
-// connection's reader while RoundTrip waits for the final response.
-func (c *h2Call) got1xx(code int, h textproto.MIMEHeader) error {
-	if code == 100 {
+// interim passes an interim response on to the client (not 100: lb
+// answered the client's Expect itself).
+func (c *h2Call) interim(status int, h *h1.Head) error {
+	if status == 100 {
 		return nil
 	}
 	c.touch()
 	r := &c.info
 	r.Reset()
-	r.Minor, r.Status = 1, code
-	for name, vs := range h {
-		for _, v := range vs {
-			r.AddString(name, v)
-		}
+	r.Minor, r.Status = 1, status
+	for _, f := range h.Fields {
+		r.Add(string(f.Name), f.Value)
 	}
 	return c.x.cl.informational(r)
 }
 
+// uploadBody sends the request body, as a reads it, on st, then its end
+// (with the client's trailer fields): the call's goroutine beside the
+// response. It ends when the body does, or when the stream or the
+// exchange does.
+func (c *h2Call) uploadBody(st *h2pool.Stream, a *h2Attempt) {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
+	for {
+		n, err := a.Read(buf)
+		if n > 0 {
+			if _, werr := st.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		switch {
+		case err == io.EOF:
+			_ = st.CloseWrite(a.b.trailer)
+			return
+		case errors.Is(err, errBodyOver):
+			return
+		case err != nil:
+			st.Cancel(err)
+			return
+		}
+	}
+}
+
 // h2Body is the request body of an HTTP/2 call: read from the client
-// once, counted and bounded, with the client's trailer fields filled in at
-// its end, and given to net/http through an h2Attempt per RoundTrip.
+// once, counted and bounded, its trailer fields copied at its end, and
+// sent through an h2Attempt per stream.
 // Until the response head comes, it keeps what it read (up to
 // maxReplayBody), so that a request the server did not process can go
 // again on another connection, its body included. end stops it before the
-// client's side is reused: net/http may read it after RoundTrip returned.
+// client's side is reused: the upload may still be reading.
 type h2Body struct {
 	c       *h2Call
 	r       io.Reader
 	cl      client
-	trailer http.Header
-	limit   int64 // max_body_bytes; 0: none
+	trailer *h1.Head // the client's trailer fields, copied at the end
+	limit   int64    // max_body_bytes; 0: none
 	// reading is held by a read and guards the fields below it; over
 	// says the exchange ended, after which no read reaches r.
 	reading sync.Mutex
@@ -263,16 +232,16 @@ type h2Body struct {
 // maxReplayBody bounds the body kept for a request that may go again.
 const maxReplayBody = 64 << 10
 
-// h2Attempt is the request body as one RoundTrip reads it, on a
-// goroutine of net/http's: the body kept first, then the rest from the
-// client. An attempt given up (dead) reads no more.
+// h2Attempt is the request body as one stream's upload reads it: the
+// body kept first, then the rest from the client. An attempt given up
+// (dead) reads no more.
 type h2Attempt struct {
 	b    *h2Body
 	pos  int
 	dead atomic.Bool
 }
 
-// attempt returns a reader of the whole body for a RoundTrip; a previous
+// attempt returns a reader of the whole body for a stream; a previous
 // attempt reads no more.
 func (b *h2Body) attempt(prev *h2Attempt) *h2Attempt {
 	if prev != nil {
@@ -325,12 +294,12 @@ func (a *h2Attempt) Read(p []byte) (int, error) {
 		err = errBodyTooLarge
 		b.setErr(err)
 	case err == io.EOF:
-		if b.trailer != nil {
-			if t := b.cl.requestTrailer(); t != nil {
-				for _, f := range t.Fields {
-					name := textproto.CanonicalMIMEHeaderKey(string(f.Name))
-					b.trailer[name] = append(b.trailer[name], string(f.Value))
-				}
+		// The trailer is copied: the client's storage is reused once the
+		// exchange ends, which the upload may outlive.
+		if t := b.cl.requestTrailer(); t != nil && len(t.Fields) > 0 && b.trailer == nil {
+			b.trailer = new(h1.Head)
+			for _, f := range t.Fields {
+				b.trailer.Add(string(f.Name), f.Value)
 			}
 		}
 		b.eof.Store(true)
@@ -339,8 +308,6 @@ func (a *h2Attempt) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
-
-func (a *h2Attempt) Close() error { return nil }
 
 func (b *h2Body) setErr(err error) {
 	b.errMu.Lock()
@@ -358,13 +325,10 @@ func (b *h2Body) answered() {
 
 // h2RespBody reads the response body from the server for the client,
 // keeping the idle timer fresh.
-type h2RespBody struct {
-	c *h2Call
-	r io.Reader
-}
+type h2RespBody struct{ c *h2Call }
 
 func (b *h2RespBody) Read(p []byte) (int, error) {
-	n, err := b.r.Read(p)
+	n, err := b.c.st.Read(p)
 	if n > 0 {
 		b.c.touch()
 	}
@@ -381,15 +345,30 @@ func (b *h2RespBody) Read(p []byte) (int, error) {
 // lb still has all of its body that it read (see h2Body).
 func (x *exchange) forwardH2() bool {
 	c := x.call
-	c.buildH2Request()
+	if x.reqBody != nil && x.reqLen != 0 {
+		c.body = &h2Body{c: c, r: x.reqBody, cl: x.cl, limit: int64(x.f.MaxBodyBytes)}
+		c.body.keep.Store(true)
+		c.body.replay.Store(true)
+	}
+	c.watch()
+	scheme := "http"
+	if x.be.servers[x.srv].tls != nil {
+		scheme = "https"
+	}
 	for attempt := 0; ; attempt++ {
 		c.reserved = false
-		resp, err := c.cc.RoundTrip(c.req)
+		st, err := c.cc.Open(&x.req, scheme, c.body == nil)
 		if err == nil {
-			c.resp = resp
-			c.respIn.r = resp.Body
-			c.body.answered()
-			break
+			c.setStream(st)
+			if c.body != nil {
+				c.upload = c.body.attempt(c.upload)
+				go c.uploadBody(st, c.upload)
+			}
+			c.ended, err = st.ReadHead(&x.resp, c.interim)
+			if err == nil {
+				c.body.answered()
+				break
+			}
 		}
 		switch {
 		case c.body.failed() != nil:
@@ -398,21 +377,14 @@ func (x *exchange) forwardH2() bool {
 			return x.clientGone(c.body.failed())
 		case x.done != nil && isClosed(x.done):
 			x.drop(false)
-			return x.clientGone(errClientGone)
+			return x.clientGone(h2.ErrStreamReset)
 		}
-		if attempt < 2 && h2pool.Unsent(err) && c.body.replayable() {
-			cc, fresh, gerr := x.be.servers[x.srv].h2.Get(c.req.Context())
+		if attempt < 2 && h2pool.Unsent(err) && c.body.replayable() && !c.expired.Load() {
+			cc, fresh, gerr := x.be.servers[x.srv].h2.Get(context.Background())
 			if gerr == nil {
 				c.cc, c.fresh, c.reserved = cc, fresh, true
 				x.retries++
-				if c.body != nil {
-					// A request of its own: net/http may still hold
-					// the last one.
-					r := *c.req
-					c.attempt = c.body.attempt(c.attempt)
-					r.Body = c.attempt
-					c.req = &r
-				}
+				x.resp.Reset()
 				continue
 			}
 			err = gerr
@@ -420,26 +392,7 @@ func (x *exchange) forwardH2() bool {
 		return x.failH2(err)
 	}
 	x.tResp = time.Now()
-	c.responseHead()
-	if c.resp.ContentLength == 0 && x.resp.Body.Kind == h1.BodyLength {
-		// An empty body: its end, and the trailer that may come after
-		// it, are awaited, so that a response that is a head alone
-		// (gRPC's trailers-only answers, which carry the call's status)
-		// goes to an HTTP/2 client as a head that ends the stream.
-		if _, err := io.Copy(io.Discard, &c.respIn); err != nil {
-			if x.done != nil && isClosed(x.done) {
-				x.drop(false)
-				return x.clientGone(errClientGone)
-			}
-			return x.failH2(err)
-		}
-		if len(c.resp.Trailer) == 0 {
-			x.resp.Body = h1.Body{} // its Content-Length: 0 stays
-		} else {
-			x.resp.Body = h1.Body{Kind: h1.BodyChunked}
-			x.resp.Del("Content-Length")
-		}
-	}
+	c.frame()
 	return true
 }
 
@@ -456,27 +409,27 @@ func (x *exchange) failH2(err error) bool {
 	return x.fail(status, end, err)
 }
 
-// responseHead puts the server's response head in x.resp, as an HTTP/1.1
-// response with the framing a client of either version needs: a length
-// when the server gave one, chunked when it did not or when trailer fields
-// follow.
-func (c *h2Call) responseHead() {
-	x, resp := c.x, c.resp
+// frame sets the framing of the response in x.resp, as an HTTP/1.1
+// response that a client of either version can take: none when the head
+// ended the stream (with Content-Length: 0 for an HTTP/1.1 client, where
+// a body could be), a length when the server gave one, chunked when it
+// did not or when trailer fields are announced. A response that is a head
+// alone (gRPC's trailers-only answers, which carry the call's status)
+// reaches an HTTP/2 client as one HEADERS frame that ends the stream.
+func (c *h2Call) frame() {
+	x := c.x
 	r := &x.resp
-	r.Minor, r.Status, r.KeepAlive = 1, resp.StatusCode, true
-	for name, vs := range resp.Header {
-		for _, v := range vs {
-			r.AddString(name, v)
-		}
-	}
-	switch s := resp.StatusCode; {
+	n := c.st.Declared()
+	switch s := r.Status; {
 	case string(x.req.Method) == "HEAD", s == 204, s == 304:
 		r.Body = h1.Body{}
-	case resp.ContentLength >= 0 && len(resp.Trailer) == 0:
-		// (A response that announces trailer fields goes chunked to an
-		// HTTP/1.1 client, which can get them only so.)
-		r.Body = h1.Body{Kind: h1.BodyLength, Length: resp.ContentLength}
-		r.Set("Content-Length", strconv.AppendInt(x.scratch[:0], resp.ContentLength, 10))
+	case c.ended:
+		r.Body = h1.Body{}
+		if !r.Has("Content-Length") {
+			r.Set("Content-Length", []byte("0"))
+		}
+	case n >= 0 && !r.Has("Trailer"):
+		r.Body = h1.Body{Kind: h1.BodyLength, Length: n}
 	default:
 		r.Body = h1.Body{Kind: h1.BodyChunked}
 		r.Del("Content-Length")
@@ -484,7 +437,7 @@ func (c *h2Call) responseHead() {
 }
 
 // respondH2 is respond for a response from an HTTP/2 server: the steps
-// are the same, the body and the trailer come from net/http.
+// are the same, the body and the trailer come from the stream.
 func (x *exchange) respondH2(keep bool) bool {
 	c := x.call
 	x.status = x.resp.Status
@@ -560,41 +513,35 @@ func (x *exchange) responseCutH2(err error, fromServer bool) bool {
 // responseTrailer returns the server's trailer fields that may go on to
 // the client, or nil.
 func (c *h2Call) responseTrailer() *h1.Head {
-	if len(c.resp.Trailer) == 0 {
-		return nil
+	t := c.st.Trailer()
+	if t != nil {
+		t.RemoveDisallowedTrailers()
 	}
-	t := &c.trailer
-	t.Reset()
-	for name, vs := range c.resp.Trailer {
-		for _, v := range vs {
-			t.AddString(name, v)
-		}
-	}
-	t.RemoveDisallowedTrailers()
 	return t
 }
 
-// end closes the call: the response body (which resets the stream if the
-// server is not done with it), the reservation it did not use, the
-// client's body, which net/http may still be reading.
+// end closes the call: its stream (reset if the server is not done with
+// it), the slot it did not use, its watchers, and the client's body,
+// which the upload may still be reading.
 func (c *h2Call) end() {
 	x := c.x
-	if c.resp != nil {
-		_ = c.resp.Body.Close()
-	}
-	if c.reserved {
-		c.cc.Release()
-		c.reserved = false
-	}
-	if c.cancel != nil {
-		c.cancel()
+	if c.stopWatch != nil {
+		c.stopWatch()
 	}
 	if c.idle != nil {
 		c.idle.Stop()
 	}
+	c.cancel(errCallOver)
+	if c.reserved {
+		c.cc.Release()
+		c.reserved = false
+	}
 	c.body.end()
 	x.call = nil
 }
+
+// errCallOver cancels what is left of a call whose exchange ended.
+var errCallOver = errors.New("the exchange is over")
 
 // end stops the body: a read under way fails at once (the client's
 // abortBody) and returns before end does, and later ones fail without

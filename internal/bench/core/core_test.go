@@ -112,12 +112,12 @@ func TestSummaries(t *testing.T) {
 
 func TestConfigs(t *testing.T) {
 	fe := frontends{http: "127.0.0.1:18080", tcp: "127.0.0.1:18081", bulk: "127.0.0.1:18082", stats: "127.0.0.1:18083", limited: "127.0.0.1:18084",
-		https: "127.0.0.1:18085", httpsRSA: "127.0.0.1:18086", httpsBulk: "127.0.0.1:18087"}
+		https: "127.0.0.1:18085", httpsRSA: "127.0.0.1:18086", httpsBulk: "127.0.0.1:18087", httpsH2: "127.0.0.1:18088"}
 	ec, rs, err := writeCerts(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	lb := lbConfig(fe, "127.0.0.1:19001", "127.0.0.1:19002", "127.0.0.1:19003", ec, rs)
+	lb := lbConfig(fe, "127.0.0.1:19001", "127.0.0.1:19002", "127.0.0.1:19003", "127.0.0.1:19004", ec, rs)
 	for _, want := range []string{
 		"[defaults.check]\ntype = \"none\"\n",
 		"name = \"http\"\nmode = \"http\"\nbind = [\"127.0.0.1:18080\"]\n",
@@ -126,6 +126,8 @@ func TestConfigs(t *testing.T) {
 		"[stats]\nbind = \"127.0.0.1:18083\"\n",
 		"name = \"https-rsa\"\nmode = \"http\"\nbind = [\"127.0.0.1:18086\"]\ndefault_backend = \"http\"\n\n[frontend.tls]\ncert = [{ cert_file = \"" + rs.cert + "\", key_file = \"" + rs.key + "\" }]\n",
 		"name = \"big\"\nmode = \"http\"\n\n[[backend.server]]\nname = \"s1\"\naddress = \"127.0.0.1:19003\"\n",
+		"name = \"https-h2\"\nmode = \"http\"\nbind = [\"127.0.0.1:18088\"]\ndefault_backend = \"h2\"\n",
+		"name = \"h2\"\nmode = \"http\"\nproto = \"h2\"\n\n[[backend.server]]\nname = \"s1\"\naddress = \"127.0.0.1:19004\"\n",
 	} {
 		if !strings.Contains(lb, want) {
 			t.Errorf("lb config lacks %q:\n%s", want, lb)
@@ -134,9 +136,9 @@ func TestConfigs(t *testing.T) {
 	if strings.Contains(lb, "timeout") || strings.Contains(lb, "maxconn") {
 		t.Errorf("lb config sets more than it should:\n%s", lb)
 	}
-	ha := haproxyConfig(fe, "127.0.0.1:19001", "127.0.0.1:19002", "127.0.0.1:19003", ec, rs)
+	ha := haproxyConfig(fe, "127.0.0.1:19001", "127.0.0.1:19002", "127.0.0.1:19003", "127.0.0.1:19004", ec, rs)
 	for _, want := range []string{"nbthread 1\n", "mode http\n    bind 127.0.0.1:18080\n", "mode tcp\n    bind 127.0.0.1:18081\n",
-		"bind 127.0.0.1:18085 ssl crt " + ec.crt + " alpn h2,http/1.1\n", "backend big\n    mode http\n    server s1 127.0.0.1:19003\n",
+		"bind 127.0.0.1:18085 ssl crt " + ec.crt + " alpn h2,http/1.1\n", "backend big\n    mode http\n    server s1 127.0.0.1:19003\n", "backend h2\n    mode http\n    server s1 127.0.0.1:19004 proto h2\n",
 		"backend sink\n    mode tcp\n    server s1 127.0.0.1:19002\n", "timeout http-keep-alive 15s",
 		"bind 127.0.0.1:18083\n    http-request use-service prometheus-exporter if { path /metrics }\n"} {
 		if !strings.Contains(ha, want) {
@@ -303,7 +305,7 @@ func TestOptions(t *testing.T) {
 	if o.check() == "" {
 		t.Error("-conns 0 accepted")
 	}
-	if n := len(rows(options{measures: allMeasures, conns: 1, bulkGB: 1})); n != 62 {
+	if n := len(rows(options{measures: allMeasures, conns: 1, bulkGB: 1})); n != 67 {
 		t.Errorf("%d rows", n)
 	}
 }

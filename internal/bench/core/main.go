@@ -24,6 +24,8 @@
 //	           idle after one request each
 //	h2         HTTP/2 over TLS (ECDSA P-256 certificate), h2load -c 20 -m 10
 //	           for DURATION: req/s and CPU per request
+//	h2-h2      the same through a backend spoken to in HTTP/2 (h2c, a Go
+//	           net/http server): lb's proto = "h2", HAProxy's proto h2
 //	tls-ecdsa  new TLS connections with 10 HTTP/1.1 requests each (h2load
 //	           --h1 -c 200 -n 2000, 10 times): CPU per connection
 //	tls-rsa    the same with an RSA 2048 certificate
@@ -80,10 +82,10 @@ type options struct {
 
 // allMeasures are the measures, in the order of each round.
 var allMeasures = []string{"http", "http-scraped", "http-limited", "tcp", "bulk", "idle-tcp", "idle-http",
-	"h2", "tls-ecdsa", "tls-rsa", "https-bulk"}
+	"h2", "h2-h2", "tls-ecdsa", "tls-rsa", "https-bulk"}
 
 // httpsMeasures are the measures that need h2load and certificates.
-var httpsMeasures = []string{"h2", "tls-ecdsa", "tls-rsa", "https-bulk"}
+var httpsMeasures = []string{"h2", "h2-h2", "tls-ecdsa", "tls-rsa", "https-bulk"}
 
 // logf writes a progress line to standard error.
 func logf(format string, args ...any) {
@@ -186,9 +188,9 @@ func (o options) bulkBound() time.Duration {
 func (o options) bound() time.Duration {
 	load := 3 * (o.warmup + o.duration + 2*wrkSlack + 2*benchutil.ReadyWait) // direct, lb, haproxy
 	perRound := 2*load + 2*(o.bulkBound()+benchutil.ReadyWait) + 4*(idleOpenWait+o.settle+childWait+benchutil.ReadyWait)
-	// h2 (lb, haproxy), tls-ecdsa and tls-rsa (tlsRuns and a warm-up,
-	// each bounded by tlsRunBound), https-bulk.
-	perRound += 2*(o.warmup+o.duration+2*wrkSlack+2*benchutil.ReadyWait) + 4*((tlsRuns+1)*tlsRunBound+benchutil.ReadyWait) +
+	// h2 and h2-h2 (lb, haproxy), tls-ecdsa and tls-rsa (tlsRuns and a
+	// warm-up, each bounded by tlsRunBound), https-bulk.
+	perRound += 4*(o.warmup+o.duration+2*wrkSlack+2*benchutil.ReadyWait) + 4*((tlsRuns+1)*tlsRunBound+benchutil.ReadyWait) +
 		2*(o.bulkBound()+benchutil.ReadyWait)
 	return time.Duration(o.rounds)*perRound + 5*time.Minute
 }
@@ -206,6 +208,7 @@ type runner struct {
 	backendAddr string
 	sinkAddr    string
 	bigAddr     string // bigBody responses, for https-bulk
+	h2cAddr     string // the HTTP/2 backend (h2c), for h2-h2
 	proxyCPUs   []int
 	loadCPUs    []int
 	seq         int // numbers the processes' logs
@@ -308,8 +311,8 @@ func (r *runner) run(ctx context.Context) int {
 					r.measureBulk(ctx, round, p)
 				case "idle-tcp", "idle-http":
 					r.measureIdle(ctx, round, p, m)
-				case "h2":
-					r.measureH2(ctx, round, p)
+				case "h2", "h2-h2":
+					r.measureH2(ctx, round, p, m)
 				case "tls-ecdsa", "tls-rsa":
 					r.measureTLS(ctx, round, p, m)
 				case "https-bulk":
@@ -350,7 +353,7 @@ func pinCheck(ctx context.Context, cpus string) error {
 // startBackend starts the backend process, pinned to the load CPUs, and
 // waits until it serves.
 func (r *runner) startBackend(ctx context.Context) error {
-	var ports [3]int
+	var ports [4]int
 	for i := range ports {
 		port, err := benchutil.FreePort()
 		if err != nil {
@@ -361,9 +364,10 @@ func (r *runner) startBackend(ctx context.Context) error {
 	r.backendAddr = fmt.Sprintf("127.0.0.1:%d", ports[0])
 	r.sinkAddr = fmt.Sprintf("127.0.0.1:%d", ports[1])
 	r.bigAddr = fmt.Sprintf("127.0.0.1:%d", ports[2])
+	r.h2cAddr = fmt.Sprintf("127.0.0.1:%d", ports[3])
 	p, err := benchutil.StartProc(benchutil.Spec{
 		Name: "backend", Bin: r.self, Dir: r.dir, CPUs: r.o.loadCPU,
-		Args: []string{"-role", "backend", "-addr", r.backendAddr, "-sink", r.sinkAddr, "-big", r.bigAddr,
+		Args: []string{"-role", "backend", "-addr", r.backendAddr, "-sink", r.sinkAddr, "-big", r.bigAddr, "-h2c", r.h2cAddr,
 			"-body", fmt.Sprint(r.o.body), "-life", r.o.bound().String()},
 	})
 	if err != nil {
@@ -371,7 +375,7 @@ func (r *runner) startBackend(ctx context.Context) error {
 	}
 	r.reg.Add(p)
 	r.backend = p
-	for _, addr := range []string{r.backendAddr, r.sinkAddr, r.bigAddr} {
+	for _, addr := range []string{r.backendAddr, r.sinkAddr, r.bigAddr, r.h2cAddr} {
 		if err := p.WaitReady(ctx, addr); err != nil {
 			return err
 		}

@@ -34,13 +34,14 @@ type frontends struct {
 	// https and httpsRSA are HTTP mode over TLS (h2 and http/1.1) in
 	// front of the HTTP backend, with an ECDSA and an RSA certificate;
 	// httpsBulk the same (ECDSA) in front of the server of bigBody
-	// responses.
-	https, httpsRSA, httpsBulk string
+	// responses; httpsH2 the same in front of the HTTP/2 backend (h2c,
+	// prior knowledge), spoken to in HTTP/2.
+	https, httpsRSA, httpsBulk, httpsH2 string
 }
 
 // all returns every address of fe.
 func (fe frontends) all() []string {
-	return []string{fe.http, fe.tcp, fe.bulk, fe.stats, fe.limited, fe.https, fe.httpsRSA, fe.httpsBulk}
+	return []string{fe.http, fe.tcp, fe.bulk, fe.stats, fe.limited, fe.https, fe.httpsRSA, fe.httpsBulk, fe.httpsH2}
 }
 
 // instance is a started proxy.
@@ -53,7 +54,7 @@ type instance struct {
 // lbConfig is lb's configuration: a minimal lb.toml, lb's defaults for
 // everything (timeouts, balancing, buffers), and no health checks, as
 // HAProxy has none unless a server says `check`.
-func lbConfig(fe frontends, backend, sink, big string, ec, rs certFiles) string {
+func lbConfig(fe frontends, backend, sink, big, h2c string, ec, rs certFiles) string {
 	return fmt.Sprintf(`# bench-core: lb's defaults, no health checks (HAProxy's default).
 [defaults.check]
 type = "none"
@@ -129,9 +130,18 @@ mode = "http"
 [[backend.server]]
 name = "s1"
 address = %q
+%s
+[[backend]]
+name = "h2"
+mode = "http"
+proto = "h2"
+
+[[backend.server]]
+name = "s1"
+address = %q
 `, fe.stats, fe.http, fe.limited, fe.tcp, fe.bulk, backend, backend, sink,
 		lbTLSFrontend("https", fe.https, "http", ec), lbTLSFrontend("https-rsa", fe.httpsRSA, "http", rs),
-		lbTLSFrontend("https-bulk", fe.httpsBulk, "big", ec), big)
+		lbTLSFrontend("https-bulk", fe.httpsBulk, "big", ec), big, lbTLSFrontend("https-h2", fe.httpsH2, "h2", ec), h2c)
 }
 
 // lbTLSFrontend is an HTTP-mode frontend of lb over TLS with cert.
@@ -151,7 +161,7 @@ cert = [{ cert_file = %q, key_file = %q }]
 // haproxyConfig is HAProxy's equivalent: one thread, the timeouts lb has
 // by default, nothing tuned (no maxconn: HAProxy derives it from the file
 // limit), no logs, no checks.
-func haproxyConfig(fe frontends, backend, sink, big string, ec, rs certFiles) string {
+func haproxyConfig(fe frontends, backend, sink, big, h2c string, ec, rs certFiles) string {
 	return fmt.Sprintf(`# bench-core: one thread, lb's default timeouts, nothing tuned.
 global
     nbthread 1
@@ -207,9 +217,13 @@ frontend stats
 backend big
     mode http
     server s1 %s
+%s
+backend h2
+    mode http
+    server s1 %s proto h2
 `, fe.http, backend, fe.limited, fe.tcp, backend, fe.bulk, sink, fe.stats,
 		haproxyTLSFrontend("https", fe.https, "http", ec), haproxyTLSFrontend("https-rsa", fe.httpsRSA, "http", rs),
-		haproxyTLSFrontend("https-bulk", fe.httpsBulk, "big", ec), big)
+		haproxyTLSFrontend("https-bulk", fe.httpsBulk, "big", ec), big, haproxyTLSFrontend("https-h2", fe.httpsH2, "h2", ec), h2c)
 }
 
 // haproxyTLSFrontend is an HTTP-mode frontend of HAProxy over TLS with
@@ -242,7 +256,7 @@ func (p *proxy) command(cpus string) string {
 // on every frontend and has served one request through each of the two
 // in front of the HTTP backend. The caller stops it.
 func (r *runner) startProxy(ctx context.Context, p *proxy) (*instance, error) {
-	var ports [8]int
+	var ports [9]int
 	for i := range ports {
 		port, err := benchutil.FreePort()
 		if err != nil {
@@ -252,14 +266,14 @@ func (r *runner) startProxy(ctx context.Context, p *proxy) (*instance, error) {
 	}
 	addr := func(i int) string { return fmt.Sprintf("127.0.0.1:%d", ports[i]) }
 	fe := frontends{http: addr(0), tcp: addr(1), bulk: addr(2), stats: addr(3), limited: addr(4),
-		https: addr(5), httpsRSA: addr(6), httpsBulk: addr(7)}
+		https: addr(5), httpsRSA: addr(6), httpsBulk: addr(7), httpsH2: addr(8)}
 	r.seq++
 	name := fmt.Sprintf("%s-%02d", p.name, r.seq)
 	cfg := filepath.Join(r.dir, name+".cfg")
-	text := haproxyConfig(fe, r.backendAddr, r.sinkAddr, r.bigAddr, r.ecdsa, r.rsa)
+	text := haproxyConfig(fe, r.backendAddr, r.sinkAddr, r.bigAddr, r.h2cAddr, r.ecdsa, r.rsa)
 	if p.name == "lb" {
 		cfg = filepath.Join(r.dir, name+".toml")
-		text = lbConfig(fe, r.backendAddr, r.sinkAddr, r.bigAddr, r.ecdsa, r.rsa)
+		text = lbConfig(fe, r.backendAddr, r.sinkAddr, r.bigAddr, r.h2cAddr, r.ecdsa, r.rsa)
 	}
 	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
 		return nil, fmt.Errorf("%s: write its configuration: %w", p.label, err)

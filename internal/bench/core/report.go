@@ -191,6 +191,14 @@ func rows(o options) []row {
 				row{key: "h2.other", label: fmt.Sprintf("  CPU %s busy apart from the proxy, cores", o.proxyCPU), format: fmtF2},
 				row{key: "h2.load_cpu", label: fmt.Sprintf("  CPU %s (load) busy, cores", o.loadCPU), format: fmtF2},
 			)
+		case "h2-h2":
+			out = append(out,
+				row{label: fmt.Sprintf("HTTP/2 over TLS to the proxy, HTTP/2 (h2c) to the server, h2load -c %d -m %d, %d-byte responses", h2Clients, h2Streams, o.body)},
+				row{key: "h2-h2.cpu_us", label: "  CPU µs per request", format: fmtF1, ratio: true},
+				row{key: "h2-h2.rps", label: "  req/s", format: fmtKRPS, ratio: true},
+				row{key: "h2-h2.other", label: fmt.Sprintf("  CPU %s busy apart from the proxy, cores", o.proxyCPU), format: fmtF2},
+				row{key: "h2-h2.load_cpu", label: fmt.Sprintf("  CPU %s (load) busy, cores", o.loadCPU), format: fmtF2},
+			)
 		case "tls-ecdsa", "tls-rsa":
 			cert := "ECDSA P-256"
 			if m == "tls-rsa" {
@@ -275,7 +283,7 @@ func printReport(w io.Writer, r *runner, proxies []*proxy) {
 	}
 	fmt.Fprintf(w, "  %-8s taskset -c %s wrk -t1 -c%d -d%s --latency http://FRONTEND/bench (after a %s run not counted)\n", "load:", o.loadCPU, o.loadConns, wrkDuration(o.duration), wrkDuration(o.warmup))
 	if slices.ContainsFunc(o.measures, func(m string) bool { return slices.Contains(httpsMeasures, m) }) {
-		fmt.Fprintf(w, "  %-8s taskset -c %s h2load ... https://FRONTEND/ (h2: -c %d -m %d -D %s after a %s run not counted; tls-*: --h1 -c %d -n %d, %d times after one not counted; https-bulk: --h1 -c %d, 1 MiB responses)\n",
+		fmt.Fprintf(w, "  %-8s taskset -c %s h2load ... https://FRONTEND/ (h2, h2-h2: -c %d -m %d -D %s after a %s run not counted; tls-*: --h1 -c %d -n %d, %d times after one not counted; https-bulk: --h1 -c %d, 1 MiB responses)\n",
 			"https:", o.loadCPU, h2Clients, h2Streams, wrkDuration(o.duration), wrkDuration(o.warmup), tlsConns, tlsConns*tlsRequests, tlsRuns, bulkHTTPSConns)
 	}
 	fmt.Fprintf(w, "  %-8s proxy CPU: utime+stime of /proc/PID/stat over the wrk or h2load run (or the transfer) / requests (or connections, or GB); idle: VmRSS and /proc/PID/fd after - before / connections served\n", "how:")

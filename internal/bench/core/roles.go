@@ -9,13 +9,16 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -49,6 +52,7 @@ type roleFlags struct {
 	addr     string        // backend: the HTTP address; clients: where to connect
 	sinkAddr string        // backend: the sink's address
 	bigAddr  string        // backend: the address of the server of bigBody responses
+	h2cAddr  string        // backend: the address of the HTTP/2 server (h2c)
 	body     int           // the HTTP responses' body size
 	conns    int           // idle: connections
 	bytes    int64         // bulk: bytes to send, all streams together
@@ -63,6 +67,7 @@ func runRole(role string, args []string) int {
 	fs.StringVar(&f.addr, "addr", "", "address")
 	fs.StringVar(&f.sinkAddr, "sink", "", "sink address")
 	fs.StringVar(&f.bigAddr, "big", "", "address of the server of 1 MiB responses")
+	fs.StringVar(&f.h2cAddr, "h2c", "", "address of the HTTP/2 server (cleartext, prior knowledge)")
 	fs.IntVar(&f.body, "body", 128, "body size")
 	fs.IntVar(&f.conns, "conns", 0, "connections")
 	fs.Int64Var(&f.bytes, "bytes", 0, "bytes")
@@ -112,6 +117,13 @@ func runBackend(ctx context.Context, f roleFlags) error {
 		}
 		defer big.Close()
 	}
+	if f.h2cAddr != "" {
+		stop, err := startH2C(ctx, f.h2cAddr, f.body)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	s, err := startSink(ctx, f.sinkAddr)
 	if err != nil {
 		return err
@@ -119,6 +131,33 @@ func runBackend(ctx context.Context, f roleFlags) error {
 	defer s.close()
 	<-ctx.Done()
 	return nil
+}
+
+// startH2C serves HTTP/2 in cleartext (prior knowledge) on addr, with
+// net/http's server: every request gets body bytes, as the HTTP/1.1
+// backend answers. stop ends it.
+func startH2C(ctx context.Context, addr string, body int) (stop func(), err error) {
+	ln, err := net.Listen("tcp4", addr)
+	if err != nil {
+		return nil, fmt.Errorf("h2c backend: %w", err)
+	}
+	payload := bytes.Repeat([]byte("x"), body)
+	size := strconv.Itoa(body)
+	var protos http.Protocols
+	protos.SetUnencryptedHTTP2(true)
+	srv := &http.Server{
+		Protocols: &protos,
+		ErrorLog:  log.New(io.Discard, "", 0),
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "application/octet-stream")
+			w.Header().Set("Content-Length", size)
+			_, _ = w.Write(payload)
+		}),
+		BaseContext: func(net.Listener) context.Context { return ctx },
+	}
+	go func() { _ = srv.Serve(ln) }()
+	return func() { _ = srv.Close() }, nil
 }
 
 // sink reads each connection to its end, then writes the number of bytes
