@@ -353,3 +353,60 @@ func TestH2BackendHealthChecks(t *testing.T) {
 		}
 	}
 }
+
+// TestH2BackendTimeouts: timeout.server bounds an HTTP/2 server that
+// stalls before its head (504) and within its body (the response is cut),
+// and the server's stream is reset either way.
+func TestH2BackendTimeouts(t *testing.T) {
+	reset := make(chan string, 2)
+	srv := startH2Backend(t, "slow", func(b *httpBackend, w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/body" {
+			w.Header().Set("Content-Length", "100")
+			w.WriteHeader(200)
+			_, _ = io.WriteString(w, "first part")
+			w.(http.Flusher).Flush()
+		}
+		select {
+		case <-r.Context().Done():
+			reset <- r.URL.Path
+		case <-time.After(20 * time.Second):
+		}
+	}, nil)
+	p, addr := startHTTPLB(t, "", "", httpBackendTable("app", "proto = \"h2\"\n[backend.timeout]\nserver = \"500ms\"\n", srv))
+	client := newHTTPClient(t)
+
+	start := time.Now()
+	resp, err := client.Get("http://" + addr + "/head")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 504 || time.Since(start) > 10*time.Second {
+		t.Errorf("a server silent before its head: %d after %v, want 504 after timeout.server", resp.StatusCode, time.Since(start))
+	}
+	l := waitRequestLog(t, p, func(l map[string]any) bool { return l["path"] == "/head" })
+	if l["end"] != "server_timeout" {
+		t.Errorf("log: %v", l)
+	}
+
+	resp, err = client.Get("http://" + addr + "/body")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || err == nil || string(body) != "first part" {
+		t.Errorf("a server silent within its body: %d %q %v, want the first part, then an error", resp.StatusCode, body, err)
+	}
+	l = waitRequestLog(t, p, func(l map[string]any) bool { return l["path"] == "/body" })
+	if l["end"] != "server_timeout" {
+		t.Errorf("log: %v", l)
+	}
+	for range 2 {
+		select {
+		case <-reset:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the server's stream was not reset")
+		}
+	}
+}

@@ -70,6 +70,8 @@ const (
 	connWindow   = 4 << 20
 	// initialWindow is the protocol's initial window (RFC 9113 6.9.2).
 	initialWindow = 65535
+	// maxInterims bounds the interim responses (1xx) waiting to be read.
+	maxInterims = 16
 	// defaultMaxStreams is the server's limit until its SETTINGS say.
 	defaultMaxStreams = 100
 	maxStreamID       = 1<<31 - 1
@@ -484,6 +486,10 @@ func (c *Conn) onHeaders(f *http2.MetaHeadersFrame) {
 				c.resetLocked(st, http2.ErrCodeProtocol, errors.New("the server's interim response ends the stream"))
 				return
 			}
+			if len(st.interims) >= maxInterims {
+				c.resetLocked(st, http2.ErrCodeProtocol, errors.New("the server sent too many interim responses"))
+				return
+			}
 			var in interim
 			in.status = code
 			copyFields(&in.head, f.RegularFields())
@@ -558,7 +564,7 @@ func (c *Conn) onData(f *http2.DataFrame) error {
 // its content-length; c.mu is held.
 func (st *Stream) endRecvLocked() {
 	st.recvEnd = true
-	if st.declared >= 0 && st.recvd != st.declared && !st.headEnded {
+	if st.declared >= 0 && st.recvd != st.declared && !st.headEnded && !st.isHead {
 		st.failLocked(fmt.Errorf("the server's body is %d bytes, its content-length says %d", st.recvd, st.declared))
 	}
 	st.c.forgetLocked(st)
@@ -675,6 +681,7 @@ type Stream struct {
 	head       h1.Head
 	headDone   bool
 	headEnded  bool // the head ended the stream: no body, no trailer
+	isHead     bool // a HEAD request: the content-length is not the body's
 	interims   []interim
 	trailer    h1.Head
 	hasTrailer bool
@@ -704,7 +711,8 @@ func (st *Stream) failLocked(err error) {
 // connection-specific fields: Host becomes :authority, the target :path.
 // end says the request has no body. It takes the slot Pool.Get reserved.
 func (c *Conn) Open(req *h1.Request, scheme string, end bool) (*Stream, error) {
-	st := &Stream{c: c, wake: make(chan struct{}, 1), declared: -1, recvWindow: streamWindow, sentEnd: end}
+	st := &Stream{c: c, wake: make(chan struct{}, 1), declared: -1, recvWindow: streamWindow, sentEnd: end,
+		isHead: string(req.Method) == "HEAD"}
 	err := c.write(func() error {
 		c.mu.Lock()
 		if c.reserved == 0 {

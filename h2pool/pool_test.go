@@ -378,3 +378,34 @@ func TestResetAfterWholeResponse(t *testing.T) {
 		t.Errorf("the upload did not stop")
 	}
 }
+
+// A HEAD response's content-length is not its body's.
+func TestHeadResponse(t *testing.T) {
+	s := startServer(t, 0, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "1000")
+		w.WriteHeader(200)
+	})
+	p := New(Options{Addr: s.addr})
+	defer p.Close()
+	var req h1.Request
+	req.SetRequestLine("HEAD", "/h", 1)
+	req.AddString("Host", "example.com")
+	cc, _, err := p.Get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := cc.Open(&req, "http", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var resp h1.Response
+	if _, err := st.ReadHead(&resp, func(int, *h1.Head) error { return nil }); err != nil || resp.Status != 200 {
+		t.Fatalf("head: %d %v", resp.Status, err)
+	}
+	if body, err := io.ReadAll(st); err != nil || len(body) != 0 {
+		t.Errorf("body %q, %v", body, err)
+	}
+	if n := st.Declared(); n != 1000 {
+		t.Errorf("Declared() = %d", n)
+	}
+}
