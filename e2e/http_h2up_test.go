@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 
 	"lb/internal/testcert"
 )
@@ -291,6 +293,105 @@ func (l *goAwayListener) goAway(c net.Conn) {
 				_ = fr.WriteGoAway(0, http2.ErrCodeNo, []byte("going away"))
 			}
 		}
+	}
+}
+
+// dropListener hands the first connection it accepts to a server that
+// answers its first request and closes the connection, without a GOAWAY,
+// when the second comes; the others go to the http.Server that accepts
+// from it.
+type dropListener struct {
+	net.Listener
+	once    sync.Once
+	headers atomic.Int64
+}
+
+func (l *dropListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		first := false
+		l.once.Do(func() { first = true })
+		if !first {
+			return c, nil
+		}
+		go l.serveOnce(c)
+	}
+}
+
+func (l *dropListener) serveOnce(c net.Conn) {
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	preface := make([]byte, len(http2.ClientPreface))
+	if _, err := io.ReadFull(c, preface); err != nil {
+		return
+	}
+	fr := http2.NewFramer(c, c)
+	if err := fr.WriteSettings(); err != nil {
+		return
+	}
+	var hbuf bytes.Buffer
+	enc := hpack.NewEncoder(&hbuf)
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			return
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				_ = fr.WriteSettingsAck()
+			}
+		case *http2.HeadersFrame:
+			if l.headers.Add(1) > 1 {
+				return // closed under the second request
+			}
+			hbuf.Reset()
+			_ = enc.WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
+			_ = enc.WriteField(hpack.HeaderField{Name: "content-length", Value: "0"})
+			_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: f.StreamID, BlockFragment: hbuf.Bytes(), EndStream: true, EndHeaders: true})
+		}
+	}
+}
+
+// TestH2BackendLostConnectionRetry: an idempotent request whose reused
+// connection the server closed under it, before any response, goes again
+// on a new connection.
+func TestH2BackendLostConnectionRetry(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dl := &dropListener{Listener: ln}
+	b := &httpBackend{name: "s1", ln: ln}
+	var protos http.Protocols
+	protos.SetUnencryptedHTTP2(true)
+	b.srv = &http.Server{Handler: b, Protocols: &protos, ErrorLog: log.New(io.Discard, "", 0)}
+	go func() { _ = b.srv.Serve(dl) }()
+	t.Cleanup(func() { _ = b.srv.Close() })
+
+	p, addr := startHTTPLB(t, "", "", httpBackendTable("app", `proto = "h2"`, b))
+	client := newHTTPClient(t)
+	resp, err := client.Get("http://" + addr + "/first")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("first request: %d", resp.StatusCode)
+	}
+	_, e := getEcho(t, client, newRequest(t, "GET", "http://"+addr+"/second", nil))
+	if e.Path != "/second" || e.Proto != "HTTP/2.0" {
+		t.Errorf("the server got %+v", e)
+	}
+	if n := dl.headers.Load(); n != 2 {
+		t.Errorf("the first connection got %d requests, want 2", n)
+	}
+	l := waitRequestLog(t, p, func(l map[string]any) bool { return l["path"] == "/second" })
+	if l["retries"] != 1.0 {
+		t.Errorf("the log says %v retries, want 1: %v", l["retries"], l)
 	}
 }
 

@@ -35,15 +35,19 @@ type Conn struct {
 
 	// The write side: frames go to bw under wmu, and flushLoop flushes
 	// them (dirty says there are some to flush).
-	wmu      sync.Mutex
-	bw       *bufio.Writer
-	henc     *hpack.Encoder
-	hbuf     bytes.Buffer
-	lower    []byte // a field name, lower-cased
-	werr     error
-	dirty    bool
-	flushReq chan struct{}
-	stop     chan struct{} // closed when the connection fails
+	wmu   sync.Mutex
+	bw    *bufio.Writer
+	henc  *hpack.Encoder
+	hbuf  bytes.Buffer
+	lower []byte // a field name, lower-cased
+	werr  error
+	dirty bool
+	// opened is the last stream whose head was written to bw, flushed
+	// the last whose head went to the socket: when the connection fails,
+	// the streams after it were never sent.
+	opened, flushed uint32
+	flushReq        chan struct{}
+	stop            chan struct{} // closed when the connection fails
 
 	mu      sync.Mutex
 	cond    *sync.Cond // on mu: the send windows grew, or a stream ended
@@ -83,8 +87,11 @@ var (
 	ErrRefused  = errors.New("the server refused the stream (REFUSED_STREAM)")
 	ErrGoAway   = errors.New("the server's GOAWAY came before the stream, which it did not process")
 	ErrCanceled = errors.New("the request was cancelled")
-	errClosed   = errors.New("h2pool: the pool is closed")
-	errNoSlot   = errors.New("h2pool: the stream was not reserved")
+	// ErrUnsent is a stream whose connection failed before its head was
+	// written to the socket.
+	ErrUnsent = errors.New("the connection failed before the request was sent")
+	errClosed = errors.New("h2pool: the pool is closed")
+	errNoSlot = errors.New("h2pool: the stream was not reserved")
 	// errSendStopped is a request body write after the server, its
 	// response whole, reset the stream.
 	errSendStopped = errors.New("the server took the whole response as an answer and wants no more of the request body")
@@ -281,8 +288,12 @@ func (c *Conn) failLocked(err error) {
 		return
 	}
 	c.err = err
-	for _, st := range c.streams {
-		st.failLocked(&ConnError{err})
+	for id, st := range c.streams {
+		if id > c.flushed {
+			st.failLocked(ErrUnsent)
+		} else {
+			st.failLocked(&ConnError{err})
+		}
 	}
 	c.cond.Broadcast()
 	close(c.stop)
@@ -344,8 +355,13 @@ func (c *Conn) flushLoop() {
 		c.wmu.Lock()
 		if c.dirty && c.werr == nil {
 			c.dirty = false
+			opened := c.opened
 			if err := c.bw.Flush(); err != nil {
 				c.failWriteLocked(err)
+			} else {
+				c.mu.Lock()
+				c.flushed = opened
+				c.mu.Unlock()
 			}
 		}
 		c.wmu.Unlock()
@@ -722,8 +738,8 @@ func (c *Conn) Open(req *h1.Request, scheme string, end bool) (*Stream, error) {
 		c.reserved--
 		if !c.usableLocked() {
 			c.activeDownLocked()
-			err := c.err
-			if err == nil || c.goingAway {
+			err := ErrUnsent
+			if c.goingAway {
 				err = ErrGoAway
 			}
 			c.mu.Unlock()
@@ -734,6 +750,7 @@ func (c *Conn) Open(req *h1.Request, scheme string, end bool) (*Stream, error) {
 		st.sendWindow = int64(c.peerWindow)
 		c.streams[st.id] = st
 		c.mu.Unlock()
+		c.opened = st.id
 		return c.writeHead(st.id, req, scheme, end)
 	})
 	var ue *unsentError

@@ -219,5 +219,8 @@ func (p *Pool) Close() {
 // Unsent reports whether a request that failed with err provably left
 // the server without processing it, so that it may go again on another
 // connection whatever its method (RFC 9113 8.7): the server refused its
-// stream (REFUSED_STREAM), or its GOAWAY came before the stream.
-func Unsent(err error) bool { return errors.Is(err, ErrRefused) || errors.Is(err, ErrGoAway) }
+// stream (REFUSED_STREAM), or its GOAWAY came before the stream, or the
+// connection failed before the request's head left lb.
+func Unsent(err error) bool {
+	return errors.Is(err, ErrRefused) || errors.Is(err, ErrGoAway) || errors.Is(err, ErrUnsent)
+}

@@ -210,6 +210,7 @@ func TestUnsent(t *testing.T) {
 	}{
 		{ErrRefused, true},
 		{fmt.Errorf("wrapped: %w", ErrGoAway), true},
+		{ErrUnsent, true},
 		{&StreamError{Code: http2.ErrCodeCancel}, false},
 		{&ConnError{io.ErrUnexpectedEOF}, false},
 	} {

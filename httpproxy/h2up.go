@@ -340,9 +340,11 @@ func (b *h2RespBody) Read(p []byte) (int, error) {
 // over.
 //
 // A request the server provably did not process (h2pool.Unsent: a
-// refused stream, a GOAWAY before its stream) goes again on another
-// connection to the same server, twice at most, whatever its method, if
-// lb still has all of its body that it read (see h2Body).
+// refused stream, a GOAWAY before its stream, a connection lost before
+// the request left) goes again on another connection to the same server,
+// twice at most, whatever its method, if lb still has all of its body
+// that it read (see h2Body); so does an idempotent one whose reused
+// connection was lost before any response came.
 func (x *exchange) forwardH2() bool {
 	c := x.call
 	if x.reqBody != nil && x.reqLen != 0 {
@@ -379,7 +381,12 @@ func (x *exchange) forwardH2() bool {
 			x.drop(false)
 			return x.clientGone(h2.ErrStreamReset)
 		}
-		if attempt < 2 && h2pool.Unsent(err) && c.body.replayable() && !c.expired.Load() {
+		// As for HTTP/1.1 servers (forward), a reused connection lost
+		// before any response came may have been closed by the server
+		// as lb reused it: an idempotent request goes again.
+		var ce *h2pool.ConnError
+		lost := attempt == 0 && !c.fresh && errors.As(err, &ce) && idempotent(x.req.Method)
+		if attempt < 2 && (h2pool.Unsent(err) || lost) && c.body.replayable() && !c.expired.Load() {
 			cc, fresh, gerr := x.be.servers[x.srv].h2.Get(context.Background())
 			if gerr == nil {
 				c.cc, c.fresh, c.reserved = cc, fresh, true
