@@ -241,16 +241,16 @@ func TestH2BackendH2load(t *testing.T) {
 	}
 }
 
-// goAwayListener hands the first connection it accepts to a server that
-// answers the first stream with a GOAWAY that leaves it unprocessed (last
-// stream 0), and the others to the http.Server that accepts from it.
-type goAwayListener struct {
+// firstConnListener hands the first connection it accepts to first (a
+// server of the test's own, speaking HTTP/2 frame by frame), and the
+// others to the http.Server that accepts from it.
+type firstConnListener struct {
 	net.Listener
-	once    sync.Once
-	headers atomic.Int64 // the HEADERS frames the GOAWAY server got
+	once  sync.Once
+	first func(c net.Conn)
 }
 
-func (l *goAwayListener) Accept() (net.Conn, error) {
+func (l *firstConnListener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
@@ -261,14 +261,34 @@ func (l *goAwayListener) Accept() (net.Conn, error) {
 		if !first {
 			return c, nil
 		}
-		go l.goAway(c)
+		go func() {
+			defer c.Close()
+			l.first(c)
+		}()
 	}
 }
 
-// goAway speaks just enough HTTP/2 to refuse the first stream with a
-// graceful GOAWAY, then reads until the client closes.
-func (l *goAwayListener) goAway(c net.Conn) {
-	defer c.Close()
+// startFirstConnBackend starts an h2c backend whose first connection is
+// served by first, and the others by an echo.
+func startFirstConnBackend(t *testing.T, first func(c net.Conn)) *httpBackend {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &httpBackend{name: "s1", ln: ln}
+	var protos http.Protocols
+	protos.SetUnencryptedHTTP2(true)
+	b.srv = &http.Server{Handler: b, Protocols: &protos, ErrorLog: log.New(io.Discard, "", 0)}
+	go func() { _ = b.srv.Serve(&firstConnListener{Listener: ln, first: first}) }()
+	t.Cleanup(func() { _ = b.srv.Close() })
+	return b
+}
+
+// serveFrames reads the client's preface, sends SETTINGS, and hands each
+// HEADERS frame to headers, with a framer to answer it, until the
+// connection ends or headers says to stop.
+func serveFrames(c net.Conn, headers func(fr *http2.Framer, f *http2.HeadersFrame) bool) {
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 	preface := make([]byte, len(http2.ClientPreface))
 	if _, err := io.ReadFull(c, preface); err != nil {
@@ -289,69 +309,9 @@ func (l *goAwayListener) goAway(c net.Conn) {
 				_ = fr.WriteSettingsAck()
 			}
 		case *http2.HeadersFrame:
-			if l.headers.Add(1) == 1 {
-				_ = fr.WriteGoAway(0, http2.ErrCodeNo, []byte("going away"))
+			if !headers(fr, f) {
+				return
 			}
-		}
-	}
-}
-
-// dropListener hands the first connection it accepts to a server that
-// answers its first request and closes the connection, without a GOAWAY,
-// when the second comes; the others go to the http.Server that accepts
-// from it.
-type dropListener struct {
-	net.Listener
-	once    sync.Once
-	headers atomic.Int64
-}
-
-func (l *dropListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		first := false
-		l.once.Do(func() { first = true })
-		if !first {
-			return c, nil
-		}
-		go l.serveOnce(c)
-	}
-}
-
-func (l *dropListener) serveOnce(c net.Conn) {
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	preface := make([]byte, len(http2.ClientPreface))
-	if _, err := io.ReadFull(c, preface); err != nil {
-		return
-	}
-	fr := http2.NewFramer(c, c)
-	if err := fr.WriteSettings(); err != nil {
-		return
-	}
-	var hbuf bytes.Buffer
-	enc := hpack.NewEncoder(&hbuf)
-	for {
-		f, err := fr.ReadFrame()
-		if err != nil {
-			return
-		}
-		switch f := f.(type) {
-		case *http2.SettingsFrame:
-			if !f.IsAck() {
-				_ = fr.WriteSettingsAck()
-			}
-		case *http2.HeadersFrame:
-			if l.headers.Add(1) > 1 {
-				return // closed under the second request
-			}
-			hbuf.Reset()
-			_ = enc.WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
-			_ = enc.WriteField(hpack.HeaderField{Name: "content-length", Value: "0"})
-			_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: f.StreamID, BlockFragment: hbuf.Bytes(), EndStream: true, EndHeaders: true})
 		}
 	}
 }
@@ -360,18 +320,23 @@ func (l *dropListener) serveOnce(c net.Conn) {
 // connection the server closed under it, before any response, goes again
 // on a new connection.
 func TestH2BackendLostConnectionRetry(t *testing.T) {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dl := &dropListener{Listener: ln}
-	b := &httpBackend{name: "s1", ln: ln}
-	var protos http.Protocols
-	protos.SetUnencryptedHTTP2(true)
-	b.srv = &http.Server{Handler: b, Protocols: &protos, ErrorLog: log.New(io.Discard, "", 0)}
-	go func() { _ = b.srv.Serve(dl) }()
-	t.Cleanup(func() { _ = b.srv.Close() })
-
+	// The first connection answers its first request, and is closed,
+	// without a GOAWAY, when the second comes.
+	var requests atomic.Int64
+	var hbuf bytes.Buffer
+	enc := hpack.NewEncoder(&hbuf)
+	b := startFirstConnBackend(t, func(c net.Conn) {
+		serveFrames(c, func(fr *http2.Framer, f *http2.HeadersFrame) bool {
+			if requests.Add(1) > 1 {
+				return false
+			}
+			hbuf.Reset()
+			_ = enc.WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
+			_ = enc.WriteField(hpack.HeaderField{Name: "content-length", Value: "0"})
+			_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: f.StreamID, BlockFragment: hbuf.Bytes(), EndStream: true, EndHeaders: true})
+			return true
+		})
+	})
 	p, addr := startHTTPLB(t, "", "", httpBackendTable("app", `proto = "h2"`, b))
 	client := newHTTPClient(t)
 	resp, err := client.Get("http://" + addr + "/first")
@@ -386,7 +351,7 @@ func TestH2BackendLostConnectionRetry(t *testing.T) {
 	if e.Path != "/second" || e.Proto != "HTTP/2.0" {
 		t.Errorf("the server got %+v", e)
 	}
-	if n := dl.headers.Load(); n != 2 {
+	if n := requests.Load(); n != 2 {
 		t.Errorf("the first connection got %d requests, want 2", n)
 	}
 	l := waitRequestLog(t, p, func(l map[string]any) bool { return l["path"] == "/second" })
@@ -399,18 +364,17 @@ func TestH2BackendLostConnectionRetry(t *testing.T) {
 // left unprocessed goes again, with its body, on a new connection, though
 // its method is not idempotent.
 func TestH2BackendGoAwayRetry(t *testing.T) {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gl := &goAwayListener{Listener: ln}
-	b := &httpBackend{name: "s1", ln: ln}
-	var protos http.Protocols
-	protos.SetUnencryptedHTTP2(true)
-	b.srv = &http.Server{Handler: b, Protocols: &protos, ErrorLog: log.New(io.Discard, "", 0)}
-	go func() { _ = b.srv.Serve(gl) }()
-	t.Cleanup(func() { _ = b.srv.Close() })
-
+	// The first connection answers the first stream with a GOAWAY that
+	// leaves it unprocessed (last stream 0).
+	var requests atomic.Int64
+	b := startFirstConnBackend(t, func(c net.Conn) {
+		serveFrames(c, func(fr *http2.Framer, f *http2.HeadersFrame) bool {
+			if requests.Add(1) == 1 {
+				_ = fr.WriteGoAway(0, http2.ErrCodeNo, []byte("going away"))
+			}
+			return true
+		})
+	})
 	p, addr := startHTTPLB(t, "", "", httpBackendTable("app", `proto = "h2"`, b))
 	body := strings.Repeat("x", 10_000)
 	req := newRequest(t, "POST", "http://"+addr+"/retried", strings.NewReader(body))
@@ -418,7 +382,7 @@ func TestH2BackendGoAwayRetry(t *testing.T) {
 	if e.Proto != "HTTP/2.0" || e.Body != body[:4096] || e.BodyLen != int64(len(body)) {
 		t.Errorf("the server got %s %s with %d bytes of body", e.Proto, e.Method, e.BodyLen)
 	}
-	if n := gl.headers.Load(); n != 1 {
+	if n := requests.Load(); n != 1 {
 		t.Errorf("the GOAWAY server got %d requests, want 1", n)
 	}
 	l := waitRequestLog(t, p, func(l map[string]any) bool { return l["path"] == "/retried" })

@@ -1,6 +1,7 @@
 package httpproxy
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -14,7 +15,6 @@ import (
 	"lb/h2"
 	"lb/h2pool"
 	"lb/proxy"
-	"lb/rules"
 )
 
 // A backend with proto = "h2" speaks HTTP/2 to its servers. Its requests go
@@ -443,54 +443,18 @@ func (c *h2Call) frame() {
 	}
 }
 
-// respondH2 is respond for a response from an HTTP/2 server: the steps
-// are the same, the body and the trailer come from the stream.
-func (x *exchange) respondH2(keep bool) bool {
-	c := x.call
-	x.status = x.resp.Status
-	keep = x.keepClient(keep)
-	if r := x.responseRules(); r != nil && r.Action == rules.Deny {
-		x.observeResponse()
-		whole := c.body.whole()
-		x.drop(false)
-		if x.f.Counts != nil {
-			x.f.Counts.DeniedResps.Add(1)
-		}
-		x.end = endDenied
-		return x.writeAnswer(r, keep && whole)
+// copyResponse is exchange.copyResponse for the server's stream.
+func (c *h2Call) copyResponse(w io.Writer, out *bufio.Writer) (err error, fromServer bool) {
+	x := c.x
+	if x.resp.Body.Kind == h1.BodyNone {
+		return nil, false
 	}
-	x.prepareResponse()
-	x.observeResponse()
-	w, out, err := x.cl.writeHead(&x.resp, !keep)
-	if err != nil {
-		x.drop(false)
-		return x.clientGone(err)
+	n, err, fromServer := copyBody(w, out, &c.respIn, nil, 0)
+	x.bytesOut = n
+	if err == nil && x.resp.Body.Kind == h1.BodyLength && n < x.resp.Body.Length {
+		err, fromServer = io.ErrUnexpectedEOF, true
 	}
-	x.headSent = true
-	if x.resp.Body.Kind != h1.BodyNone {
-		n, err, fromServer := copyBody(w, out, &c.respIn, nil, 0)
-		x.bytesOut = n
-		if err == nil && x.resp.Body.Kind == h1.BodyLength && n < x.resp.Body.Length {
-			err, fromServer = io.ErrUnexpectedEOF, true
-		}
-		if err != nil {
-			return x.responseCutH2(err, fromServer)
-		}
-	}
-	if err := x.cl.endBody(c.responseTrailer()); err != nil {
-		x.drop(false)
-		return x.clientGone(err)
-	}
-	if !c.body.whole() {
-		// The server answered before it had the whole body: the rest
-		// is still coming on an HTTP/1.1 client's connection.
-		x.early, keep = true, false
-	}
-	x.bytesIn = c.body.count()
-	x.drop(false)
-	x.end = endOK
-	x.finish(true)
-	return keep
+	return err, fromServer
 }
 
 // responseCutH2 is responseCut for an HTTP/2 server's response.

@@ -82,9 +82,7 @@ func (x *exchange) run() bool {
 		if !x.forwardH2() {
 			return false
 		}
-		return x.respondH2(keep && !x.early && !f.draining.Load())
-	}
-	if !x.forward() {
+	} else if !x.forward() {
 		return false
 	}
 	if x.resp.Status == 101 {

@@ -16,19 +16,23 @@ import (
 
 // respond sends the response to the client; keep says the client may
 // carry on with the connection. It reports whether the connection goes on.
+// The response comes from an HTTP/1.1 server connection (x.sc) or an
+// HTTP/2 server's stream (x.call, h2up.go); the steps are the same.
 func (x *exchange) respond(keep bool) bool {
 	x.status = x.resp.Status
 	keep = x.keepClient(keep)
 	if r := x.responseRules(); r != nil && r.Action == rules.Deny {
 		// The server's answer does not go out: lb's does, and the server
-		// connection, its response unread, closes.
+		// connection, its response unread, closes (an HTTP/2 server's
+		// stream is reset).
 		x.observeResponse()
+		whole := x.call == nil || x.call.body.whole()
 		x.drop(false)
 		if x.f.Counts != nil {
 			x.f.Counts.DeniedResps.Add(1)
 		}
 		x.end = endDenied
-		return x.writeAnswer(r, keep && x.uploadComplete())
+		return x.writeAnswer(r, keep && whole && x.uploadComplete())
 	}
 	serverKeep := x.keepServer()
 	x.prepareResponse()
@@ -49,7 +53,17 @@ func (x *exchange) respond(keep bool) bool {
 	if !x.uploadComplete() {
 		serverKeep, keep = false, false
 	}
-	x.releaseServer(serverKeep)
+	if c := x.call; c != nil {
+		if !c.body.whole() {
+			// The server answered before it had the whole body: the
+			// rest is still coming on an HTTP/1.1 client's connection.
+			x.early, keep = true, false
+		}
+		x.bytesIn = c.body.count()
+		x.drop(false)
+	} else {
+		x.releaseServer(serverKeep)
+	}
 	x.end = endOK
 	x.finish(true)
 	return keep
@@ -129,6 +143,9 @@ func (x *exchange) observeResponse() {
 // x.bytesOut. fromServer says the error came from the server's side: the
 // body failed or ended short.
 func (x *exchange) copyResponse(w io.Writer, out *bufio.Writer) (err error, fromServer bool) {
+	if x.call != nil {
+		return x.call.copyResponse(w, out)
+	}
 	resp, sc := &x.resp, x.sc
 	var src io.Reader
 	var in *bufio.Reader // what src reads through, where it reads no more than that holds
@@ -160,6 +177,9 @@ func (x *exchange) copyResponse(w io.Writer, out *bufio.Writer) (err error, from
 // response, which the client must see as such, and one on the client's
 // side means the client went away.
 func (x *exchange) responseCut(err error, fromServer bool) bool {
+	if x.call != nil {
+		return x.responseCutH2(err, fromServer)
+	}
 	if x.up.running {
 		x.endUpload(true)
 		if x.up.failed.Load() {
@@ -184,6 +204,9 @@ func (x *exchange) responseCut(err error, fromServer bool) bool {
 // responseTrailer returns the trailer fields of a chunked response that
 // may go on to the client, or nil.
 func (x *exchange) responseTrailer() *h1.Head {
+	if x.call != nil {
+		return x.call.responseTrailer()
+	}
 	if x.resp.Body.Kind != h1.BodyChunked {
 		return nil
 	}
