@@ -48,9 +48,6 @@ func (b *Backend) UseHTTP2() {
 	}
 }
 
-// HTTP2 reports whether the backend speaks HTTP/2 to its servers.
-func (b *Backend) HTTP2() bool { return b.h2 }
-
 // h2Call is one request to an HTTP/2 server: the stream reserved on a
 // pooled connection, then the stream, and the request body's upload.
 type h2Call struct {
