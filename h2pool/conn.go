@@ -47,6 +47,7 @@ type Conn struct {
 	// the streams after it were never sent.
 	opened, flushed uint32
 	flushReq        chan struct{}
+	writeTimeout    time.Duration // see Options.WriteTimeout
 	stop            chan struct{} // closed when the connection fails
 
 	mu      sync.Mutex
@@ -139,11 +140,11 @@ func dial(ctx context.Context, o *Options) (*Conn, error) {
 		}
 		nc = t
 	}
-	c := &Conn{nc: nc, flushReq: make(chan struct{}, 1), stop: make(chan struct{}), streams: map[uint32]*Stream{}, nextID: 1, maxStreams: defaultMaxStreams,
+	c := &Conn{nc: nc, flushReq: make(chan struct{}, 1), stop: make(chan struct{}), writeTimeout: o.WriteTimeout, streams: map[uint32]*Stream{}, nextID: 1, maxStreams: defaultMaxStreams,
 		peerWindow: initialWindow, sendWindow: initialWindow, maxFrame: 16384}
 	c.cond = sync.NewCond(&c.mu)
 	c.br = bufio.NewReaderSize(nc, 16<<10)
-	c.bw = bufio.NewWriterSize(nc, 16<<10)
+	c.bw = bufio.NewWriterSize(socketWriter{c}, 16<<10)
 	c.fr = http2.NewFramer(c.bw, c.br)
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	c.fr.MaxHeaderListSize = 1 << 20
@@ -308,7 +309,7 @@ func (c *Conn) goAway(code http2.ErrCode) {
 			return err
 		}
 		c.dirty = false
-		return c.bw.Flush()
+		return c.flushLocked()
 	})
 }
 
@@ -339,6 +340,22 @@ func (c *Conn) failWriteLocked(err error) {
 	c.mu.Unlock()
 }
 
+// flushLocked writes bw out; wmu is held.
+func (c *Conn) flushLocked() error { return c.bw.Flush() }
+
+// socketWriter is what bw writes to: the connection, each write within
+// the write timeout (bw writes a large frame straight through, not only
+// when flushed).
+type socketWriter struct{ c *Conn }
+
+func (w socketWriter) Write(p []byte) (int, error) {
+	c := w.c
+	if c.writeTimeout > 0 {
+		_ = c.nc.SetWriteDeadline(time.Now().Add(c.writeTimeout))
+	}
+	return c.nc.Write(p)
+}
+
 // flushLoop flushes what writers left in bw: after letting the goroutines
 // that are ready run first, so that the requests of many streams go out
 // in one write, as lb's HTTP/2 server does with its responses (h2's
@@ -356,7 +373,7 @@ func (c *Conn) flushLoop() {
 		if c.dirty && c.werr == nil {
 			c.dirty = false
 			opened := c.opened
-			if err := c.bw.Flush(); err != nil {
+			if err := c.flushLocked(); err != nil {
 				c.failWriteLocked(err)
 			} else {
 				c.mu.Lock()

@@ -28,6 +28,9 @@ type Options struct {
 	// ConnectTimeout bounds the opening of a connection: TCP, TLS and
 	// the server's SETTINGS; 0 means no bound but Get's context's.
 	ConnectTimeout time.Duration
+	// WriteTimeout bounds each write to the server: a server that stops
+	// reading for that long loses the connection. 0 means no bound.
+	WriteTimeout time.Duration
 	// IdleTimeout is how long a connection that carries no request is
 	// kept; 0 means DefaultIdleTimeout.
 	IdleTimeout time.Duration
@@ -184,8 +187,8 @@ func (p *Pool) armLocked() {
 // quarter of the timeout later, while any is left.
 func (p *Pool) expire() {
 	now := time.Now()
+	var done []*Conn
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	p.armed = false
 	for i := 0; i < len(p.conns); {
 		c := p.conns[i]
@@ -193,11 +196,16 @@ func (p *Pool) expire() {
 			i++
 			continue
 		}
-		c.Close()
+		done = append(done, c)
 		p.conns = slices.Delete(p.conns, i, i+1)
 	}
 	if len(p.conns) > 0 && !p.closed {
 		p.armLocked()
+	}
+	p.mu.Unlock()
+	// Closed without p.mu: the GOAWAY is a write.
+	for _, c := range done {
+		c.Close()
 	}
 }
 

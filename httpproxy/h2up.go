@@ -35,7 +35,7 @@ func (b *Backend) UseHTTP2() {
 	b.h2 = true
 	for srv, up := range b.servers {
 		up.h2 = h2pool.New(h2pool.Options{
-			Addr: srv.Addr, TLS: up.tls, ConnectTimeout: b.ConnectTimeout,
+			Addr: srv.Addr, TLS: up.tls, ConnectTimeout: b.ConnectTimeout, WriteTimeout: b.ServerTimeout,
 			Dial: func(context.Context) (net.Conn, error) {
 				c, err := b.Dial(srv)
 				if err != nil {
