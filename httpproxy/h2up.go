@@ -67,7 +67,8 @@ type h2Call struct {
 	// expired says it did.
 	idle    *time.Timer
 	expired atomic.Bool
-	ended   bool // the response head ended the stream
+	over    atomic.Bool // end ran: the idle timer stays stopped
+	ended   bool        // the response head ended the stream
 
 	body   *h2Body // nil without a request body
 	upload *h2Attempt
@@ -149,7 +150,7 @@ func (c *h2Call) expire() {
 
 // touch notes that the call moved: the idle timer starts again.
 func (c *h2Call) touch() {
-	if c.idle != nil {
+	if c.idle != nil && !c.over.Load() {
 		c.idle.Reset(c.x.be.ServerTimeout)
 	}
 }
@@ -493,6 +494,7 @@ func (c *h2Call) responseTrailer() *h1.Head {
 // which the upload may still be reading.
 func (c *h2Call) end() {
 	x := c.x
+	c.over.Store(true)
 	if c.stopWatch != nil {
 		c.stopWatch()
 	}
