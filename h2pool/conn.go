@@ -746,7 +746,9 @@ func (st *Stream) failLocked(err error) {
 func (c *Conn) Open(req *h1.Request, scheme string, end bool) (*Stream, error) {
 	st := &Stream{c: c, wake: make(chan struct{}, 1), declared: -1, recvWindow: streamWindow, sentEnd: end,
 		isHead: string(req.Method) == "HEAD"}
+	ran := false
 	err := c.write(func() error {
+		ran = true
 		c.mu.Lock()
 		if c.reserved == 0 {
 			c.mu.Unlock()
@@ -772,6 +774,11 @@ func (c *Conn) Open(req *h1.Request, scheme string, end bool) (*Stream, error) {
 	})
 	var ue *unsentError
 	switch {
+	case !ran:
+		// The connection had failed already: the slot goes back, the
+		// request may go elsewhere.
+		c.Release()
+		return nil, ErrUnsent
 	case errors.As(err, &ue):
 		return nil, ue.err
 	case errors.Is(err, errNoSlot):
