@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -100,7 +101,8 @@ log_query = false
 }
 
 // TestAccessLogTLS: the access line of a request over TLS names the TLS
-// version and the name the client asked for (SNI).
+// version, the name the client asked for (SNI), and whether the
+// handshake resumed a session.
 func TestAccessLogTLS(t *testing.T) {
 	d, cfg := tlsDaemons(t, "")
 	d.mustLaunch()
@@ -109,15 +111,30 @@ func TestAccessLogTLS(t *testing.T) {
 	tlsVisit(t, d.addr(), cfg)
 	cfg2 := cfg.Clone()
 	cfg2.ServerName, cfg2.InsecureSkipVerify = "lb.example", true
-	tlsVisit(t, d.addr(), cfg2)
+	cfg2.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+	if tlsVisit(t, d.addr(), cfg2) || !tlsVisit(t, d.addr(), cfg2) {
+		t.Fatal("the second visit with a session cache did not resume, or the first did")
+	}
 	// No SNI for an IP address (RFC 6066): no sni field then.
-	want := []string{`"http":"1.1","tls":"TLS 1.3","status":200`, `"tls":"TLS 1.3","sni":"lb.example"`}
+	want := []string{`"http":"1.1","tls":"TLS 1.3","status":200`, `"tls":"TLS 1.3","sni":"lb.example"`,
+		`"tls":"TLS 1.3","tls_resumed":true,"sni":"lb.example"`}
+	has := func(log string) bool {
+		for _, w := range want {
+			if !strings.Contains(log, w) {
+				return false
+			}
+		}
+		return true
+	}
 	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
-		if log := d.log(); strings.Contains(log, want[0]) && strings.Contains(log, want[1]) {
+		if log := d.log(); has(log) {
+			if n := strings.Count(log, `"tls_resumed":true`); n != 1 {
+				t.Errorf("%d access lines say the handshake resumed, want 1:\n%s", n, log)
+			}
 			return
 		}
 	}
-	t.Errorf("the access lines lack %q or %q:\n%s", want[0], want[1], d.log())
+	t.Errorf("the access lines lack one of %q:\n%s", want, d.log())
 }
 
 // TestDaemonSaysWhereItsLogsGo: a daemon with no log_file and no syslog

@@ -54,6 +54,9 @@ func (x *exchange) finish(ok bool) {
 	if x.tls {
 		if cs, ok := x.cl.tlsState(); ok {
 			e = e.Str("tls", tls.VersionName(cs.Version))
+			if cs.DidResume {
+				e = e.Bool("tls_resumed", true) // a ticket or PSK: no full handshake
+			}
 			if cs.ServerName != "" {
 				e = e.Str("sni", cs.ServerName) // none for an IP address (RFC 6066)
 			}
