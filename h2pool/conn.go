@@ -42,9 +42,10 @@ type Conn struct {
 	lower []byte // a field name, lower-cased
 	werr  error
 	dirty bool
-	// opened is the last stream whose head was written to bw, flushed
-	// the last whose head went to the socket: when the connection fails,
-	// the streams after it were never sent.
+	// opened is the last stream whose head was written to bw (wmu),
+	// flushed the last whose head went to the socket, maybe in part
+	// (mu): when the connection fails, the streams after it were never
+	// sent.
 	opened, flushed uint32
 	flushReq        chan struct{}
 	writeTimeout    time.Duration // see Options.WriteTimeout
@@ -353,7 +354,15 @@ func (w socketWriter) Write(p []byte) (int, error) {
 	if c.writeTimeout > 0 {
 		_ = c.nc.SetWriteDeadline(time.Now().Add(c.writeTimeout))
 	}
-	return c.nc.Write(p)
+	n, err := c.nc.Write(p)
+	if n > 0 {
+		// The heads written to bw so far have gone (a head cut short
+		// cannot be processed: it counts as gone, never as unsent).
+		c.mu.Lock()
+		c.flushed = c.opened
+		c.mu.Unlock()
+	}
+	return n, err
 }
 
 // flushLoop flushes what writers left in bw: after letting the goroutines
@@ -372,13 +381,8 @@ func (c *Conn) flushLoop() {
 		c.wmu.Lock()
 		if c.dirty && c.werr == nil {
 			c.dirty = false
-			opened := c.opened
 			if err := c.flushLocked(); err != nil {
 				c.failWriteLocked(err)
-			} else {
-				c.mu.Lock()
-				c.flushed = opened
-				c.mu.Unlock()
 			}
 		}
 		c.wmu.Unlock()
