@@ -304,61 +304,21 @@ func TestGRPC(t *testing.T) {
 	plain := startGRPCServer(t, "h2c", nil)
 	secure := startGRPCServer(t, "tls", &tls.Config{Certificates: []tls.Certificate{cert}})
 	lbCrt, lbKey := ca.WriteLeaf(t, dir, "lb", "127.0.0.1")
-	port, tlsPort := freePort(t), freePort(t)
-	cfg := fmt.Sprintf(`[global]
-log_level = "info"
-
-[defaults]
-mode = "http"
-
-[defaults.timeout]
-connect = "2s"
-client = "30s"
-server = "30s"
-
-[defaults.check]
-type = "none"
-
-[[frontend]]
-name = "h2c"
-bind = ["127.0.0.1:%d"]
-default_backend = "plain"
-
-[[frontend.route]]
-header = ["X-To: tls"]
-backend = "secure"
-
-[[frontend]]
-name = "tls"
-bind = ["127.0.0.1:%d"]
-default_backend = "plain"
-
-[frontend.tls]
-cert = [{ cert_file = %q, key_file = %q }]
-
-[[frontend.route]]
-header = ["X-To: tls"]
-backend = "secure"
-
-[[backend]]
-name = "plain"
-proto = "h2"
-%s
-[[backend]]
-name = "secure"
-proto = "h2"
-
-[backend.tls]
-enabled = true
-ca_file = %q
-%s`, port, tlsPort, lbCrt, lbKey, serverLine("h2c", plain.addr(), ""), ca.WriteCA(t, dir), serverLine("tls", secure.addr(), ""))
-	startLB(t, "-f", writeConfig(t, cfg))
+	// httpConfig's plain frontend (h2c), and one over TLS; both send the
+	// requests that say X-To: tls to the TLS server.
+	tlsPort := freePort(t)
+	route := "[[frontend.route]]\nheader = [\"X-To: tls\"]\nbackend = \"secure\"\n"
+	frontends := fmt.Sprintf("%s\n[[frontend]]\nname = \"tls\"\nbind = [\"127.0.0.1:%d\"]\ndefault_backend = \"app\"\n\n"+
+		"[frontend.tls]\ncert = [{ cert_file = %q, key_file = %q }]\n\n%s", route, tlsPort, lbCrt, lbKey, route)
+	backends := fmt.Sprintf("[[backend]]\nname = \"app\"\nproto = \"h2\"\n%s\n[[backend]]\nname = \"secure\"\nproto = \"h2\"\n\n"+
+		"[backend.tls]\nenabled = true\nca_file = %q\n%s", serverLine("h2c", plain.addr(), ""), ca.WriteCA(t, dir), serverLine("tls", secure.addr(), ""))
+	_, addr := startHTTPLB(t, "", frontends, backends)
 
 	for _, client := range []struct {
 		name   string
 		addr   string
 		secure bool
-	}{{"TLS", fmt.Sprintf("127.0.0.1:%d", tlsPort), true}, {"h2c", fmt.Sprintf("127.0.0.1:%d", port), false}} {
+	}{{"TLS", fmt.Sprintf("127.0.0.1:%d", tlsPort), true}, {"h2c", addr, false}} {
 		cc := grpcDial(t, client.addr, client.secure)
 		for _, srv := range []*grpcServer{plain, secure} {
 			t.Run(client.name+" to "+srv.name, func(t *testing.T) {

@@ -30,14 +30,6 @@ import (
 // refused, so that a request that reaches it came over HTTP/2.
 func startH2Backend(t *testing.T, name string, h func(b *httpBackend, w http.ResponseWriter, r *http.Request), tc *tls.Config) *httpBackend {
 	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &httpBackend{name: name, ln: ln}
-	if h != nil {
-		b.h = func(w http.ResponseWriter, r *http.Request) { h(b, w, r) }
-	}
 	var protos http.Protocols
 	if tc != nil {
 		tc = tc.Clone()
@@ -46,24 +38,7 @@ func startH2Backend(t *testing.T, name string, h func(b *httpBackend, w http.Res
 	} else {
 		protos.SetUnencryptedHTTP2(true)
 	}
-	b.srv = &http.Server{
-		Handler:   b,
-		Protocols: &protos,
-		ErrorLog:  log.New(io.Discard, "", 0),
-		ConnState: func(_ net.Conn, s http.ConnState) {
-			if s == http.StateNew {
-				b.conns.Add(1)
-			}
-		},
-		TLSConfig: tc,
-	}
-	if tc != nil {
-		go func() { _ = b.srv.ServeTLS(ln, "", "") }()
-	} else {
-		go func() { _ = b.srv.Serve(ln) }()
-	}
-	t.Cleanup(func() { _ = b.srv.Close() })
-	return b
+	return startBackendProtos(t, name, h, tc, 30*time.Second, &protos)
 }
 
 // h2BackendTLS returns the TLS configuration of an HTTP/2 server whose

@@ -89,6 +89,13 @@ func startHTTPBackendTLS(t *testing.T, name string, h func(b *httpBackend, w htt
 // keep-alive connections idle for idle.
 func startHTTPBackendIdle(t *testing.T, name string, h func(b *httpBackend, w http.ResponseWriter, r *http.Request), tc *tls.Config, idle time.Duration) *httpBackend {
 	t.Helper()
+	return startBackendProtos(t, name, h, tc, idle, nil)
+}
+
+// startBackendProtos is startHTTPBackendIdle for a server that speaks
+// protos (nil: net/http's defaults, HTTP/1.1 and h2 over TLS).
+func startBackendProtos(t *testing.T, name string, h func(b *httpBackend, w http.ResponseWriter, r *http.Request), tc *tls.Config, idle time.Duration, protos *http.Protocols) *httpBackend {
+	t.Helper()
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -108,6 +115,7 @@ func startHTTPBackendIdle(t *testing.T, name string, h func(b *httpBackend, w ht
 			}
 		},
 		TLSConfig: tc,
+		Protocols: protos,
 	}
 	if tc != nil {
 		ln = tls.NewListener(ln, tc)

@@ -29,9 +29,10 @@ import (
 // request, its stack growth, its maps and contexts); this one costs about
 // what lb's HTTP/1.1 path does.
 type Conn struct {
-	nc net.Conn
-	br *bufio.Reader
-	fr *http2.Framer
+	nc     net.Conn
+	scheme string // "https" over TLS, else "http": the requests' :scheme
+	br     *bufio.Reader
+	fr     *http2.Framer
 
 	// The write side: frames go to bw under wmu, and flushLoop flushes
 	// them (dirty says there are some to flush).
@@ -86,9 +87,8 @@ const (
 // Why a stream failed. ErrRefused and ErrGoAway say that the server did
 // not process the request: it may go again on another connection.
 var (
-	ErrRefused  = errors.New("the server refused the stream (REFUSED_STREAM)")
-	ErrGoAway   = errors.New("the server's GOAWAY came before the stream, which it did not process")
-	ErrCanceled = errors.New("the request was cancelled")
+	ErrRefused = errors.New("the server refused the stream (REFUSED_STREAM)")
+	ErrGoAway  = errors.New("the server's GOAWAY came before the stream, which it did not process")
 	// ErrUnsent is a stream whose connection failed before its head was
 	// written to the socket.
 	ErrUnsent = errors.New("the connection failed before the request was sent")
@@ -141,7 +141,11 @@ func dial(ctx context.Context, o *Options) (*Conn, error) {
 		}
 		nc = t
 	}
-	c := &Conn{nc: nc, flushReq: make(chan struct{}, 1), stop: make(chan struct{}), writeTimeout: o.WriteTimeout, streams: map[uint32]*Stream{}, nextID: 1, maxStreams: defaultMaxStreams,
+	scheme := "http"
+	if o.TLS != nil {
+		scheme = "https"
+	}
+	c := &Conn{nc: nc, scheme: scheme, flushReq: make(chan struct{}, 1), stop: make(chan struct{}), writeTimeout: o.WriteTimeout, streams: map[uint32]*Stream{}, nextID: 1, maxStreams: defaultMaxStreams,
 		peerWindow: initialWindow, sendWindow: initialWindow, maxFrame: 16384}
 	c.cond = sync.NewCond(&c.mu)
 	c.br = bufio.NewReaderSize(nc, 16<<10)
@@ -310,7 +314,7 @@ func (c *Conn) goAway(code http2.ErrCode) {
 			return err
 		}
 		c.dirty = false
-		return c.flushLocked()
+		return c.bw.Flush()
 	})
 }
 
@@ -340,9 +344,6 @@ func (c *Conn) failWriteLocked(err error) {
 	c.failLocked(err)
 	c.mu.Unlock()
 }
-
-// flushLocked writes bw out; wmu is held.
-func (c *Conn) flushLocked() error { return c.bw.Flush() }
 
 // socketWriter is what bw writes to: the connection, each write within
 // the write timeout (bw writes a large frame straight through, not only
@@ -381,7 +382,7 @@ func (c *Conn) flushLoop() {
 		c.wmu.Lock()
 		if c.dirty && c.werr == nil {
 			c.dirty = false
-			if err := c.flushLocked(); err != nil {
+			if err := c.bw.Flush(); err != nil {
 				c.failWriteLocked(err)
 			}
 		}
@@ -747,7 +748,7 @@ func (st *Stream) failLocked(err error) {
 // Open opens a stream for req, whose head goes out as it is but for the
 // connection-specific fields: Host becomes :authority, the target :path.
 // end says the request has no body. It takes the slot Pool.Get reserved.
-func (c *Conn) Open(req *h1.Request, scheme string, end bool) (*Stream, error) {
+func (c *Conn) Open(req *h1.Request, end bool) (*Stream, error) {
 	st := &Stream{c: c, wake: make(chan struct{}, 1), declared: -1, recvWindow: streamWindow, sentEnd: end,
 		isHead: string(req.Method) == "HEAD"}
 	ran := false
@@ -774,7 +775,7 @@ func (c *Conn) Open(req *h1.Request, scheme string, end bool) (*Stream, error) {
 		c.streams[st.id] = st
 		c.mu.Unlock()
 		c.opened = st.id
-		return c.writeHead(st.id, req, scheme, end)
+		return c.writeHead(st.id, req, end)
 	})
 	var ue *unsentError
 	switch {
@@ -801,12 +802,12 @@ func (e *unsentError) Error() string { return e.err.Error() }
 
 // writeHead encodes req's head and writes it as HEADERS and CONTINUATION
 // frames; wmu is held.
-func (c *Conn) writeHead(id uint32, req *h1.Request, scheme string, end bool) error {
+func (c *Conn) writeHead(id uint32, req *h1.Request, end bool) error {
 	c.hbuf.Reset()
 	enc := c.henc
 	field := func(name, value string) { _ = enc.WriteField(hpack.HeaderField{Name: name, Value: value}) }
 	field(":method", string(req.Method))
-	field(":scheme", scheme)
+	field(":scheme", c.scheme)
 	if host := req.Host(); len(host) > 0 {
 		field(":authority", string(host))
 	}

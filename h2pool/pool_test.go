@@ -66,7 +66,7 @@ func get(p *Pool, path string) error {
 		if err != nil {
 			return err
 		}
-		st, err = cc.Open(&req, "http", true)
+		st, err = cc.Open(&req, true)
 		if err == nil {
 			_, err = st.ReadHead(&resp, func(int, *h1.Head) error { return nil })
 		}
@@ -241,7 +241,7 @@ func open(t *testing.T, p *Pool, path string, trailer string) *Stream {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := cc.Open(&req, "http", false)
+	st, err := cc.Open(&req, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -402,7 +402,7 @@ func TestHeadResponse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := cc.Open(&req, "http", true)
+	st, err := cc.Open(&req, true)
 	if err != nil {
 		t.Fatal(err)
 	}

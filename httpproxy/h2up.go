@@ -83,15 +83,11 @@ func (x *exchange) reserveH2(srv *balancer.Server) error {
 	if err != nil {
 		return err
 	}
-	c := x.call
-	if c == nil {
-		c = &h2Call{x: x}
-		c.respIn.c = c
-		x.call = c
-	} else if c.reserved {
-		c.cc.Release()
-	}
-	c.cc, c.fresh, c.reserved = cc, fresh, true
+	// (A DialServer that succeeds ends proxy.Backend.Connect: the
+	// exchange has no call yet.)
+	c := &h2Call{x: x, cc: cc, fresh: fresh, reserved: true}
+	c.respIn.c = c
+	x.call = c
 	return nil
 }
 
@@ -351,13 +347,9 @@ func (x *exchange) forwardH2() bool {
 		c.body.replay.Store(true)
 	}
 	c.watch()
-	scheme := "http"
-	if x.be.servers[x.srv].tls != nil {
-		scheme = "https"
-	}
 	for attempt := 0; ; attempt++ {
 		c.reserved = false
-		st, err := c.cc.Open(&x.req, scheme, c.body == nil)
+		st, err := c.cc.Open(&x.req, c.body == nil)
 		if err == nil {
 			c.setStream(st)
 			if c.body != nil {

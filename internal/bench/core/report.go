@@ -183,21 +183,17 @@ func rows(o options) []row {
 				row{key: "bulk.other", label: fmt.Sprintf("  CPU %s busy apart from the proxy, cores", o.proxyCPU), format: fmtF2},
 				row{key: "bulk.load_cpu", label: fmt.Sprintf("  CPU %s (load) busy, cores", o.loadCPU), format: fmtF2},
 			)
-		case "h2":
+		case "h2", "h2-h2":
+			what := "HTTP/2 over TLS (ECDSA P-256 certificate)"
+			if m == "h2-h2" {
+				what = "HTTP/2 over TLS to the proxy, HTTP/2 (h2c) to the server"
+			}
 			out = append(out,
-				row{label: fmt.Sprintf("HTTP/2 over TLS (ECDSA P-256 certificate), h2load -c %d -m %d, %d-byte responses", h2Clients, h2Streams, o.body)},
-				row{key: "h2.cpu_us", label: "  CPU µs per request", format: fmtF1, ratio: true},
-				row{key: "h2.rps", label: "  req/s", format: fmtKRPS, ratio: true},
-				row{key: "h2.other", label: fmt.Sprintf("  CPU %s busy apart from the proxy, cores", o.proxyCPU), format: fmtF2},
-				row{key: "h2.load_cpu", label: fmt.Sprintf("  CPU %s (load) busy, cores", o.loadCPU), format: fmtF2},
-			)
-		case "h2-h2":
-			out = append(out,
-				row{label: fmt.Sprintf("HTTP/2 over TLS to the proxy, HTTP/2 (h2c) to the server, h2load -c %d -m %d, %d-byte responses", h2Clients, h2Streams, o.body)},
-				row{key: "h2-h2.cpu_us", label: "  CPU µs per request", format: fmtF1, ratio: true},
-				row{key: "h2-h2.rps", label: "  req/s", format: fmtKRPS, ratio: true},
-				row{key: "h2-h2.other", label: fmt.Sprintf("  CPU %s busy apart from the proxy, cores", o.proxyCPU), format: fmtF2},
-				row{key: "h2-h2.load_cpu", label: fmt.Sprintf("  CPU %s (load) busy, cores", o.loadCPU), format: fmtF2},
+				row{label: fmt.Sprintf("%s, h2load -c %d -m %d, %d-byte responses", what, h2Clients, h2Streams, o.body)},
+				row{key: m + ".cpu_us", label: "  CPU µs per request", format: fmtF1, ratio: true},
+				row{key: m + ".rps", label: "  req/s", format: fmtKRPS, ratio: true},
+				row{key: m + ".other", label: fmt.Sprintf("  CPU %s busy apart from the proxy, cores", o.proxyCPU), format: fmtF2},
+				row{key: m + ".load_cpu", label: fmt.Sprintf("  CPU %s (load) busy, cores", o.loadCPU), format: fmtF2},
 			)
 		case "tls-ecdsa", "tls-rsa":
 			cert := "ECDSA P-256"
