@@ -34,6 +34,13 @@ type conn struct {
 	fr     *http2.Framer
 	wg     sync.WaitGroup // the stream goroutines
 
+	// The header block being read, the reader goroutine's (readBlock).
+	hdec      *hpack.Decoder
+	fields    []hpack.HeaderField // its fields, storage reused
+	maxList   uint32              // the most field bytes kept of a block (hpack's count)
+	remain    uint32              // what is left of maxList for this block
+	truncated bool                // fields beyond maxList were left out
+
 	// Write side, guarded by wmu.
 	wmu       sync.Mutex
 	dirty     bool // bw holds frames that flushLoop will flush
@@ -104,10 +111,11 @@ func (c *conn) init() {
 	c.fr.SetMaxReadFrameSize(readFrameSize)
 	c.fr.SetReuseFrames()
 	lim := withDefaults(c.s.Limits)
-	// The decoder stops emitting fields past this (Truncated, then lb
+	// The decoder stops emitting fields past this (truncated, then lb
 	// answers 431); ReadRequest applies the exact limits.
-	c.fr.MaxHeaderListSize = uint32(2*lim.MaxHeaderBytes + 32*lim.MaxHeaders)
-	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	c.maxList = uint32(2*lim.MaxHeaderBytes + 32*lim.MaxHeaders)
+	c.hdec = hpack.NewDecoder(4096, c.emit)
+	c.hdec.SetMaxStringLength(int(c.maxList))
 	c.henc = hpack.NewEncoder(&c.hbuf)
 	c.streams = make(map[uint32]*Stream)
 	c.sendWin = 65535
@@ -243,8 +251,15 @@ func (c *conn) process(f http2.Frame) error {
 	switch f := f.(type) {
 	case *http2.DataFrame:
 		return c.onData(f)
-	case *http2.MetaHeadersFrame:
+	case *http2.HeadersFrame:
+		if err := c.readBlock(f); err != nil {
+			return err
+		}
 		return c.onHeaders(f)
+	case *http2.ContinuationFrame:
+		// The framer lets one through only after a HEADERS frame
+		// without END_HEADERS, and readBlock reads those.
+		return connError{http2.ErrCodeProtocol, "CONTINUATION out of a header block"}
 	case *http2.SettingsFrame:
 		return c.onSettings(f)
 	case *http2.WindowUpdateFrame:
@@ -276,9 +291,9 @@ func (c *conn) process(f http2.Frame) error {
 	return nil // unknown frame types are ignored
 }
 
-// frameStreamError handles a stream error the framer found in a frame:
-// a HEADERS frame whose fields are invalid still opens its stream, which
-// is reset, and the request is logged.
+// frameStreamError handles a stream error the framer found in a frame: a
+// WINDOW_UPDATE of 0 on a stream, a HEADERS frame's padding longer than
+// the frame.
 func (c *conn) frameStreamError(se http2.StreamError) error {
 	cause := se.Cause
 	if cause == nil {
@@ -286,19 +301,6 @@ func (c *conn) frameStreamError(se http2.StreamError) error {
 	}
 	if cause == nil {
 		cause = errors.New(se.Code.String())
-	}
-	// The framer gives a cause only for the fields of a header block.
-	c.mu.Lock()
-	opens := se.Cause != nil && se.StreamID > c.lastID && se.StreamID%2 == 1
-	if opens {
-		c.lastID = se.StreamID
-	}
-	c.mu.Unlock()
-	if opens {
-		st := newStream(c, se.StreamID)
-		st.err = malformed(cause.Error())
-		st.resetLocked(st.err)
-		c.startStream(st)
 	}
 	return streamError{se.StreamID, se.Code, cause}
 }
@@ -407,8 +409,60 @@ func (c *conn) onReset(f *http2.RSTStreamFrame) error {
 	return nil
 }
 
-// onHeaders opens a stream, or ends one with its trailer section.
-func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
+// readBlock decodes the header block that f starts, with the CONTINUATION
+// frames that follow it, into c.fields: fields past c.maxList are left
+// out (c.truncated), but the whole block is decoded, which keeps the
+// decoder's table in step with the client's. A CONTINUATION frame that
+// brings more than twice what is left of the budget is a flood, not a
+// request: the connection ends without decoding it. ReadRequest and
+// ReadTrailer judge the fields themselves (pseudo-headers, names,
+// values), not the decoder.
+func (c *conn) readBlock(f *http2.HeadersFrame) error {
+	c.fields = c.fields[:0]
+	c.remain, c.truncated = c.maxList, false
+	c.hdec.SetEmitEnabled(true)
+	frag, ended := f.HeaderBlockFragment(), f.HeadersEnded()
+	for {
+		if int64(len(frag)) > 2*int64(c.remain) {
+			return connError{http2.ErrCodeProtocol, "header block far over the limits"}
+		}
+		if _, err := c.hdec.Write(frag); err != nil {
+			return connError{http2.ErrCodeCompression, err.Error()}
+		}
+		if ended {
+			break
+		}
+		next, err := c.fr.ReadFrame()
+		if err != nil {
+			return err
+		}
+		cf, ok := next.(*http2.ContinuationFrame) // the framer's frame order says so
+		if !ok {
+			return connError{http2.ErrCodeProtocol, "header block not followed by CONTINUATION"}
+		}
+		frag, ended = cf.HeaderBlockFragment(), cf.HeadersEnded()
+	}
+	if err := c.hdec.Close(); err != nil {
+		return connError{http2.ErrCodeCompression, err.Error()}
+	}
+	return nil
+}
+
+// emit is the decoder's: it keeps a field while the block is within
+// c.maxList.
+func (c *conn) emit(f hpack.HeaderField) {
+	if size := f.Size(); size <= c.remain {
+		c.remain -= size
+		c.fields = append(c.fields, f)
+		return
+	}
+	c.remain, c.truncated = 0, true
+	c.hdec.SetEmitEnabled(false)
+}
+
+// onHeaders opens a stream, or ends one with its trailer section; the
+// fields of f's header block are in c.fields.
+func (c *conn) onHeaders(f *http2.HeadersFrame) error {
 	id := f.StreamID
 	if id%2 == 0 {
 		return connError{http2.ErrCodeProtocol, "HEADERS on an even stream id"}
@@ -438,11 +492,11 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 	}
 	st := newStream(c, id)
 	var err error
-	if f.Truncated {
+	if c.truncated {
 		err = errTooLarge
 		st.req.Reset()
 	} else {
-		st.declared, err = ReadRequest(&st.req, f.Fields, f.StreamEnded(), c.s.Limits)
+		st.declared, err = ReadRequest(&st.req, c.fields, f.StreamEnded(), c.s.Limits)
 	}
 	if isMalformed(err) {
 		st.err = err
@@ -462,8 +516,9 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 	return nil
 }
 
-// onTrailers ends st with the trailer section in f; c.mu is held.
-func (c *conn) onTrailers(st *Stream, f *http2.MetaHeadersFrame) error {
+// onTrailers ends st with the trailer section in f (c.fields); c.mu is
+// held.
+func (c *conn) onTrailers(st *Stream, f *http2.HeadersFrame) error {
 	switch {
 	case st.reset && st.resetErr != ErrStreamReset && st.resetErr != errStreamDone:
 		return nil // lb reset it: what the client sent meanwhile is ignored
@@ -474,10 +529,10 @@ func (c *conn) onTrailers(st *Stream, f *http2.MetaHeadersFrame) error {
 		return streamError{st.id, http2.ErrCodeStreamClosed, errors.New("HEADERS on a half-closed stream")}
 	case !f.StreamEnded():
 		return streamError{st.id, http2.ErrCodeProtocol, malformed("trailer section that does not end the stream")}
-	case f.Truncated:
+	case c.truncated:
 		return streamError{st.id, http2.ErrCodeProtocol, malformed("trailer section over the limits")}
 	}
-	if err := ReadTrailer(&st.trailer, f.Fields, c.s.Limits); err != nil {
+	if err := ReadTrailer(&st.trailer, c.fields, c.s.Limits); err != nil {
 		return streamError{st.id, http2.ErrCodeProtocol, err}
 	}
 	if st.declared >= 0 && st.recvd != st.declared {
@@ -644,17 +699,11 @@ func (c *conn) openStreamsLocked() uint32 {
 	return open
 }
 
-// startStream runs a stream's handler in a goroutine of its own.
+// startStream runs a stream's handler, and endStream after it, on one of
+// the Server's workers: a goroutine that serves one stream at a time.
 func (c *conn) startStream(st *Stream) {
 	c.wg.Add(1)
-	go c.runStream(st)
-}
-
-// runStream is a stream's goroutine.
-func (c *conn) runStream(st *Stream) {
-	defer c.wg.Done()
-	c.s.Handler.ServeStream(st)
-	c.endStream(st)
+	c.s.workers.run(st)
 }
 
 // endStream retires a stream whose handler returned: a response left

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -553,4 +554,163 @@ func TestConnShutdownAsLastStreamEnds(t *testing.T) {
 		}
 		c.nc.Close()
 	}
+}
+
+// goroutineID returns the calling goroutine's number, from its stack
+// trace's first line ("goroutine 12 [running]:").
+func goroutineID() string {
+	b := make([]byte, 64)
+	b = b[:runtime.Stack(b, false)]
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return ""
+	}
+	return f[1]
+}
+
+// TestWorkers: streams served one after another run on the same goroutine;
+// the idle ones end after the reaper's period, and at Shutdown.
+func TestWorkers(t *testing.T) {
+	ids := make(chan string, 10)
+	s := &Server{Handler: handlerFunc(func(st *Stream) {
+		ids <- goroutineID()
+		echo(st)
+	})}
+	s.workers.linger = 100 * time.Millisecond
+	c := startConn(t, s)
+	seen := map[string]bool{}
+	for id := uint32(1); id <= 5; id += 2 {
+		c.headers(id, true, ":method: GET", ":scheme: https", ":path: /", ":authority: a")
+		if status, _, _, _ := c.response(id); status != "200" {
+			t.Fatalf("stream %d: %s", id, status)
+		}
+		seen[<-ids] = true
+	}
+	if len(seen) != 1 {
+		t.Errorf("3 streams one after another ran on goroutines %v, want one", seen)
+	}
+	counts := func() (live, idle int) {
+		s.workers.mu.Lock()
+		defer s.workers.mu.Unlock()
+		return s.workers.live, len(s.workers.idle)
+	}
+	waitWorkers := func(when string) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			if live, _ := counts(); live == 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				live, idle := counts()
+				t.Fatalf("%s: %d workers left (%d idle) after 10 s", when, live, idle)
+			}
+		}
+	}
+	waitWorkers("idle")
+
+	// A worker idle at Shutdown ends then, long before the reaper.
+	s.workers.mu.Lock()
+	s.workers.linger = time.Hour
+	s.workers.mu.Unlock()
+	c.headers(7, true, ":method: GET", ":scheme: https", ":path: /", ":authority: a")
+	if status, _, _, _ := c.response(7); status != "200" {
+		t.Fatalf("stream 7: %s", status)
+	}
+	<-ids
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		live, n := counts()
+		if live == 1 && n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d idle workers after stream 7, want 1", n)
+		}
+	}
+	s.Shutdown()
+	waitWorkers("Shutdown")
+}
+
+// TestConnHeaderBlockOverLimits: a header block spread over HEADERS and
+// CONTINUATION frames and over the limits opens its stream with a 431
+// error for the handler to answer, and the connection goes on: the whole
+// block was decoded, so the fields it added to the decoder's table are
+// there for the next request to refer to.
+func TestConnHeaderBlockOverLimits(t *testing.T) {
+	s := &Server{Limits: h1.Limits{MaxHeaderBytes: 1024}, Handler: handlerFunc(func(st *Stream) {
+		var e *h1.Error
+		if errors.As(st.Err(), &e) {
+			_ = st.WriteHeader(e.Status, &h1.Head{}, true)
+			return
+		}
+		echo(st)
+	})}
+	c := startConn(t, s)
+	// Literal fields with incremental indexing: the encoder adds each to
+	// its table, and refers to them by index in the next block.
+	c.ebuf.Reset()
+	for _, f := range fields(":method: GET", ":scheme: https", ":path: /big", ":authority: a") {
+		_ = c.enc.WriteField(f)
+	}
+	for i := range 8 {
+		_ = c.enc.WriteField(hpack.HeaderField{Name: "x-big-" + string(rune('a'+i)), Value: strings.Repeat("v", 300)})
+	}
+	block := c.ebuf.Bytes()
+	third := len(block) / 3
+	if err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block[:third], EndStream: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.fr.WriteContinuation(1, false, block[third:2*third]); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.fr.WriteContinuation(1, true, block[2*third:]); err != nil {
+		t.Fatal(err)
+	}
+	if status, _, _, _ := c.response(1); status != "431" {
+		t.Errorf("stream 1 over the limits: %s, want 431", status)
+	}
+	// Within the limits, with a field the encoder sends by index only.
+	c.headers(3, true, ":method: GET", ":scheme: https", ":path: /small", ":authority: a", "x-big-a: "+strings.Repeat("v", 300))
+	if status, head, _, _ := c.response(3); status != "200" || head["x-target"] != "/small" {
+		t.Errorf("stream 3 after it: %s %v, want 200 for /small", status, head)
+	}
+}
+
+// TestConnContinuationFlood: CONTINUATION frames that go on past the
+// limits end the connection (GOAWAY PROTOCOL_ERROR) rather than have lb
+// decode them as long as they come.
+func TestConnContinuationFlood(t *testing.T) {
+	s := &Server{Limits: h1.Limits{MaxHeaderBytes: 1024}, Handler: handlerFunc(echo)}
+	c := startConn(t, s)
+	c.ebuf.Reset()
+	for _, f := range fields(":method: GET", ":scheme: https", ":path: /", ":authority: a") {
+		_ = c.enc.WriteField(f)
+	}
+	if err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: c.ebuf.Bytes(), EndStream: true}); err != nil {
+		t.Fatal(err)
+	}
+	// Each frame is one whole literal field of 1,000 bytes, without
+	// indexing: decoding each costs lb a field.
+	c.ebuf.Reset()
+	_ = c.enc.WriteField(hpack.HeaderField{Name: "x-flood", Value: strings.Repeat("f", 1000), Sensitive: true})
+	frag := append([]byte(nil), c.ebuf.Bytes()...)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 10000 {
+			if c.fr.WriteContinuation(1, false, frag) != nil {
+				return
+			}
+		}
+	}()
+	for {
+		f := c.read()
+		if ga, ok := f.(*http2.GoAwayFrame); ok {
+			if ga.ErrCode != http2.ErrCodeProtocol {
+				t.Errorf("GOAWAY %v, want PROTOCOL_ERROR", ga.ErrCode)
+			}
+			break
+		}
+	}
+	c.nc.Close()
+	<-done
 }

@@ -27,7 +27,7 @@ func malformed(reason string) *MalformedError { return &MalformedError{Reason: r
 //
 // The request is malformed (a *MalformedError) when the translation could
 // be read two ways or would be refused by h1.ReadRequest: a missing,
-// empty or invalid pseudo-header, a path or an authority with characters a
+// repeated, empty or invalid pseudo-header, a path or an authority with characters a
 // target or a Host cannot hold, a Host field that differs from
 // :authority, connection-specific fields (Connection, Keep-Alive,
 // Proxy-Connection, Transfer-Encoding, Upgrade), TE other than
@@ -46,17 +46,21 @@ func ReadRequest(req *h1.Request, fields []hpack.HeaderField, end bool, lim h1.L
 	i := 0
 	for ; i < len(fields) && len(fields[i].Name) > 0 && fields[i].Name[0] == ':'; i++ {
 		f := fields[i]
+		var dup bool
 		switch f.Name {
 		case ":method":
-			method, hasMethod = f.Value, true
+			dup, method, hasMethod = hasMethod, f.Value, true
 		case ":scheme":
-			scheme, hasScheme = f.Value, true
+			dup, scheme, hasScheme = hasScheme, f.Value, true
 		case ":path":
-			path, hasPath = f.Value, true
+			dup, path, hasPath = hasPath, f.Value, true
 		case ":authority":
-			authority, hasAuthority = f.Value, true
+			dup, authority, hasAuthority = hasAuthority, f.Value, true
 		default: // :protocol: lb does not offer extended CONNECT
 			return -1, malformed("pseudo-header " + f.Name + " not supported")
+		}
+		if dup {
+			return -1, malformed("several " + f.Name + " pseudo-headers")
 		}
 	}
 	regular := fields[i:]

@@ -109,6 +109,10 @@ func TestReadRequestMalformed(t *testing.T) {
 	}{
 		{"host differs from authority", with("host: evil.example"), true, "differs from :authority"},
 		{"two hosts", fields(":method: GET", ":scheme: https", ":path: /", "host: a", "host: a"), true, "several host"},
+		{"two :path", fields(":method: GET", ":scheme: https", ":path: /a", ":path: /b", ":authority: a"), true, "several :path"},
+		{"two :method", fields(":method: GET", ":method: POST", ":scheme: https", ":path: /", ":authority: a"), true, "several :method"},
+		{"two :authority", fields(":method: GET", ":scheme: https", ":path: /", ":authority: a", ":authority: b"), true, "several :authority"},
+		{"two :scheme", fields(":method: GET", ":scheme: https", ":scheme: http", ":path: /", ":authority: a"), true, "several :scheme"},
 		{"content-length list", fields(":method: POST", ":scheme: https", ":path: /", ":authority: a", "content-length: 5, 6"), false, "invalid content-length"},
 		{"content-length list of equal values", fields(":method: POST", ":scheme: https", ":path: /", ":authority: a", "content-length: 5, 5"), false, "invalid content-length"},
 		{"two content-lengths", fields(":method: POST", ":scheme: https", ":path: /", ":authority: a", "content-length: 5", "content-length: 6"), false, "several content-length"},

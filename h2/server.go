@@ -76,9 +76,10 @@ type Server struct {
 	// the response (a client that does not read); 0 means none.
 	Timeout time.Duration
 
-	mu    sync.Mutex
-	shut  bool
-	conns map[*conn]struct{}
+	mu      sync.Mutex
+	shut    bool
+	conns   map[*conn]struct{}
+	workers workers
 }
 
 func (s *Server) maxStreams() uint32 {
@@ -136,6 +137,7 @@ func (s *Server) Shutdown() {
 	for _, c := range conns {
 		c.shutdown()
 	}
+	s.workers.stop()
 }
 
 func newConn(s *Server, nc net.Conn, raw *net.TCPConn) *conn {
