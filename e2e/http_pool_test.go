@@ -169,3 +169,70 @@ func TestHTTPPooledConnClosedByServer(t *testing.T) {
 	t.Logf("%d of %d POSTs failed, %d never reached the server, %d reached it more than once; %d sent again on a fresh connection (lb's log); the server accepted %d connections",
 		failed, 2*perClient, missing, twice, retried, closer.accepted.Load())
 }
+
+// TestHTTPPooledConnClosedByServerGET: GETs, which lb takes pooled
+// connections for without checking them first (idlePool.get: a request it
+// can send again at no cost), through lb to the server of
+// TestHTTPPooledConnClosedByServer, which closes each connection after its
+// answer without saying so. Every GET gets its answer: the first that
+// meets a closed connection goes again on a fresh one, and from then on
+// lb checks each pooled connection before reuse, so few GETs need to.
+func TestHTTPPooledConnClosedByServerGET(t *testing.T) {
+	closer := startRawBackend(t, "closer", func(c net.Conn) {
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
+		}
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(req.URL.Path), req.URL.Path)
+	})
+	p, addr := startHTTPLB(t, "", "", "[[backend]]\nname = \"app\"\n"+closer.line())
+	const clients, perClient = 4, 50
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	failures := make(chan []string, clients)
+	c := newHTTPClient(t)
+	for n := range clients {
+		go func() {
+			var failed []string
+			for i := range perClient {
+				path := fmt.Sprintf("/get-%d-%d", n, i)
+				req, err := http.NewRequestWithContext(ctx, "GET", "http://"+addr+path, nil)
+				if err != nil {
+					failed = append(failed, err.Error())
+					continue
+				}
+				resp, err := c.Do(req)
+				if err != nil {
+					failed = append(failed, fmt.Sprintf("%s: %v", path, err))
+					continue
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || resp.StatusCode != 200 || string(body) != path {
+					failed = append(failed, fmt.Sprintf("%s: %d %q %v", path, resp.StatusCode, body, err))
+				}
+			}
+			failures <- failed
+		}()
+	}
+	for range clients {
+		select {
+		case failed := <-failures:
+			if len(failed) > 0 {
+				t.Errorf("%d of %d GETs failed, the first: %s", len(failed), perClient, failed[0])
+			}
+		case <-time.After(90 * time.Second):
+			t.Fatal("the clients did not finish within 90s")
+		}
+	}
+	retried := 0
+	for _, l := range p.logLines(t, "request") {
+		if r, _ := l["retries"].(float64); r > 0 {
+			retried++
+		}
+	}
+	t.Logf("%d of %d GETs sent again on a fresh connection; the server accepted %d connections", retried, clients*perClient, closer.accepted.Load())
+	if retried > clients*perClient/4 {
+		t.Errorf("%d of %d GETs were sent again: lb went on reusing pooled connections unchecked after the first closed one", retried, clients*perClient)
+	}
+}

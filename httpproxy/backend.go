@@ -194,10 +194,27 @@ type idlePool struct {
 	// while the pool holds connections.
 	purge *time.Timer
 	armed bool
+	// closed is when (sinceStart) the server was last seen with a pooled
+	// connection it had closed: alive found it, or a request failed on
+	// it; 0: never.
+	closed time.Duration
 }
 
-// get returns the newest live idle connection, or nil.
-func (p *idlePool) get() *serverConn {
+// closerMemory is how long after the server was last seen with a pooled
+// connection it had closed lb checks every reuse (see get).
+const closerMemory = 30 * time.Second
+
+// get returns the newest idle connection that may carry a request, or
+// nil. A connection is checked with alive before reuse, unless cheap says
+// a request that meets a closed connection costs nothing but a round trip
+// (forward sends it again on a fresh connection: an idempotent request lb
+// can send again whole) and the server was not seen closing a pooled
+// connection in the last closerMemory. A server that closes after its
+// answer without saying "Connection: close" so costs one round trip, then
+// has every reuse checked; a server that keeps its connections, the
+// common case, has none checked for such requests: the check is a syscall,
+// a third of lb's syscalls per HTTP/2 request (HAProxy does not check).
+func (p *idlePool) get(cheap bool) *serverConn {
 	for {
 		p.mu.Lock()
 		n := len(p.conns)
@@ -208,12 +225,26 @@ func (p *idlePool) get() *serverConn {
 		sc := p.conns[n-1]
 		p.conns[n-1] = nil
 		p.conns = p.conns[:n-1]
+		now := sinceStart()
+		check := !cheap || (p.closed > 0 && now-p.closed < closerMemory)
 		p.mu.Unlock()
-		if sinceStart()-sc.idle < maxIdle() && sc.alive() {
-			return sc
+		if now-sc.idle < maxIdle() {
+			if !check || sc.alive() {
+				return sc
+			}
+			p.noteClosed()
 		}
 		sc.close()
 	}
+}
+
+// noteClosed records that the server was seen with a pooled connection it
+// had closed.
+func (p *idlePool) noteClosed() {
+	now := sinceStart()
+	p.mu.Lock()
+	p.closed = now
+	p.mu.Unlock()
 }
 
 // put keeps sc for a next request, or closes it when the pool is full or
@@ -275,8 +306,8 @@ func (p *idlePool) expire() {
 
 // alive reports whether an idle connection may carry a request: the
 // server has not closed it (its FIN has not come, nor a reset) nor sent
-// anything unexpected. It runs on every reuse, however short the idle
-// time: a server that closes after its answer without saying
+// anything unexpected. When it runs (idlePool.get), it runs however short
+// the idle time: a server that closes after its answer without saying
 // "Connection: close" has its FIN arrive microseconds after the response,
 // when a busy pool may already be reusing the connection.
 //
@@ -412,16 +443,16 @@ func (sc *serverConn) awaitReset() bool {
 // connect returns a connection to srv: an idle one when there is one, else
 // a new one.
 func (b *Backend) connect(srv *balancer.Server, fresh bool) (*serverConn, error) {
-	return b.dial(srv, fresh, nil)
+	return b.dial(srv, fresh, false, nil)
 }
 
 // dial is connect, sending hdr first on a new connection when the backend
 // sends the PROXY protocol: then the connection is the client's alone,
-// never taken from the pool nor given back to it.
-func (b *Backend) dial(srv *balancer.Server, fresh bool, hdr *proxyproto.Header) (*serverConn, error) {
+// never taken from the pool nor given back to it. cheap is idlePool.get's.
+func (b *Backend) dial(srv *balancer.Server, fresh, cheap bool, hdr *proxyproto.Header) (*serverConn, error) {
 	up := b.servers[srv]
 	if !fresh && b.SendProxy == 0 {
-		if sc := up.idle.get(); sc != nil {
+		if sc := up.idle.get(cheap); sc != nil {
 			sc.takeBuffers()
 			return sc, nil
 		}

@@ -114,12 +114,19 @@ func (x *exchange) DialServer(srv *balancer.Server) error {
 		h := x.proxyHeader()
 		hdr = &h
 	}
-	sc, err := x.be.dial(srv, false, hdr)
+	sc, err := x.be.dial(srv, false, x.resendable(), hdr)
 	if err != nil {
 		return err
 	}
 	x.sc = sc
 	return nil
+}
+
+// resendable reports whether forward would send the request again on a
+// fresh connection, whatever the server did: lb holds it whole (no body,
+// or one lb holds: bodyHeld) and its method is idempotent.
+func (x *exchange) resendable() bool {
+	return (x.reqLen == 0 || x.bodyHeld()) && idempotent(x.req.Method)
 }
 
 // errClientGone ends a request whose client reset its stream while the
@@ -188,6 +195,7 @@ func (x *exchange) forward() bool {
 		}
 		stale := false // the server provably never read the request
 		if attempt == 0 && x.sc.used && !answered && !isTimeout(err) {
+			x.be.servers[x.srv].idle.noteClosed()
 			replayable, idem := held || x.reqLen == 0, idempotent(x.req.Method)
 			if !replayable || !idem {
 				// Only a proof lets a request that is not idempotent go
@@ -203,7 +211,7 @@ func (x *exchange) forward() bool {
 					h := x.proxyHeader()
 					hdr = &h
 				}
-				sc, cerr := x.be.dial(x.srv, true, hdr)
+				sc, cerr := x.be.dial(x.srv, true, false, hdr)
 				if cerr == nil {
 					x.sc = sc
 					x.resp.Reset()

@@ -539,6 +539,51 @@ func TestAlive(t *testing.T) {
 	})
 }
 
+// TestPoolGetCheap: for a request that a closed connection costs only a
+// round trip (cheap), the pool hands out its newest connection unchecked,
+// closed or not, until the server is seen with a connection it closed;
+// then it checks every reuse, for closerMemory.
+func TestPoolGetCheap(t *testing.T) {
+	s := newPoolServer(t, answer)
+	be, srv, _ := newPoolBackend(t, s.ln.Addr().String())
+	up := be.servers[srv]
+	closedOne := func() *serverConn {
+		sc, server := pooled(t, be, srv, s)
+		server.Close()
+		waitTCPState(t, sc.c, stateCloseWait)
+		return sc
+	}
+	stale := closedOne()
+	up.idle.put(stale)
+	if got := up.idle.get(true); got != stale {
+		t.Fatalf("get(cheap) returned %p, want the connection %p unchecked", got, stale)
+	}
+	stale.close()
+
+	// A request that failed on it (forward), or a checked reuse that
+	// finds one closed, makes every reuse checked.
+	up.idle.noteClosed()
+	open, _ := pooled(t, be, srv, s)
+	defer open.close()
+	up.idle.put(open)
+	stale = closedOne()
+	up.idle.put(stale)
+	if got := up.idle.get(true); got != open {
+		t.Fatalf("get(cheap) after a close was seen returned %p, want the open connection %p (the closed one is %p)", got, open, stale)
+	}
+
+	// closerMemory later, reuses go unchecked again.
+	up.idle.mu.Lock()
+	up.idle.closed = sinceStart() - closerMemory
+	up.idle.mu.Unlock()
+	stale = closedOne()
+	up.idle.put(stale)
+	if got := up.idle.get(true); got != stale {
+		t.Errorf("get(cheap) %v after the last close seen returned %p, want the connection %p unchecked", closerMemory, got, stale)
+	}
+	stale.close()
+}
+
 // TestPoolGetSkipsClosed: the pool hands out its newest connection that
 // is still open, and closes those the server closed, however briefly
 // they were idle.
@@ -552,11 +597,11 @@ func TestPoolGetSkipsClosed(t *testing.T) {
 	up.idle.put(newer)
 	server.Close()
 	waitTCPState(t, newer.c, stateCloseWait)
-	if got := up.idle.get(); got != older {
+	if got := up.idle.get(false); got != older {
 		t.Fatalf("get returned %p, want the open connection %p (the closed one is %p)", got, older, newer)
 	}
 	defer older.close()
-	if got := up.idle.get(); got != nil {
+	if got := up.idle.get(false); got != nil {
 		t.Errorf("get returned %p from an empty pool", got)
 	}
 	if _, err := newer.c.Write([]byte("x")); !errors.Is(err, net.ErrClosed) {
@@ -645,7 +690,7 @@ func TestPoolIdleHoldsNoBuffer(t *testing.T) {
 	}
 
 	// Taken again, it has buffers, and carries on.
-	sc := up.idle.get()
+	sc := up.idle.get(false)
 	if sc != first {
 		t.Fatalf("get returned %p, want %p", sc, first)
 	}
@@ -676,7 +721,7 @@ func TestPoolIdleHoldsNoBuffer(t *testing.T) {
 	// The pool works on after its purge: a connection put now is kept.
 	third, _ := pooled(t, be, srv, s)
 	up.idle.put(third)
-	if got := up.idle.get(); got != third {
+	if got := up.idle.get(false); got != third {
 		t.Errorf("get returned %p after a purge, want %p", got, third)
 	} else {
 		third.close()
