@@ -304,6 +304,22 @@ func TestH2ClientErrorsSpareServers(t *testing.T) {
 	}
 }
 
+// TestH2HeaderTableSize: nghttp, whose decoder holds lb to RFC 7541 4.2,
+// asks for a smaller header table than the default (SETTINGS_HEADER_TABLE_SIZE
+// 0 and 512): lb's header blocks start with the table size update that
+// calls for, and both requests on the connection get their answers.
+func TestH2HeaderTableSize(t *testing.T) {
+	nghttp := lookTool(t, "nghttp", "apt-get install nghttp2-client")
+	app := startHTTPBackend(t, "s1")
+	_, addr := startH2LB(t, "", "", httpBackendTable("app", "", app))
+	for _, size := range []string{"0", "512"} {
+		r := runCmd(t, 10*time.Second, nil, nghttp, "-n", "-s", "-c", size, "https://"+addr+"/a", "https://"+addr+"/b")
+		if got := len(regexp.MustCompile(`(?m) 200 .* /[ab]$`).FindAllString(r.stdout, -1)); r.code != 0 || got != 2 {
+			t.Errorf("header table size %s: %d of 2 answered 200; nghttp printed %s", size, got, r)
+		}
+	}
+}
+
 // TestH2Spec runs h2spec, the HTTP/2 conformance suite, against lb, over
 // TLS and in cleartext (h2c with prior knowledge): every test passes.
 // Malformed requests are logged.

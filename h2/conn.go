@@ -2,7 +2,6 @@ package h2
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -48,29 +47,32 @@ type conn struct {
 	flushStop chan struct{} // closed by teardown: flushLoop ends
 	flushDone chan struct{} // closed when flushLoop has ended
 	bw        *bufio.Writer
-	henc      *hpack.Encoder
-	hbuf      bytes.Buffer
-	werr      error     // the write side failed or was closed
-	wdue      time.Time // the write deadline set last
-	wMaxFrame int64     // the client's SETTINGS_MAX_FRAME_SIZE, for the writers
-	scratch   []byte    // lower-case names
+	hblock    []byte // the header block being written
+	// tableUpdate says the client changed SETTINGS_HEADER_TABLE_SIZE: the
+	// next header block starts with a dynamic table size update.
+	tableUpdate bool
+	werr        error     // the write side failed or was closed
+	wdue        time.Time // the write deadline set last
+	wMaxFrame   int64     // the client's SETTINGS_MAX_FRAME_SIZE, for the writers
+	scratch     []byte    // lower-case names
 
-	mu         sync.Mutex
-	streams    map[uint32]*Stream
-	lastID     uint32 // the highest stream id the client used
-	goingAway  bool   // lb is going away: no new stream
-	sentAway   bool   // lb sent GOAWAY
-	ready      bool   // the prefaces were exchanged
-	peerAway   bool   // the client sent GOAWAY
-	closed     bool   // the connection is down
-	sendWin    int64  // what lb may still send, all streams together
-	initWin    int64  // the client's SETTINGS_INITIAL_WINDOW_SIZE
-	maxFrame   int64  // the client's SETTINGS_MAX_FRAME_SIZE
-	recvWin    int64  // what the client may still send, all streams together
-	recvCredit int64  // bytes consumed that the client was not told of yet
-	tableSize  int64  // SETTINGS_HEADER_TABLE_SIZE of the frame being applied; -1: none
-	resets     [16]uint32
-	nextReset  int // where noteReset writes next in resets
+	mu          sync.Mutex
+	streamsDone sync.Cond // on mu: a stream left streams, or lb is going away
+	streams     map[uint32]*Stream
+	lastID      uint32 // the highest stream id the client used
+	goingAway   bool   // lb is going away: no new stream
+	sentAway    bool   // lb sent GOAWAY
+	ready       bool   // the prefaces were exchanged
+	peerAway    bool   // the client sent GOAWAY
+	closed      bool   // the connection is down
+	sendWin     int64  // what lb may still send, all streams together
+	initWin     int64  // the client's SETTINGS_INITIAL_WINDOW_SIZE
+	maxFrame    int64  // the client's SETTINGS_MAX_FRAME_SIZE
+	recvWin     int64  // what the client may still send, all streams together
+	recvCredit  int64  // bytes consumed that the client was not told of yet
+	tableSize   int64  // SETTINGS_HEADER_TABLE_SIZE of the frame being applied; -1: none
+	resets      [16]uint32
+	nextReset   int // where noteReset writes next in resets
 }
 
 // Errors a stream's body or response sees.
@@ -116,8 +118,8 @@ func (c *conn) init() {
 	c.maxList = uint32(2*lim.MaxHeaderBytes + 32*lim.MaxHeaders)
 	c.hdec = hpack.NewDecoder(4096, c.emit)
 	c.hdec.SetMaxStringLength(int(c.maxList))
-	c.henc = hpack.NewEncoder(&c.hbuf)
 	c.streams = make(map[uint32]*Stream)
+	c.streamsDone.L = &c.mu
 	c.sendWin = 65535
 	c.initWin = 65535
 	c.maxFrame = readFrameSize
@@ -326,8 +328,9 @@ func (c *conn) onSettings(f *http2.SettingsFrame) error {
 		return err
 	}
 	if size >= 0 {
-		// The new size takes effect with the next header block.
-		c.henc.SetMaxDynamicTableSizeLimit(uint32(size))
+		// lb's encoder uses no dynamic table, but says so again
+		// (hpackenc.go).
+		c.tableUpdate = true
 	}
 	c.wMaxFrame = maxFrame
 	return c.unlockWrite(c.fr.WriteSettingsAck())
@@ -482,7 +485,17 @@ func (c *conn) onHeaders(f *http2.HeadersFrame) error {
 		return connError{http2.ErrCodeProtocol, "HEADERS on a closed stream or a stream id that went down"}
 	}
 	c.lastID = id
-	refuse := c.goingAway || c.peerAway || c.openStreamsLocked() >= c.s.maxStreams()
+	limit := c.s.maxStreams()
+	open, finishing := c.openStreamsLocked()
+	for open < limit && finishing >= limit && !c.goingAway && !c.peerAway {
+		// A limit's worth of handlers are finishing streams closed for
+		// the client: lb waits for them rather than refuse a stream the
+		// client was free to open (REFUSED_STREAM, which h2load, for one,
+		// counts as a failed request).
+		c.streamsDone.Wait()
+		open, finishing = c.openStreamsLocked()
+	}
+	refuse := c.goingAway || c.peerAway || open >= limit
 	c.mu.Unlock()
 	if f.HasPriority() && f.Priority.StreamDep == id {
 		return streamError{id, http2.ErrCodeProtocol, errors.New("stream depends on itself")}
@@ -678,25 +691,26 @@ func (c *conn) lbReset(id uint32) bool {
 }
 
 // openStreamsLocked counts the streams that count against the limit of
-// concurrent streams; c.mu is held. A stream whose response and request
+// concurrent streams (open), and those that do not while their handlers
+// finish (finishing); c.mu is held. A stream whose response and request
 // both ended is closed for the client (RFC 9113 5.1), which may open
 // another at once, while its handler may still be finishing (releasing
-// its server, logging): it does not count, up to a second limit's worth
-// of them. A stream the client reset still counts until its handler
-// returns, so that resetting streams (a "rapid reset" attack) cannot
-// run more handlers at once than the limit.
-func (c *conn) openStreamsLocked() uint32 {
-	n, limit := uint32(len(c.streams)), c.s.maxStreams()
-	if n < limit || n >= 2*limit {
-		return n
+// its server, logging): it does not count, but no more than a limit's
+// worth of them run at once (onHeaders waits). A stream the client reset
+// still counts until its handler returns, so that resetting streams (a
+// "rapid reset" attack) cannot run more handlers at once than the limit.
+func (c *conn) openStreamsLocked() (open, finishing uint32) {
+	if n := uint32(len(c.streams)); n < c.s.maxStreams() {
+		return n, 0
 	}
-	open := uint32(0)
 	for _, st := range c.streams {
 		if st.reset || !st.sentEnd || !st.recvEnd {
 			open++
+		} else {
+			finishing++
 		}
 	}
-	return open
+	return open, finishing
 }
 
 // startStream runs a stream's handler, and endStream after it, on one of
@@ -731,6 +745,7 @@ func (c *conn) endStream(st *Stream) {
 	}
 	if c.streams[st.id] == st {
 		delete(c.streams, st.id)
+		c.streamsDone.Broadcast()
 		c.credit(nil, st.drop())
 		_, cInc = c.takeCredit(nil)
 		if len(c.streams) == 0 {
@@ -776,6 +791,7 @@ func (c *conn) goAway(code http2.ErrCode) {
 	writable := c.lockWrite()
 	c.mu.Lock()
 	c.goingAway = true
+	c.streamsDone.Broadcast()
 	sent := c.sentAway
 	c.sentAway = true
 	last := c.lastID

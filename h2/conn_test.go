@@ -714,3 +714,34 @@ func TestConnContinuationFlood(t *testing.T) {
 	c.nc.Close()
 	<-done
 }
+
+// TestConnWaitsForFinishingHandlers: when a limit's worth of handlers are
+// still finishing streams closed for the client, a new stream waits for
+// one of them to return rather than be refused: the client kept to the
+// limit.
+func TestConnWaitsForFinishingHandlers(t *testing.T) {
+	release := make(chan struct{})
+	s := &Server{MaxStreams: 2, Handler: handlerFunc(func(st *Stream) {
+		echo(st)
+		<-release
+	})}
+	c := startConn(t, s)
+	defer close(release)
+	get := func(id uint32) {
+		c.headers(id, true, ":method: GET", ":scheme: https", ":path: /", ":authority: a")
+	}
+	get(1)
+	get(3)
+	c.responses(1, 3)
+	get(5)
+	// Nothing comes for stream 5 while both handlers hold on, least of all
+	// a REFUSED_STREAM.
+	_ = c.nc.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if f, err := c.fr.ReadFrame(); err == nil {
+		t.Fatalf("got %v while the handlers of streams 1 and 3 were finishing, want nothing yet", f)
+	}
+	release <- struct{}{}
+	if status, _, _, _ := c.response(5); status != "200" {
+		t.Errorf("stream 5: %s, want 200", status)
+	}
+}

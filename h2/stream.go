@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
 
 	"lb/h1"
 )
@@ -421,28 +420,26 @@ func (st *Stream) Close(trailer *h1.Head) error {
 	return c.unlockWrite(c.fr.WriteData(st.id, true, nil))
 }
 
-// writeHeaderBlock encodes a header block and writes it as a HEADERS
-// frame and as many CONTINUATION frames as the client's frame size needs;
-// wmu is held. status 0 makes a trailer section.
+// writeHeaderBlock encodes a header block (hpackenc.go) and writes it as
+// a HEADERS frame and as many CONTINUATION frames as the client's frame
+// size needs; wmu is held. status 0 makes a trailer section.
 func (c *conn) writeHeaderBlock(id uint32, status int, h *h1.Head, end bool) error {
-	c.hbuf.Reset()
+	block := c.hblock[:0]
+	if c.tableUpdate {
+		block = appendTableSizeUpdate(block)
+		c.tableUpdate = false
+	}
 	if status > 0 {
-		if err := c.henc.WriteField(hpack.HeaderField{Name: ":status", Value: statusString(status)}); err != nil {
-			return err
-		}
+		block = appendStatus(block, status)
 	}
 	if h != nil {
 		for _, f := range h.Fields {
-			name, ok := c.responseName(f.Name)
-			if !ok {
-				continue
-			}
-			if err := c.henc.WriteField(hpack.HeaderField{Name: name, Value: string(f.Value)}); err != nil {
-				return err
+			if name, ok := c.responseName(f.Name); ok {
+				block = appendField(block, name, f.Value)
 			}
 		}
 	}
-	block := c.hbuf.Bytes()
+	c.hblock = block
 	max := int(c.wMaxFrame)
 	first := min(len(block), max)
 	err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block[:first],
@@ -455,10 +452,9 @@ func (c *conn) writeHeaderBlock(id uint32, status int, h *h1.Head, end bool) err
 	return err
 }
 
-// responseName returns a field name as HTTP/2 writes it, in lower case;
-// ok is false for the fields HTTP/2 forbids (RFC 9113 8.2.2). Common
-// names come from a table, so as not to allocate.
-func (c *conn) responseName(name []byte) (string, bool) {
+// responseName returns a field name as HTTP/2 writes it, in lower case, in
+// c.scratch; ok is false for the fields HTTP/2 forbids (RFC 9113 8.2.2).
+func (c *conn) responseName(name []byte) ([]byte, bool) {
 	c.scratch = c.scratch[:0]
 	for _, b := range name {
 		if 'A' <= b && b <= 'Z' {
@@ -466,31 +462,12 @@ func (c *conn) responseName(name []byte) (string, bool) {
 		}
 		c.scratch = append(c.scratch, b)
 	}
-	if s, ok := commonNames[string(c.scratch)]; ok {
-		return s, true
-	}
 	switch string(c.scratch) {
 	case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "":
-		return "", false
+		return nil, false
 	}
-	return string(c.scratch), true
+	return c.scratch, true
 }
-
-// commonNames are the response field names written without allocating.
-var commonNames = func() map[string]string {
-	m := map[string]string{}
-	for _, s := range []string{
-		"accept-ranges", "access-control-allow-origin", "age", "cache-control", "content-disposition",
-		"content-encoding", "content-language", "content-length", "content-location", "content-range",
-		"content-security-policy", "content-type", "date", "etag", "expires", "last-modified", "link",
-		"location", "retry-after", "server", "set-cookie", "strict-transport-security", "trailer", "vary",
-		"via", "www-authenticate", "x-content-type-options", "x-frame-options", "x-request-id",
-		"x-served-by", "grpc-status", "grpc-message",
-	} {
-		m[s] = s
-	}
-	return m
-}()
 
 // statusStrings are the status codes as text, for :status.
 var statusStrings = func() (t [600]string) {
