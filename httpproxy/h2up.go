@@ -14,6 +14,7 @@ import (
 	"lb/h1"
 	"lb/h2"
 	"lb/h2pool"
+	"lb/sock"
 	"lb/proxy"
 )
 
@@ -42,7 +43,19 @@ func (b *Backend) UseHTTP2() {
 					return nil, err
 				}
 				_ = c.SetNoDelay(true)
-				return c, nil
+				// Raw syscalls, as on every other connection lb reads
+				// through a buffer: net.Conn's Read and Write enter the
+				// scheduler's syscall state, and with one P the runtime's
+				// monitor hands the P to another thread during each
+				// loopback write, which wakes the server (perf: sysmon
+				// and its futex wake-ups were a sixth of lb's CPU per
+				// request to an h2c server).
+				sc, err := sock.New(c)
+				if err != nil {
+					_ = c.Close()
+					return nil, err
+				}
+				return sc, nil
 			},
 		})
 	}
