@@ -14,8 +14,8 @@ import (
 	"lb/h1"
 	"lb/h2"
 	"lb/h2pool"
-	"lb/sock"
 	"lb/proxy"
+	"lb/sock"
 )
 
 // A backend with proto = "h2" speaks HTTP/2 to its servers. Its requests go
