@@ -329,7 +329,7 @@ func (c *conn) onSettings(f *http2.SettingsFrame) error {
 	}
 	if size >= 0 {
 		// lb's encoder uses no dynamic table, but says so again
-		// (hpackenc.go).
+		// (package hpackenc).
 		c.tableUpdate = true
 	}
 	c.wMaxFrame = maxFrame

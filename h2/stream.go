@@ -5,13 +5,13 @@ import (
 	"errors"
 	"io"
 	"os"
-	"strconv"
 	"sync"
 	"time"
 
 	"golang.org/x/net/http2"
 
 	"lb/h1"
+	"lb/hpackenc"
 )
 
 // Stream is one request and its response. The handler that ServeStream
@@ -420,22 +420,22 @@ func (st *Stream) Close(trailer *h1.Head) error {
 	return c.unlockWrite(c.fr.WriteData(st.id, true, nil))
 }
 
-// writeHeaderBlock encodes a header block (hpackenc.go) and writes it as
+// writeHeaderBlock encodes a header block (package hpackenc) and writes it as
 // a HEADERS frame and as many CONTINUATION frames as the client's frame
 // size needs; wmu is held. status 0 makes a trailer section.
 func (c *conn) writeHeaderBlock(id uint32, status int, h *h1.Head, end bool) error {
 	block := c.hblock[:0]
 	if c.tableUpdate {
-		block = appendTableSizeUpdate(block)
+		block = hpackenc.AppendTableSizeUpdate(block)
 		c.tableUpdate = false
 	}
 	if status > 0 {
-		block = appendStatus(block, status)
+		block = hpackenc.AppendStatus(block, status)
 	}
 	if h != nil {
 		for _, f := range h.Fields {
 			if name, ok := c.responseName(f.Name); ok {
-				block = appendField(block, name, f.Value)
+				block = hpackenc.AppendField(block, name, f.Value)
 			}
 		}
 	}
@@ -467,19 +467,4 @@ func (c *conn) responseName(name []byte) ([]byte, bool) {
 		return nil, false
 	}
 	return c.scratch, true
-}
-
-// statusStrings are the status codes as text, for :status.
-var statusStrings = func() (t [600]string) {
-	for i := 100; i < len(t); i++ {
-		t[i] = strconv.Itoa(i)
-	}
-	return t
-}()
-
-func statusString(status int) string {
-	if status >= 100 && status < len(statusStrings) {
-		return statusStrings[status]
-	}
-	return strconv.Itoa(status)
 }

@@ -2,7 +2,6 @@ package h2pool
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -18,6 +17,7 @@ import (
 	"golang.org/x/net/http2/hpack"
 
 	"lb/h1"
+	"lb/hpackenc"
 )
 
 // A Conn is one HTTP/2 connection to a server, lb's own client side of
@@ -36,13 +36,17 @@ type Conn struct {
 
 	// The write side: frames go to bw under wmu, and flushLoop flushes
 	// them (dirty says there are some to flush).
-	wmu   sync.Mutex
-	bw    *bufio.Writer
-	henc  *hpack.Encoder
-	hbuf  bytes.Buffer
-	lower []byte // a field name, lower-cased
-	werr  error
-	dirty bool
+	wmu sync.Mutex
+	bw  *bufio.Writer
+	// hblock is the header block being written (package hpackenc);
+	// tableUpdate says it starts with a dynamic table size update to 0:
+	// the connection's first one does, so that no later setting of the
+	// server's can leave lb's encoder above its table's size.
+	hblock      []byte
+	tableUpdate bool
+	lower       []byte // a field name, lower-cased
+	werr        error
+	dirty       bool
 	// opened is the last stream whose head was written to bw (wmu),
 	// flushed the last whose head went to the socket, maybe in part
 	// (mu): when the connection fails, the streams after it were never
@@ -153,7 +157,7 @@ func dial(ctx context.Context, o *Options) (*Conn, error) {
 	c.fr = http2.NewFramer(c.bw, c.br)
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	c.fr.MaxHeaderListSize = 1 << 20
-	c.henc = hpack.NewEncoder(&c.hbuf)
+	c.tableUpdate = true
 	if err := c.start(); err != nil {
 		_ = nc.Close()
 		return nil, err
@@ -803,15 +807,13 @@ func (e *unsentError) Error() string { return e.err.Error() }
 // writeHead encodes req's head and writes it as HEADERS and CONTINUATION
 // frames; wmu is held.
 func (c *Conn) writeHead(id uint32, req *h1.Request, end bool) error {
-	c.hbuf.Reset()
-	enc := c.henc
-	field := func(name, value string) { _ = enc.WriteField(hpack.HeaderField{Name: name, Value: value}) }
-	field(":method", string(req.Method))
-	field(":scheme", c.scheme)
+	b := c.startBlock()
+	b = hpackenc.AppendField(b, ":method", req.Method)
+	b = hpackenc.AppendField(b, ":scheme", c.scheme)
 	if host := req.Host(); len(host) > 0 {
-		field(":authority", string(host))
+		b = hpackenc.AppendField(b, ":authority", host)
 	}
-	field(":path", string(req.Target))
+	b = hpackenc.AppendField(b, ":path", req.Target)
 	for _, f := range req.Fields {
 		name := c.lowerName(f.Name)
 		switch string(name) {
@@ -822,9 +824,21 @@ func (c *Conn) writeHead(id uint32, req *h1.Request, end bool) error {
 				continue
 			}
 		}
-		field(string(name), string(f.Value))
+		b = hpackenc.AppendField(b, name, f.Value)
 	}
+	c.hblock = b
 	return c.writeBlock(id, end)
+}
+
+// startBlock returns c.hblock emptied, with the table size update first
+// when one is due; wmu is held.
+func (c *Conn) startBlock() []byte {
+	b := c.hblock[:0]
+	if c.tableUpdate {
+		b = hpackenc.AppendTableSizeUpdate(b)
+		c.tableUpdate = false
+	}
+	return b
 }
 
 // lowerName returns name lower-cased, in c.lower.
@@ -840,10 +854,10 @@ func (c *Conn) lowerName(name []byte) []byte {
 	return b
 }
 
-// writeBlock writes the header block in c.hbuf as a HEADERS frame and as
+// writeBlock writes the header block in c.hblock as a HEADERS frame and as
 // many CONTINUATION frames as the server's frame size needs; wmu is held.
 func (c *Conn) writeBlock(id uint32, end bool) error {
-	block := c.hbuf.Bytes()
+	block := c.hblock
 	c.mu.Lock()
 	max := int(c.maxFrame)
 	c.mu.Unlock()
@@ -921,10 +935,11 @@ func (st *Stream) CloseWrite(trailer *h1.Head) error {
 	c.mu.Unlock()
 	err := c.write(func() error {
 		if trailer != nil && len(trailer.Fields) > 0 {
-			c.hbuf.Reset()
+			b := c.startBlock()
 			for _, f := range trailer.Fields {
-				_ = c.henc.WriteField(hpack.HeaderField{Name: string(c.lowerName(f.Name)), Value: string(f.Value)})
+				b = hpackenc.AppendField(b, c.lowerName(f.Name), f.Value)
 			}
+			c.hblock = b
 			return c.writeBlock(st.id, true)
 		}
 		return c.fr.WriteData(st.id, true, nil)

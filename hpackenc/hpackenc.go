@@ -1,16 +1,21 @@
-package h2
+// Package hpackenc encodes the HTTP/2 header blocks lb writes, to clients
+// (responses, trailers) and to servers (requests, trailers), without a
+// dynamic table, as HAProxy does: each field is a literal without indexing
+// (RFC 7541 6.2.2), its name by its index in the static table when the
+// table has it, its value as it is (no Huffman coding); a field the static
+// table holds whole (":status: 200", ":method: GET") is one indexed byte.
+// There is no table to search nor keep, and a field is appended from its
+// bytes as they are, without allocating.
+//
+// A peer whose decoder's table lb's encoder could exceed (it lowered
+// SETTINGS_HEADER_TABLE_SIZE) is owed a dynamic table size update at the
+// start of the next block (RFC 7541 4.2): AppendTableSizeUpdate, to 0.
+package hpackenc
 
-// The header blocks lb writes (response heads, interim responses,
-// trailers) use no dynamic table, as HAProxy's do: each field is a literal
-// without indexing (RFC 7541 6.2.2), its name by its index in the static
-// table when the table has it, its value as it is (no Huffman coding); a
-// :status of the static table is one indexed byte. There is no table to
-// search nor keep, and a field is appended from its bytes as they are. A
-// client that lowers SETTINGS_HEADER_TABLE_SIZE gets the dynamic table
-// size update RFC 7541 4.2 asks for, to 0, at the start of the next block.
+import "strconv"
 
-// appendStatus appends :status.
-func appendStatus(dst []byte, status int) []byte {
+// AppendStatus appends :status.
+func AppendStatus(dst []byte, status int) []byte {
 	switch status {
 	case 200:
 		return append(dst, 0x80|8)
@@ -28,12 +33,22 @@ func appendStatus(dst []byte, status int) []byte {
 		return append(dst, 0x80|14)
 	}
 	dst = appendInt(dst, 0x00, 4, 8) // the name of :status
-	return appendString(dst, statusString(status))
+	if status >= 100 && status <= 999 {
+		return append(append(dst, 3), byte('0'+status/100), byte('0'+status/10%10), byte('0'+status%10))
+	}
+	return appendString(dst, strconv.Itoa(status))
 }
 
-// appendField appends a field whose name is in lower case.
-func appendField(dst, name, value []byte) []byte {
-	if i := staticName(name); i > 0 {
+// AppendField appends a field whose name is in lower case: a regular one,
+// or a request's pseudo-header (":method", ":scheme", ":authority",
+// ":path").
+func AppendField[N, V string | []byte](dst []byte, name N, value V) []byte {
+	if len(name) > 0 && name[0] == ':' {
+		if i := staticPair(string(name), string(value)); i > 0 {
+			return append(dst, 0x80|byte(i))
+		}
+	}
+	if i := staticName(string(name)); i > 0 {
 		dst = appendInt(dst, 0x00, 4, uint64(i))
 	} else {
 		dst = append(dst, 0x00)
@@ -42,8 +57,37 @@ func appendField(dst, name, value []byte) []byte {
 	return appendString(dst, value)
 }
 
-// appendTableSizeUpdate appends a dynamic table size update to 0.
-func appendTableSizeUpdate(dst []byte) []byte { return appendInt(dst, 0x20, 5, 0) }
+// AppendTableSizeUpdate appends a dynamic table size update to 0.
+func AppendTableSizeUpdate(dst []byte) []byte { return appendInt(dst, 0x20, 5, 0) }
+
+// staticPair returns the index of the static table's entry of a
+// pseudo-header with its value, or 0.
+func staticPair(name, value string) int {
+	switch name {
+	case ":method":
+		switch value {
+		case "GET":
+			return 2
+		case "POST":
+			return 3
+		}
+	case ":path":
+		switch value {
+		case "/":
+			return 4
+		case "/index.html":
+			return 5
+		}
+	case ":scheme":
+		switch value {
+		case "http":
+			return 6
+		case "https":
+			return 7
+		}
+	}
+	return 0
+}
 
 // appendString appends a string literal, not Huffman-coded.
 func appendString[S string | []byte](dst []byte, s S) []byte {
@@ -66,9 +110,19 @@ func appendInt(dst []byte, first byte, n uint, i uint64) []byte {
 }
 
 // staticName returns the index of the first entry of the static table
-// (RFC 7541 Appendix A) named name, or 0; pseudo-headers aside.
-func staticName(name []byte) int {
-	switch string(name) {
+// (RFC 7541 Appendix A) named name, or 0.
+func staticName(name string) int {
+	switch name {
+	case ":authority":
+		return 1
+	case ":method":
+		return 2
+	case ":path":
+		return 4
+	case ":scheme":
+		return 6
+	case ":status":
+		return 8
 	case "accept-charset":
 		return 15
 	case "accept-encoding":

@@ -1,0 +1,105 @@
+package hpackenc
+
+import (
+	"strings"
+	"testing"
+
+	"golang.org/x/net/http2/hpack"
+)
+
+// decode decodes block with x/net's decoder, its table as a client's
+// with a default SETTINGS_HEADER_TABLE_SIZE.
+func decode(t *testing.T, block []byte) []hpack.HeaderField {
+	t.Helper()
+	fields, err := hpack.NewDecoder(4096, nil).DecodeFull(block)
+	if err != nil {
+		t.Fatalf("decoding %x: %v", block, err)
+	}
+	return fields
+}
+
+// TestBlocksDecode: what lb encodes decodes back the same with x/net's
+// decoder, fields the static table holds whole in one byte.
+func TestBlocksDecode(t *testing.T) {
+	long := strings.Repeat("v", 300) // lengths over a prefix's 127
+	tests := []struct {
+		name   string
+		status int
+		fields [][2]string
+		want   []string
+		size   int // the block's size, when it matters
+	}{
+		{name: "200 alone", status: 200, want: []string{":status=200"}, size: 1},
+		{name: "404 alone", status: 404, want: []string{":status=404"}, size: 1},
+		{name: "302", status: 302, want: []string{":status=302"}, size: 5},
+		{name: "599", status: 599, want: []string{":status=599"}},
+		{name: "response head", status: 200, fields: [][2]string{{"content-type", "text/plain"}, {"content-length", "5"}, {"x-custom", "a b"}, {"www-authenticate", "Basic"}},
+			want: []string{":status=200", "content-type=text/plain", "content-length=5", "x-custom=a b", "www-authenticate=Basic"}},
+		{name: "long name and value", fields: [][2]string{{"x-" + long, long}, {"set-cookie", long}},
+			want: []string{"x-" + long + "=" + long, "set-cookie=" + long}},
+		{name: "request", fields: [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", "a.example"}, {":path", "/"}, {"te", "trailers"}},
+			want: []string{":method=GET", ":scheme=https", ":authority=a.example", ":path=/", "te=trailers"}},
+		{name: "request, values out of the table", fields: [][2]string{{":method", "PATCH"}, {":scheme", "http"}, {":path", "/x?y"}},
+			want: []string{":method=PATCH", ":scheme=http", ":path=/x?y"}},
+		{name: "empty value", fields: [][2]string{{"x-empty", ""}}, want: []string{"x-empty="}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b []byte
+			if tt.status > 0 {
+				b = AppendStatus(b, tt.status)
+			}
+			for i, f := range tt.fields {
+				if i%2 == 0 {
+					b = AppendField(b, f[0], f[1])
+				} else {
+					b = AppendField(b, []byte(f[0]), []byte(f[1]))
+				}
+			}
+			got := decode(t, b)
+			if len(got) != len(tt.want) {
+				t.Fatalf("decoded %v, want %v", got, tt.want)
+			}
+			for i, f := range got {
+				if f.Name+"="+f.Value != tt.want[i] || f.Sensitive {
+					t.Errorf("field %d: %v, want %s", i, f, tt.want[i])
+				}
+			}
+			if tt.size > 0 && len(b) != tt.size {
+				t.Errorf("block of %d bytes, want %d", len(b), tt.size)
+			}
+		})
+	}
+}
+
+// TestTableSizeUpdate: a block that starts with the update decodes with a
+// decoder whose allowed table size was lowered to 0, and sets its table
+// size to 0; nothing lb writes adds to the table.
+func TestTableSizeUpdate(t *testing.T) {
+	d := hpack.NewDecoder(4096, nil)
+	d.SetAllowedMaxDynamicTableSize(0)
+	b := AppendTableSizeUpdate(nil)
+	b = AppendStatus(b, 200)
+	b = AppendField(b, "content-type", "text/html")
+	fields, err := d.DecodeFull(b)
+	if err != nil || len(fields) != 2 {
+		t.Fatalf("decoded %v, %v; want 2 fields", fields, err)
+	}
+	// A decoder whose table holds nothing has no entry 62.
+	if _, err := d.DecodeFull([]byte{0x80 | 62}); err == nil {
+		t.Error("the decoder's table holds an entry after lb's block")
+	}
+}
+
+func TestAppendAllocatesNothing(t *testing.T) {
+	name, value := []byte("x-request-id"), []byte("0123456789abcdef0123456789abcdef")
+	buf := make([]byte, 0, 1024)
+	if n := testing.AllocsPerRun(100, func() {
+		b := AppendStatus(buf[:0], 302)
+		b = AppendField(b, name, value)
+		b = AppendField(b, "content-type", value)
+		_ = AppendField(b, ":path", value)
+	}); n != 0 {
+		t.Errorf("%v allocations per block, want 0", n)
+	}
+}
