@@ -10,6 +10,7 @@ import (
 	"net"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,6 +34,12 @@ type Conn struct {
 	scheme string // "https" over TLS, else "http": the requests' :scheme
 	br     *bufio.Reader
 	fr     *http2.Framer
+
+	// The header block being read, readLoop's (readBlock).
+	hdec      *hpack.Decoder
+	fields    []hpack.HeaderField // its fields, storage reused
+	remain    uint32              // what is left of maxHeaderList for it
+	truncated bool                // fields beyond maxHeaderList were left out
 
 	// The write side: frames go to bw under wmu, and flushLoop flushes
 	// them (dirty says there are some to flush).
@@ -155,8 +162,8 @@ func dial(ctx context.Context, o *Options) (*Conn, error) {
 	c.br = bufio.NewReaderSize(nc, 16<<10)
 	c.bw = bufio.NewWriterSize(socketWriter{c}, 16<<10)
 	c.fr = http2.NewFramer(c.bw, c.br)
-	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	c.fr.MaxHeaderListSize = 1 << 20
+	c.hdec = hpack.NewDecoder(4096, c.emit)
+	c.hdec.SetMaxStringLength(maxHeaderList)
 	c.tableUpdate = true
 	if err := c.start(); err != nil {
 		_ = nc.Close()
@@ -401,8 +408,9 @@ func (c *Conn) readLoop() {
 		if err != nil {
 			var se http2.StreamError
 			if errors.As(err, &se) {
-				// A response head the framer refused (a bad field):
-				// that stream fails, the connection goes on.
+				// A frame the framer refused on a stream (a
+				// WINDOW_UPDATE of 0, a HEADERS frame's padding): that
+				// stream fails, the connection goes on.
 				c.resetStream(se.StreamID, http2.ErrCodeProtocol, &StreamError{Code: se.Code})
 				continue
 			}
@@ -429,8 +437,15 @@ func (c *Conn) readLoop() {
 // process handles one frame; an error ends the connection.
 func (c *Conn) process(f http2.Frame) error {
 	switch f := f.(type) {
-	case *http2.MetaHeadersFrame:
+	case *http2.HeadersFrame:
+		if err := c.readBlock(f); err != nil {
+			return err
+		}
 		c.onHeaders(f)
+	case *http2.ContinuationFrame:
+		// The framer lets one through only after a HEADERS frame
+		// without END_HEADERS, and readBlock reads those.
+		return http2.ConnectionError(http2.ErrCodeProtocol)
 	case *http2.DataFrame:
 		return c.onData(f)
 	case *http2.RSTStreamFrame:
@@ -499,25 +514,119 @@ func (c *Conn) process(f http2.Frame) error {
 	return nil
 }
 
-// onHeaders takes a response head, an interim one or a trailer section.
-func (c *Conn) onHeaders(f *http2.MetaHeadersFrame) {
+// maxHeaderList bounds the fields of a header block lb keeps (hpack's
+// count: names, values and 32 bytes each): a response head over it fails
+// its stream.
+const maxHeaderList = 1 << 20
+
+// readBlock decodes the header block that f starts, with the CONTINUATION
+// frames that follow it, into c.fields: fields past maxHeaderList are left
+// out (c.truncated), but the whole block is decoded, which keeps the
+// decoder's table in step with the server's. A CONTINUATION frame that
+// brings more than twice what is left of the budget ends the connection
+// without being decoded. onHeaders judges the fields.
+func (c *Conn) readBlock(f *http2.HeadersFrame) error {
+	c.fields = c.fields[:0]
+	c.remain, c.truncated = maxHeaderList, false
+	c.hdec.SetEmitEnabled(true)
+	frag, ended := f.HeaderBlockFragment(), f.HeadersEnded()
+	for {
+		if int64(len(frag)) > 2*int64(c.remain) {
+			return http2.ConnectionError(http2.ErrCodeProtocol)
+		}
+		if _, err := c.hdec.Write(frag); err != nil {
+			return http2.ConnectionError(http2.ErrCodeCompression)
+		}
+		if ended {
+			break
+		}
+		next, err := c.fr.ReadFrame()
+		if err != nil {
+			return err
+		}
+		cf, ok := next.(*http2.ContinuationFrame) // the framer's frame order says so
+		if !ok {
+			return http2.ConnectionError(http2.ErrCodeProtocol)
+		}
+		frag, ended = cf.HeaderBlockFragment(), cf.HeadersEnded()
+	}
+	if err := c.hdec.Close(); err != nil {
+		return http2.ConnectionError(http2.ErrCodeCompression)
+	}
+	return nil
+}
+
+// emit is the decoder's: it keeps a field while the block is within
+// maxHeaderList.
+func (c *Conn) emit(f hpack.HeaderField) {
+	if size := f.Size(); size <= c.remain {
+		c.remain -= size
+		c.fields = append(c.fields, f)
+		return
+	}
+	c.remain, c.truncated = 0, true
+	c.hdec.SetEmitEnabled(false)
+}
+
+// splitFields checks the fields of a header block from the server and
+// returns its :status ("" for none) and its regular fields: pseudo-headers
+// first, :status only, once; names lower-case tokens; values free of
+// control characters but HTAB (what HTTP/1.1 could not carry as it is).
+func splitFields(fields []hpack.HeaderField, truncated bool) (status string, regular []hpack.HeaderField, err error) {
+	if truncated {
+		return "", nil, errors.New("the server's header block is over 1 MiB")
+	}
+	i := 0
+	for ; i < len(fields) && strings.HasPrefix(fields[i].Name, ":"); i++ {
+		if fields[i].Name != ":status" || status != "" {
+			return "", nil, errors.New("the server sent pseudo-header " + fields[i].Name + " (again, or not one of a response)")
+		}
+		status = fields[i].Value
+	}
+	regular = fields[i:]
+	for _, f := range regular {
+		if strings.HasPrefix(f.Name, ":") {
+			return "", nil, errors.New("the server sent pseudo-header " + f.Name + " after a regular field")
+		}
+		if !h1.ValidToken(f.Name) || strings.ToLower(f.Name) != f.Name {
+			return "", nil, fmt.Errorf("the server sent a field named %q", f.Name)
+		}
+		if !h1.ValidValue(f.Value) {
+			return "", nil, errors.New("the server sent a control character in the value of " + f.Name)
+		}
+	}
+	return status, regular, nil
+}
+
+// onHeaders takes a response head, an interim one or a trailer section,
+// its fields in c.fields.
+func (c *Conn) onHeaders(f *http2.HeadersFrame) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st := c.streams[f.StreamID]
 	if st == nil || st.err != nil {
 		return // a stream lb reset
 	}
+	status, regular, err := splitFields(c.fields, c.truncated)
+	if err != nil {
+		c.resetLocked(st, http2.ErrCodeProtocol, err)
+		return
+	}
 	if st.headDone {
 		if !f.StreamEnded() {
 			c.resetLocked(st, http2.ErrCodeProtocol, errors.New("the server's trailer section does not end the stream"))
 			return
 		}
-		copyFields(&st.trailer, f.RegularFields())
+		if status != "" {
+			c.resetLocked(st, http2.ErrCodeProtocol, errors.New("the server's trailer section has a :status"))
+			return
+		}
+		copyFields(&st.trailer, regular)
 		st.hasTrailer = true
 	} else {
-		code, err := strconv.Atoi(f.PseudoValue("status"))
+		code, err := strconv.Atoi(status)
 		switch {
-		case err != nil || code < 100 || code > 999 || f.PseudoValue("method") != "" || f.PseudoValue("path") != "":
+		case err != nil || code < 100 || code > 999:
 			c.resetLocked(st, http2.ErrCodeProtocol, errors.New("the server's response head has no valid :status"))
 			return
 		case code == 101:
@@ -534,13 +643,13 @@ func (c *Conn) onHeaders(f *http2.MetaHeadersFrame) {
 			}
 			var in interim
 			in.status = code
-			copyFields(&in.head, f.RegularFields())
+			copyFields(&in.head, regular)
 			st.interims = append(st.interims, in)
 			notify(st.wake)
 			return
 		}
 		st.status = code
-		copyFields(&st.head, f.RegularFields())
+		copyFields(&st.head, regular)
 		if v, ok := st.head.Get("content-length"); ok {
 			if n, err := strconv.ParseInt(string(v), 10, 64); err == nil && n >= 0 {
 				st.declared = n

@@ -1,6 +1,7 @@
 package h2pool
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,12 +9,14 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 
 	"lb/h1"
 )
@@ -415,5 +418,140 @@ func TestHeadResponse(t *testing.T) {
 	}
 	if n := st.Declared(); n != 1000 {
 		t.Errorf("Declared() = %d", n)
+	}
+}
+
+// rawServer serves one HTTP/2 connection (h2c) frame by frame: it answers
+// the n-th request with the fields of answers[n], in one HEADERS frame
+// that ends the stream or, with split, spread over CONTINUATION frames.
+// Its HPACK encoder indexes the fields, bad ones too, as a server's may:
+// lb's decoder must keep its table in step whatever it makes of them.
+func rawServer(t *testing.T, split bool, answers ...[]hpack.HeaderField) (addr string, conns *atomic.Int64) {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	conns = new(atomic.Int64)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go serveRaw(c, split, answers)
+		}
+	}()
+	return ln.Addr().String(), conns
+}
+
+func serveRaw(c net.Conn, split bool, answers [][]hpack.HeaderField) {
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := io.ReadFull(c, make([]byte, len(http2.ClientPreface))); err != nil {
+		return
+	}
+	fr := http2.NewFramer(c, c)
+	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	if fr.WriteSettings() != nil {
+		return
+	}
+	var buf bytes.Buffer
+	enc := hpack.NewEncoder(&buf)
+	for n := 0; n < len(answers); {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			return
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				_ = fr.WriteSettingsAck()
+			}
+		case *http2.MetaHeadersFrame:
+			buf.Reset()
+			for _, hf := range answers[n] {
+				_ = enc.WriteField(hf)
+			}
+			n++
+			block := buf.Bytes()
+			if !split || len(block) < 3 {
+				_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: f.StreamID, BlockFragment: block, EndStream: true, EndHeaders: true})
+				continue
+			}
+			_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: f.StreamID, BlockFragment: block[:1], EndStream: true})
+			_ = fr.WriteContinuation(f.StreamID, false, block[1:2])
+			_ = fr.WriteContinuation(f.StreamID, true, block[2:])
+		}
+	}
+	_, _ = io.Copy(io.Discard, c) // until lb closes
+}
+
+// TestResponseHeadChecks: a response head HTTP/1.1 could not carry as it
+// is, or that is not a response's, fails its stream alone; the next
+// request on the connection gets its answer, whose fields refer to the
+// table entries the bad head made.
+func TestResponseHeadChecks(t *testing.T) {
+	f := func(nv ...string) []hpack.HeaderField {
+		var out []hpack.HeaderField
+		for i := 0; i < len(nv); i += 2 {
+			out = append(out, hpack.HeaderField{Name: nv[i], Value: nv[i+1]})
+		}
+		return out
+	}
+	bad := []struct {
+		name   string
+		fields []hpack.HeaderField
+		reason string
+	}{
+		{"control character", f(":status", "200", "x-keep", "1", "x-a", "a\rb"), "control character"},
+		{"upper-case name", f(":status", "200", "x-keep", "1", "X-Upper", "1"), `"X-Upper"`},
+		{"name not a token", f(":status", "200", "x-keep", "1", "x a", "1"), `"x a"`},
+		{"request pseudo-header", f(":status", "200", ":path", "/", "x-keep", "1"), ":path"},
+		{"two :status", f(":status", "200", ":status", "204", "x-keep", "1"), ":status"},
+		{"pseudo-header after a field", f("x-keep", "1", ":status", "200"), "after a regular field"},
+		{"no :status", f("x-keep", "1"), "no valid :status"},
+	}
+	for _, split := range []bool{false, true} {
+		for _, tc := range bad {
+			t.Run(fmt.Sprintf("%s/split=%v", tc.name, split), func(t *testing.T) {
+				addr, conns := rawServer(t, split, tc.fields, f(":status", "200", "x-keep", "1", "content-length", "0"))
+				p := New(Options{Addr: addr})
+				defer p.Close()
+				for i, want := range []string{tc.reason, ""} {
+					var req h1.Request
+					req.SetRequestLine("GET", "/", 1)
+					req.AddString("Host", "example.com")
+					cc, _, err := p.Get(context.Background())
+					if err != nil {
+						t.Fatal(err)
+					}
+					st, err := cc.Open(&req, true)
+					if err != nil {
+						t.Fatal(err)
+					}
+					var resp h1.Response
+					_, err = st.ReadHead(&resp, func(int, *h1.Head) error { return nil })
+					st.Cancel(errors.New("done"))
+					switch {
+					case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+						t.Errorf("request %d: %d, error %v; want an error about %s", i, resp.Status, err, want)
+					case want == "" && err != nil:
+						t.Errorf("request %d after the bad head: %v", i, err)
+					case want == "" && resp.Status != 200:
+						t.Errorf("request %d after the bad head: %d, want 200", i, resp.Status)
+					case want == "":
+						if v, ok := resp.Get("x-keep"); !ok || string(v) != "1" {
+							t.Errorf("request %d after the bad head: x-keep %q, want 1", i, v)
+						}
+					}
+				}
+				if n := conns.Load(); n != 1 {
+					t.Errorf("%d connections, want the 2 requests on 1", n)
+				}
+			})
+		}
 	}
 }
