@@ -885,9 +885,11 @@ func (c *conn) lockWrite() bool {
 	}
 	if d := c.s.Timeout; d > 0 {
 		// One deadline for a while, set ahead by d/8 more and refreshed
-		// when less than d is left: no timer change per frame.
-		if now := time.Now(); c.wdue.Sub(now) < d {
-			c.wdue = now.Add(d + d/8)
+		// when less than d is left: no timer change per frame. Until
+		// reads only the monotonic clock, where Now reads the wall clock
+		// too.
+		if time.Until(c.wdue) < d {
+			c.wdue = time.Now().Add(d + d/8)
 			_ = c.nc.SetWriteDeadline(c.wdue)
 		}
 	}

@@ -745,3 +745,51 @@ func TestConnWaitsForFinishingHandlers(t *testing.T) {
 		t.Errorf("stream 5: %s, want 200", status)
 	}
 }
+
+// watcherFunc adapts a function to DoneWatcher.
+type watcherFunc func()
+
+func (f watcherFunc) StreamDone() { f() }
+
+// TestStreamWatch: a watcher is told when the client resets the stream,
+// not after Unwatch, and at once when the stream is done already.
+func TestStreamWatch(t *testing.T) {
+	told := make(chan string, 10)
+	s := &Server{Handler: handlerFunc(func(st *Stream) {
+		path := string(st.Request().Target)
+		st.Watch(watcherFunc(func() { told <- path }))
+		if path == "/unwatched" {
+			st.Unwatch()
+		}
+		if st.WriteHeader(200, &h1.Head{}, false) != nil {
+			return
+		}
+		<-st.Done()
+		if path == "/late" {
+			st.Watch(watcherFunc(func() { told <- "late watcher" }))
+		}
+	})}
+	c := startConn(t, s)
+	for i, path := range []string{"/unwatched", "/watched", "/late"} {
+		id := uint32(2*i + 1)
+		c.headers(id, true, ":method: GET", ":scheme: https", ":path: "+path, ":authority: a")
+		if f, ok := c.readStream().(*http2.MetaHeadersFrame); !ok || f.StreamID != id {
+			t.Fatalf("got %v, want the response head on stream %d", f, id)
+		}
+		if err := c.fr.WriteRSTStream(id, http2.ErrCodeCancel); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := map[string]bool{}
+	for len(got) < 3 {
+		select {
+		case p := <-told:
+			got[p] = true
+		case <-time.After(10 * time.Second):
+			t.Fatalf("told of %v after 10 s, want /watched, /late and the late watcher", got)
+		}
+	}
+	if !got["/watched"] || !got["/late"] || !got["late watcher"] || got["/unwatched"] {
+		t.Errorf("told of %v, want /watched, /late and the late watcher", got)
+	}
+}

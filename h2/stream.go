@@ -1,7 +1,6 @@
 package h2
 
 import (
-	"context"
 	"errors"
 	"io"
 	"os"
@@ -46,9 +45,8 @@ type Stream struct {
 	trailer    h1.Head
 	recvWake   chan struct{}
 	sendWake   chan struct{}
-	// ctx, made by Context, is cancelled with done.
-	ctx    context.Context
-	cancel context.CancelFunc
+	// watcher is told when done closes (Watch).
+	watcher DoneWatcher
 
 	// The handler's own.
 	headersSent bool
@@ -91,10 +89,7 @@ func drain(ch chan struct{}) {
 // release puts a stream whose handler returned back in the pool.
 func (st *Stream) release() {
 	st.drop()
-	if st.cancel != nil {
-		st.cancel()
-	}
-	st.c, st.err, st.resetErr, st.ctx, st.cancel = nil, nil, nil, nil, nil
+	st.c, st.err, st.resetErr, st.watcher = nil, nil, nil, nil
 	streams.Put(st)
 }
 
@@ -115,20 +110,31 @@ func (st *Stream) Start() time.Time { return st.start }
 // response was complete: the client reset it, or the connection went.
 func (st *Stream) Done() <-chan struct{} { return st.done }
 
-// Context returns a context cancelled when Done is closed: for calls made
-// on the stream's behalf (a request to an HTTP/2 server), which it cancels
-// without a goroutine to watch Done.
-func (st *Stream) Context() context.Context {
+// A DoneWatcher is told when a stream is done (Stream.Watch).
+type DoneWatcher interface{ StreamDone() }
+
+// Watch has w told, in a goroutine of its own, when Done is closed (at
+// once if it is): for a call made on the stream's behalf (a request to an
+// HTTP/2 server), which it cancels when the client resets the stream,
+// without a goroutine to wait on Done nor a context. One watcher at a
+// time; Unwatch stops it.
+func (st *Stream) Watch(w DoneWatcher) {
 	c := st.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if st.ctx == nil {
-		st.ctx, st.cancel = context.WithCancel(context.Background())
-		if st.doneClosed {
-			st.cancel()
-		}
+	if st.doneClosed {
+		go w.StreamDone()
+		return
 	}
-	return st.ctx
+	st.watcher = w
+}
+
+// Unwatch stops the watcher before it is told, if it was not told yet.
+func (st *Stream) Unwatch() {
+	c := st.c
+	c.mu.Lock()
+	st.watcher = nil
+	c.mu.Unlock()
 }
 
 // resetLocked ends the stream with err; c.mu is held, or the stream is not
@@ -138,8 +144,9 @@ func (st *Stream) resetLocked(err error) {
 	if !st.doneClosed {
 		st.doneClosed = true
 		close(st.done)
-		if st.cancel != nil {
-			st.cancel()
+		if w := st.watcher; w != nil {
+			st.watcher = nil
+			go w.StreamDone()
 		}
 	}
 	notify(st.recvWake)

@@ -75,7 +75,7 @@ type h2Call struct {
 	st      *h2pool.Stream
 	stopped error // why the call was cancelled
 
-	stopWatch func() bool // stops watching the client's reset
+	watching *h2.Stream // the client's stream, whose reset cancels the call
 	// idle cancels the call when neither side moved for timeout.server;
 	// expired says it did.
 	idle    *time.Timer
@@ -120,12 +120,16 @@ var errServerIdle = errors.New("timeout.server passed with nothing moving either
 func (c *h2Call) watch() {
 	x := c.x
 	if s, ok := x.cl.(*h2Stream); ok {
-		c.stopWatch = context.AfterFunc(s.st.Context(), func() { c.cancel(h2.ErrStreamReset) })
+		c.watching = s.st
+		s.st.Watch(c)
 	}
 	if d := x.be.ServerTimeout; d > 0 {
 		c.idle = time.AfterFunc(d, c.expire)
 	}
 }
+
+// StreamDone implements h2.DoneWatcher: the client reset its stream.
+func (c *h2Call) StreamDone() { c.cancel(h2.ErrStreamReset) }
 
 // cancel ends the call's stream, and the one it opens next, with err.
 func (c *h2Call) cancel(err error) {
@@ -500,8 +504,8 @@ func (c *h2Call) responseTrailer() *h1.Head {
 func (c *h2Call) end() {
 	x := c.x
 	c.over.Store(true)
-	if c.stopWatch != nil {
-		c.stopWatch()
+	if c.watching != nil {
+		c.watching.Unwatch()
 	}
 	if c.idle != nil {
 		c.idle.Stop()
