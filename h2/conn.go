@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
 
 	"lb/h1"
+	"lb/headerblock"
 )
 
 // conn is one HTTP/2 connection. Its reader goroutine (serve) reads and
@@ -33,12 +33,8 @@ type conn struct {
 	fr     *http2.Framer
 	wg     sync.WaitGroup // the stream goroutines
 
-	// The header block being read, the reader goroutine's (readBlock).
-	hdec      *hpack.Decoder
-	fields    []hpack.HeaderField // its fields, storage reused
-	maxList   uint32              // the most field bytes kept of a block (hpack's count)
-	remain    uint32              // what is left of maxList for this block
-	truncated bool                // fields beyond maxList were left out
+	// hr reads the header blocks, in the reader goroutine.
+	hr *headerblock.Reader
 
 	// Write side, guarded by wmu.
 	wmu       sync.Mutex
@@ -115,9 +111,7 @@ func (c *conn) init() {
 	lim := withDefaults(c.s.Limits)
 	// The decoder stops emitting fields past this (truncated, then lb
 	// answers 431); ReadRequest applies the exact limits.
-	c.maxList = uint32(2*lim.MaxHeaderBytes + 32*lim.MaxHeaders)
-	c.hdec = hpack.NewDecoder(4096, c.emit)
-	c.hdec.SetMaxStringLength(int(c.maxList))
+	c.hr = headerblock.NewReader(uint32(2*lim.MaxHeaderBytes + 32*lim.MaxHeaders))
 	c.streams = make(map[uint32]*Stream)
 	c.streamsDone.L = &c.mu
 	c.sendWin = 65535
@@ -254,13 +248,18 @@ func (c *conn) process(f http2.Frame) error {
 	case *http2.DataFrame:
 		return c.onData(f)
 	case *http2.HeadersFrame:
-		if err := c.readBlock(f); err != nil {
+		// ReadRequest and ReadTrailer judge the fields, not the reader.
+		if err := c.hr.Read(c.fr, f); err != nil {
+			var be *headerblock.Error
+			if errors.As(err, &be) {
+				return connError{be.Code, be.Error()}
+			}
 			return err
 		}
 		return c.onHeaders(f)
 	case *http2.ContinuationFrame:
 		// The framer lets one through only after a HEADERS frame
-		// without END_HEADERS, and readBlock reads those.
+		// without END_HEADERS, and the reader reads those.
 		return connError{http2.ErrCodeProtocol, "CONTINUATION out of a header block"}
 	case *http2.SettingsFrame:
 		return c.onSettings(f)
@@ -329,7 +328,7 @@ func (c *conn) onSettings(f *http2.SettingsFrame) error {
 	}
 	if size >= 0 {
 		// lb's encoder uses no dynamic table, but says so again
-		// (package hpackenc).
+		// (package headerblock).
 		c.tableUpdate = true
 	}
 	c.wMaxFrame = maxFrame
@@ -412,59 +411,8 @@ func (c *conn) onReset(f *http2.RSTStreamFrame) error {
 	return nil
 }
 
-// readBlock decodes the header block that f starts, with the CONTINUATION
-// frames that follow it, into c.fields: fields past c.maxList are left
-// out (c.truncated), but the whole block is decoded, which keeps the
-// decoder's table in step with the client's. A CONTINUATION frame that
-// brings more than twice what is left of the budget is a flood, not a
-// request: the connection ends without decoding it. ReadRequest and
-// ReadTrailer judge the fields themselves (pseudo-headers, names,
-// values), not the decoder.
-func (c *conn) readBlock(f *http2.HeadersFrame) error {
-	c.fields = c.fields[:0]
-	c.remain, c.truncated = c.maxList, false
-	c.hdec.SetEmitEnabled(true)
-	frag, ended := f.HeaderBlockFragment(), f.HeadersEnded()
-	for {
-		if int64(len(frag)) > 2*int64(c.remain) {
-			return connError{http2.ErrCodeProtocol, "header block far over the limits"}
-		}
-		if _, err := c.hdec.Write(frag); err != nil {
-			return connError{http2.ErrCodeCompression, err.Error()}
-		}
-		if ended {
-			break
-		}
-		next, err := c.fr.ReadFrame()
-		if err != nil {
-			return err
-		}
-		cf, ok := next.(*http2.ContinuationFrame) // the framer's frame order says so
-		if !ok {
-			return connError{http2.ErrCodeProtocol, "header block not followed by CONTINUATION"}
-		}
-		frag, ended = cf.HeaderBlockFragment(), cf.HeadersEnded()
-	}
-	if err := c.hdec.Close(); err != nil {
-		return connError{http2.ErrCodeCompression, err.Error()}
-	}
-	return nil
-}
-
-// emit is the decoder's: it keeps a field while the block is within
-// c.maxList.
-func (c *conn) emit(f hpack.HeaderField) {
-	if size := f.Size(); size <= c.remain {
-		c.remain -= size
-		c.fields = append(c.fields, f)
-		return
-	}
-	c.remain, c.truncated = 0, true
-	c.hdec.SetEmitEnabled(false)
-}
-
 // onHeaders opens a stream, or ends one with its trailer section; the
-// fields of f's header block are in c.fields.
+// fields of f's header block are in c.hr.
 func (c *conn) onHeaders(f *http2.HeadersFrame) error {
 	id := f.StreamID
 	if id%2 == 0 {
@@ -505,11 +453,11 @@ func (c *conn) onHeaders(f *http2.HeadersFrame) error {
 	}
 	st := newStream(c, id)
 	var err error
-	if c.truncated {
+	if c.hr.Truncated {
 		err = errTooLarge
 		st.req.Reset()
 	} else {
-		st.declared, err = ReadRequest(&st.req, c.fields, f.StreamEnded(), c.s.Limits)
+		st.declared, err = ReadRequest(&st.req, c.hr.Fields, f.StreamEnded(), c.s.Limits)
 	}
 	if isMalformed(err) {
 		st.err = err
@@ -529,8 +477,7 @@ func (c *conn) onHeaders(f *http2.HeadersFrame) error {
 	return nil
 }
 
-// onTrailers ends st with the trailer section in f (c.fields); c.mu is
-// held.
+// onTrailers ends st with the trailer section in f (c.hr); c.mu is held.
 func (c *conn) onTrailers(st *Stream, f *http2.HeadersFrame) error {
 	switch {
 	case st.reset && st.resetErr != ErrStreamReset && st.resetErr != errStreamDone:
@@ -542,10 +489,10 @@ func (c *conn) onTrailers(st *Stream, f *http2.HeadersFrame) error {
 		return streamError{st.id, http2.ErrCodeStreamClosed, errors.New("HEADERS on a half-closed stream")}
 	case !f.StreamEnded():
 		return streamError{st.id, http2.ErrCodeProtocol, malformed("trailer section that does not end the stream")}
-	case c.truncated:
+	case c.hr.Truncated:
 		return streamError{st.id, http2.ErrCodeProtocol, malformed("trailer section over the limits")}
 	}
-	if err := ReadTrailer(&st.trailer, c.fields, c.s.Limits); err != nil {
+	if err := ReadTrailer(&st.trailer, c.hr.Fields, c.s.Limits); err != nil {
 		return streamError{st.id, http2.ErrCodeProtocol, err}
 	}
 	if st.declared >= 0 && st.recvd != st.declared {

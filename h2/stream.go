@@ -10,7 +10,7 @@ import (
 	"golang.org/x/net/http2"
 
 	"lb/h1"
-	"lb/hpackenc"
+	"lb/headerblock"
 )
 
 // Stream is one request and its response. The handler that ServeStream
@@ -427,22 +427,22 @@ func (st *Stream) Close(trailer *h1.Head) error {
 	return c.unlockWrite(c.fr.WriteData(st.id, true, nil))
 }
 
-// writeHeaderBlock encodes a header block (package hpackenc) and writes it as
+// writeHeaderBlock encodes a header block (package headerblock) and writes it as
 // a HEADERS frame and as many CONTINUATION frames as the client's frame
 // size needs; wmu is held. status 0 makes a trailer section.
 func (c *conn) writeHeaderBlock(id uint32, status int, h *h1.Head, end bool) error {
 	block := c.hblock[:0]
 	if c.tableUpdate {
-		block = hpackenc.AppendTableSizeUpdate(block)
+		block = headerblock.AppendTableSizeUpdate(block)
 		c.tableUpdate = false
 	}
 	if status > 0 {
-		block = hpackenc.AppendStatus(block, status)
+		block = headerblock.AppendStatus(block, status)
 	}
 	if h != nil {
 		for _, f := range h.Fields {
 			if name, ok := c.responseName(f.Name); ok {
-				block = hpackenc.AppendField(block, name, f.Value)
+				block = headerblock.AppendField(block, name, f.Value)
 			}
 		}
 	}

@@ -18,7 +18,7 @@ import (
 	"golang.org/x/net/http2/hpack"
 
 	"lb/h1"
-	"lb/hpackenc"
+	"lb/headerblock"
 )
 
 // A Conn is one HTTP/2 connection to a server, lb's own client side of
@@ -35,17 +35,14 @@ type Conn struct {
 	br     *bufio.Reader
 	fr     *http2.Framer
 
-	// The header block being read, readLoop's (readBlock).
-	hdec      *hpack.Decoder
-	fields    []hpack.HeaderField // its fields, storage reused
-	remain    uint32              // what is left of maxHeaderList for it
-	truncated bool                // fields beyond maxHeaderList were left out
+	// hr reads the header blocks, in readLoop.
+	hr *headerblock.Reader
 
 	// The write side: frames go to bw under wmu, and flushLoop flushes
 	// them (dirty says there are some to flush).
 	wmu sync.Mutex
 	bw  *bufio.Writer
-	// hblock is the header block being written (package hpackenc);
+	// hblock is the header block being written (package headerblock);
 	// tableUpdate says it starts with a dynamic table size update to 0:
 	// the connection's first one does, so that no later setting of the
 	// server's can leave lb's encoder above its table's size.
@@ -162,8 +159,7 @@ func dial(ctx context.Context, o *Options) (*Conn, error) {
 	c.br = bufio.NewReaderSize(nc, 16<<10)
 	c.bw = bufio.NewWriterSize(socketWriter{c}, 16<<10)
 	c.fr = http2.NewFramer(c.bw, c.br)
-	c.hdec = hpack.NewDecoder(4096, c.emit)
-	c.hdec.SetMaxStringLength(maxHeaderList)
+	c.hr = headerblock.NewReader(maxHeaderList)
 	c.tableUpdate = true
 	if err := c.start(); err != nil {
 		_ = nc.Close()
@@ -438,13 +434,18 @@ func (c *Conn) readLoop() {
 func (c *Conn) process(f http2.Frame) error {
 	switch f := f.(type) {
 	case *http2.HeadersFrame:
-		if err := c.readBlock(f); err != nil {
+		// onHeaders judges the fields, not the reader.
+		if err := c.hr.Read(c.fr, f); err != nil {
+			var be *headerblock.Error
+			if errors.As(err, &be) {
+				return http2.ConnectionError(be.Code)
+			}
 			return err
 		}
 		c.onHeaders(f)
 	case *http2.ContinuationFrame:
 		// The framer lets one through only after a HEADERS frame
-		// without END_HEADERS, and readBlock reads those.
+		// without END_HEADERS, and the reader reads those.
 		return http2.ConnectionError(http2.ErrCodeProtocol)
 	case *http2.DataFrame:
 		return c.onData(f)
@@ -519,55 +520,6 @@ func (c *Conn) process(f http2.Frame) error {
 // its stream.
 const maxHeaderList = 1 << 20
 
-// readBlock decodes the header block that f starts, with the CONTINUATION
-// frames that follow it, into c.fields: fields past maxHeaderList are left
-// out (c.truncated), but the whole block is decoded, which keeps the
-// decoder's table in step with the server's. A CONTINUATION frame that
-// brings more than twice what is left of the budget ends the connection
-// without being decoded. onHeaders judges the fields.
-func (c *Conn) readBlock(f *http2.HeadersFrame) error {
-	c.fields = c.fields[:0]
-	c.remain, c.truncated = maxHeaderList, false
-	c.hdec.SetEmitEnabled(true)
-	frag, ended := f.HeaderBlockFragment(), f.HeadersEnded()
-	for {
-		if int64(len(frag)) > 2*int64(c.remain) {
-			return http2.ConnectionError(http2.ErrCodeProtocol)
-		}
-		if _, err := c.hdec.Write(frag); err != nil {
-			return http2.ConnectionError(http2.ErrCodeCompression)
-		}
-		if ended {
-			break
-		}
-		next, err := c.fr.ReadFrame()
-		if err != nil {
-			return err
-		}
-		cf, ok := next.(*http2.ContinuationFrame) // the framer's frame order says so
-		if !ok {
-			return http2.ConnectionError(http2.ErrCodeProtocol)
-		}
-		frag, ended = cf.HeaderBlockFragment(), cf.HeadersEnded()
-	}
-	if err := c.hdec.Close(); err != nil {
-		return http2.ConnectionError(http2.ErrCodeCompression)
-	}
-	return nil
-}
-
-// emit is the decoder's: it keeps a field while the block is within
-// maxHeaderList.
-func (c *Conn) emit(f hpack.HeaderField) {
-	if size := f.Size(); size <= c.remain {
-		c.remain -= size
-		c.fields = append(c.fields, f)
-		return
-	}
-	c.remain, c.truncated = 0, true
-	c.hdec.SetEmitEnabled(false)
-}
-
 // splitFields checks the fields of a header block from the server and
 // returns its :status ("" for none) and its regular fields: pseudo-headers
 // first, :status only, once; names lower-case tokens; values free of
@@ -599,7 +551,7 @@ func splitFields(fields []hpack.HeaderField, truncated bool) (status string, reg
 }
 
 // onHeaders takes a response head, an interim one or a trailer section,
-// its fields in c.fields.
+// its fields in c.hr.
 func (c *Conn) onHeaders(f *http2.HeadersFrame) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -607,7 +559,7 @@ func (c *Conn) onHeaders(f *http2.HeadersFrame) {
 	if st == nil || st.err != nil {
 		return // a stream lb reset
 	}
-	status, regular, err := splitFields(c.fields, c.truncated)
+	status, regular, err := splitFields(c.hr.Fields, c.hr.Truncated)
 	if err != nil {
 		c.resetLocked(st, http2.ErrCodeProtocol, err)
 		return
@@ -917,12 +869,12 @@ func (e *unsentError) Error() string { return e.err.Error() }
 // frames; wmu is held.
 func (c *Conn) writeHead(id uint32, req *h1.Request, end bool) error {
 	b := c.startBlock()
-	b = hpackenc.AppendField(b, ":method", req.Method)
-	b = hpackenc.AppendField(b, ":scheme", c.scheme)
+	b = headerblock.AppendField(b, ":method", req.Method)
+	b = headerblock.AppendField(b, ":scheme", c.scheme)
 	if host := req.Host(); len(host) > 0 {
-		b = hpackenc.AppendField(b, ":authority", host)
+		b = headerblock.AppendField(b, ":authority", host)
 	}
-	b = hpackenc.AppendField(b, ":path", req.Target)
+	b = headerblock.AppendField(b, ":path", req.Target)
 	for _, f := range req.Fields {
 		name := c.lowerName(f.Name)
 		switch string(name) {
@@ -933,7 +885,7 @@ func (c *Conn) writeHead(id uint32, req *h1.Request, end bool) error {
 				continue
 			}
 		}
-		b = hpackenc.AppendField(b, name, f.Value)
+		b = headerblock.AppendField(b, name, f.Value)
 	}
 	c.hblock = b
 	return c.writeBlock(id, end)
@@ -944,7 +896,7 @@ func (c *Conn) writeHead(id uint32, req *h1.Request, end bool) error {
 func (c *Conn) startBlock() []byte {
 	b := c.hblock[:0]
 	if c.tableUpdate {
-		b = hpackenc.AppendTableSizeUpdate(b)
+		b = headerblock.AppendTableSizeUpdate(b)
 		c.tableUpdate = false
 	}
 	return b
@@ -1046,7 +998,7 @@ func (st *Stream) CloseWrite(trailer *h1.Head) error {
 		if trailer != nil && len(trailer.Fields) > 0 {
 			b := c.startBlock()
 			for _, f := range trailer.Fields {
-				b = hpackenc.AppendField(b, c.lowerName(f.Name), f.Value)
+				b = headerblock.AppendField(b, c.lowerName(f.Name), f.Value)
 			}
 			c.hblock = b
 			return c.writeBlock(st.id, true)

@@ -252,6 +252,23 @@ func open(t *testing.T, p *Pool, path string, trailer string) *Stream {
 	return st
 }
 
+// openBodiless opens a stream from p for a request without a body.
+func openBodiless(t *testing.T, p *Pool, method, path string) *Stream {
+	t.Helper()
+	var req h1.Request
+	req.SetRequestLine(method, path, 1)
+	req.AddString("Host", "example.com")
+	cc, _, err := p.Get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := cc.Open(&req, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
 // Bodies much larger than every flow-control window go both ways at
 // once: the server echoes the request body as it reads it.
 func TestLargeBodiesBothWays(t *testing.T) {
@@ -398,17 +415,7 @@ func TestHeadResponse(t *testing.T) {
 	})
 	p := New(Options{Addr: s.addr})
 	defer p.Close()
-	var req h1.Request
-	req.SetRequestLine("HEAD", "/h", 1)
-	req.AddString("Host", "example.com")
-	cc, _, err := p.Get(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := cc.Open(&req, true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openBodiless(t, p, "HEAD", "/h")
 	var resp h1.Response
 	if _, err := st.ReadHead(&resp, func(int, *h1.Head) error { return nil }); err != nil || resp.Status != 200 {
 		t.Fatalf("head: %d %v", resp.Status, err)
@@ -521,19 +528,9 @@ func TestResponseHeadChecks(t *testing.T) {
 				p := New(Options{Addr: addr})
 				defer p.Close()
 				for i, want := range []string{tc.reason, ""} {
-					var req h1.Request
-					req.SetRequestLine("GET", "/", 1)
-					req.AddString("Host", "example.com")
-					cc, _, err := p.Get(context.Background())
-					if err != nil {
-						t.Fatal(err)
-					}
-					st, err := cc.Open(&req, true)
-					if err != nil {
-						t.Fatal(err)
-					}
+					st := openBodiless(t, p, "GET", "/")
 					var resp h1.Response
-					_, err = st.ReadHead(&resp, func(int, *h1.Head) error { return nil })
+					_, err := st.ReadHead(&resp, func(int, *h1.Head) error { return nil })
 					st.Cancel(errors.New("done"))
 					switch {
 					case want != "" && (err == nil || !strings.Contains(err.Error(), want)):

@@ -1,4 +1,4 @@
-package hpackenc
+package headerblock
 
 import (
 	"strings"

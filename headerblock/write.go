@@ -1,6 +1,8 @@
-// Package hpackenc encodes the HTTP/2 header blocks lb writes, to clients
-// (responses, trailers) and to servers (requests, trailers), without a
-// dynamic table, as HAProxy does: each field is a literal without indexing
+// Package headerblock writes and reads the HTTP/2 header blocks of lb's
+// HTTP/2 server (package h2) and client (package h2pool).
+//
+// lb writes them, to clients (responses, trailers) and to servers
+// (requests, trailers), without a dynamic table, as HAProxy does: each field is a literal without indexing
 // (RFC 7541 6.2.2), its name by its index in the static table when the
 // table has it, its value as it is (no Huffman coding); a field the static
 // table holds whole (":status: 200", ":method: GET") is one indexed byte.
@@ -10,7 +12,7 @@
 // A peer whose decoder's table lb's encoder could exceed (it lowered
 // SETTINGS_HEADER_TABLE_SIZE) is owed a dynamic table size update at the
 // start of the next block (RFC 7541 4.2): AppendTableSizeUpdate, to 0.
-package hpackenc
+package headerblock
 
 import "strconv"
 
