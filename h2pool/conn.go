@@ -159,6 +159,7 @@ func dial(ctx context.Context, o *Options) (*Conn, error) {
 	c.br = bufio.NewReaderSize(nc, 16<<10)
 	c.bw = bufio.NewWriterSize(socketWriter{c}, 16<<10)
 	c.fr = http2.NewFramer(c.bw, c.br)
+	c.fr.SetReuseFrames() // onData copies a DATA frame's bytes
 	c.hr = headerblock.NewReader(maxHeaderList)
 	c.tableUpdate = true
 	if err := c.start(); err != nil {
@@ -601,10 +602,15 @@ func (c *Conn) onHeaders(f *http2.HeadersFrame) {
 			return
 		}
 		st.status = code
-		copyFields(&st.head, regular)
-		if v, ok := st.head.Get("content-length"); ok {
-			if n, err := strconv.ParseInt(string(v), 10, 64); err == nil && n >= 0 {
-				st.declared = n
+		// The fields' strings stay as they are until ReadHead copies
+		// them: one slice, rather than a head's storage, per stream.
+		st.head = append(st.head[:0], regular...)
+		for _, f := range regular {
+			if f.Name == "content-length" {
+				if n, err := strconv.ParseInt(f.Value, 10, 64); err == nil && n >= 0 {
+					st.declared = n
+				}
+				break
 			}
 		}
 		st.headDone = true
@@ -781,7 +787,7 @@ type Stream struct {
 	// Guarded by c.mu.
 	err        error
 	status     int
-	head       h1.Head
+	head       []hpack.HeaderField // the response head's regular fields
 	headDone   bool
 	headEnded  bool // the head ended the stream: no body, no trailer
 	isHead     bool // a HEAD request: the content-length is not the body's
@@ -842,21 +848,29 @@ func (c *Conn) Open(req *h1.Request, end bool) (*Stream, error) {
 		c.opened = st.id
 		return c.writeHead(st.id, req, end)
 	})
-	var ue *unsentError
 	switch {
 	case !ran:
 		// The connection had failed already: the slot goes back, the
 		// request may go elsewhere.
 		c.Release()
 		return nil, ErrUnsent
-	case errors.As(err, &ue):
-		return nil, ue.err
-	case errors.Is(err, errNoSlot):
-		return nil, err
-	case err != nil:
-		return nil, &ConnError{err}
+	case err == nil:
+		return st, nil
 	}
-	return st, nil
+	return nil, openError(err)
+}
+
+// openError is what Open returns for err. The target of errors.As
+// escapes: declared here, it costs an allocation only on an error.
+func openError(err error) error {
+	var ue *unsentError
+	switch {
+	case errors.As(err, &ue):
+		return ue.err
+	case errors.Is(err, errNoSlot):
+		return err
+	}
+	return &ConnError{err}
 }
 
 // unsentError is a stream Open could not open: it left the write side
@@ -1035,9 +1049,7 @@ func (st *Stream) ReadHead(resp *h1.Response, info func(status int, h *h1.Head) 
 			c.mu.Unlock()
 			// The head does not change once done.
 			resp.Minor, resp.Status, resp.KeepAlive = 1, st.status, true
-			for _, f := range st.head.Fields {
-				resp.Add(string(f.Name), f.Value)
-			}
+			copyFields(&resp.Head, st.head)
 			return st.headEnded, nil
 		case st.err != nil:
 			err := st.err
