@@ -38,9 +38,11 @@ func (e *Error) Error() string { return "HTTP/2 header block: " + e.Reason }
 // Read decodes the block that f starts, with the CONTINUATION frames that
 // follow it, read from fr, into r.Fields. Fields past the budget are left
 // out (Truncated), but the whole block is decoded, which keeps the table
-// in step. A CONTINUATION frame that brings more than twice what is left
-// of the budget is a flood, not a block: Read returns an *Error without
-// decoding it. It returns an *Error for a block HPACK cannot decode too,
+// in step. A frame that brings more than 4 times what is left of the
+// budget (x/net's framer counted twice a budget for the header fields and
+// one for those a Trailer field announces), and so any CONTINUATION frame
+// once the budget is spent, is a flood, not a block: Read returns an
+// *Error without decoding it. It returns an *Error for a block HPACK cannot decode too,
 // and fr's error when a frame cannot be read.
 func (r *Reader) Read(fr *http2.Framer, f *http2.HeadersFrame) error {
 	r.Fields = r.Fields[:0]
@@ -48,7 +50,7 @@ func (r *Reader) Read(fr *http2.Framer, f *http2.HeadersFrame) error {
 	r.dec.SetEmitEnabled(true)
 	frag, ended := f.HeaderBlockFragment(), f.HeadersEnded()
 	for {
-		if int64(len(frag)) > 2*int64(r.remain) {
+		if int64(len(frag)) > 4*int64(r.remain) {
 			return &Error{http2.ErrCodeProtocol, "far over the limits"}
 		}
 		if _, err := r.dec.Write(frag); err != nil {

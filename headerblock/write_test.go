@@ -103,3 +103,24 @@ func TestAppendAllocatesNothing(t *testing.T) {
 		t.Errorf("%v allocations per block, want 0", n)
 	}
 }
+
+// TestStaticNames: every name of the static table (RFC 7541 Appendix A)
+// is written with its index, and decodes back as itself.
+func TestStaticNames(t *testing.T) {
+	names := strings.Fields(`:authority :method :path :scheme :status accept-charset accept-encoding
+		accept-language accept-ranges accept access-control-allow-origin age allow authorization cache-control
+		content-disposition content-encoding content-language content-length content-location content-range
+		content-type cookie date etag expect expires from host if-match if-modified-since if-none-match if-range
+		if-unmodified-since last-modified link location max-forwards proxy-authenticate proxy-authorization range
+		referer refresh retry-after server set-cookie strict-transport-security transfer-encoding user-agent vary
+		via www-authenticate`)
+	for _, name := range names {
+		b := AppendField(nil, name, "x")
+		if len(b) > 4 { // the index (one or two bytes), then the value ("x")
+			t.Errorf("%s: %x, not written with its index", name, b)
+		}
+		if got := decode(t, b); len(got) != 1 || got[0].Name != name || got[0].Value != "x" {
+			t.Errorf("%s: decoded as %v", name, got)
+		}
+	}
+}
