@@ -35,6 +35,10 @@ type conn struct {
 
 	// hr reads the header blocks, in the reader goroutine.
 	hr *headerblock.Reader
+	// readAt is when the bytes in br were read, taken by the first stream
+	// they start (zero until then): the streams of one read share one
+	// clock reading. The reader goroutine's.
+	readAt time.Time
 
 	// Write side, guarded by wmu.
 	wmu       sync.Mutex
@@ -48,7 +52,7 @@ type conn struct {
 	// next header block starts with a dynamic table size update.
 	tableUpdate bool
 	werr        error     // the write side failed or was closed
-	wdue        time.Time // the write deadline set last
+	wdue        time.Time // the write deadline set last (socketWriter)
 	wMaxFrame   int64     // the client's SETTINGS_MAX_FRAME_SIZE, for the writers
 	scratch     []byte    // lower-case names
 
@@ -142,6 +146,9 @@ func (c *conn) serve() {
 		return
 	}
 	for {
+		if c.br.Buffered() == 0 {
+			c.readAt = time.Time{} // the next frame comes with a new read
+		}
 		f, err := c.fr.ReadFrame()
 		if err == nil {
 			err = c.process(f)
@@ -827,12 +834,21 @@ func (c *conn) teardown() {
 // has failed; call unlockWrite either way.
 func (c *conn) lockWrite() bool {
 	c.wmu.Lock()
-	if c.werr != nil {
-		return false
-	}
+	return c.werr == nil
+}
+
+// socketWriter is what bw writes to: the connection, each write within
+// Server.Timeout. Frames go to bw under wmu, and reach the socket when
+// flushLoop flushes them, or at once when one does not fit in bw: the
+// deadline is checked there, on a write to the socket, not for each
+// frame.
+type socketWriter struct{ c *conn }
+
+func (w socketWriter) Write(p []byte) (int, error) {
+	c := w.c
 	if d := c.s.Timeout; d > 0 {
 		// One deadline for a while, set ahead by d/8 more and refreshed
-		// when less than d is left: no timer change per frame. Until
+		// when less than d is left: no timer change per write. Until
 		// reads only the monotonic clock, where Now reads the wall clock
 		// too.
 		if time.Until(c.wdue) < d {
@@ -840,7 +856,7 @@ func (c *conn) lockWrite() bool {
 			_ = c.nc.SetWriteDeadline(c.wdue)
 		}
 	}
-	return true
+	return c.nc.Write(p)
 }
 
 // unlockWrite releases the write side after err, the outcome of writing

@@ -150,7 +150,7 @@ func newConn(s *Server, nc net.Conn, raw *net.TCPConn) *conn {
 		c.remote = a.AddrPort()
 	}
 	c.br = bufio.NewReaderSize(nc, bufSize)
-	c.bw = bufio.NewWriterSize(nc, bufSize)
+	c.bw = bufio.NewWriterSize(socketWriter{c}, bufSize)
 	c.init()
 	return c
 }

@@ -75,8 +75,17 @@ func newStream(c *conn, id uint32) *Stream {
 	drain(sendWake)
 	trailer.Reset()
 	*st = Stream{c: c, id: id, req: req, trailer: trailer, body: body, recvWake: recvWake, sendWake: sendWake,
-		start: time.Now(), done: make(chan struct{}), declared: -1, recvWin: streamWindow, sendWin: c.initWin}
+		start: c.readTime(), done: make(chan struct{}), declared: -1, recvWin: streamWindow, sendWin: c.initWin}
 	return st
+}
+
+// readTime returns when the bytes being read came (conn.readAt); it runs
+// in the reader goroutine.
+func (c *conn) readTime() time.Time {
+	if c.readAt.IsZero() {
+		c.readAt = time.Now()
+	}
+	return c.readAt
 }
 
 func drain(ch chan struct{}) {

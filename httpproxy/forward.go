@@ -390,7 +390,7 @@ func (x *exchange) readResponseHead() error {
 		if err := h1.ReadResponse(sc.br, &x.resp, x.f.Limits, x.req.Method); err != nil {
 			return err
 		}
-		x.tResp = time.Now()
+		x.tResp = x.since()
 		s := x.resp.Status
 		if s == 101 && x.upgrade == nil {
 			return &h1.Error{Status: 502, Reason: "101 Switching Protocols to a request that did not ask to upgrade"}

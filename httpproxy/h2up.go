@@ -405,7 +405,7 @@ func (x *exchange) forwardH2() bool {
 		}
 		return x.failH2(err)
 	}
-	x.tResp = time.Now()
+	x.tResp = x.since()
 	c.frame()
 	return true
 }

@@ -11,9 +11,19 @@ import (
 	"lb/stats"
 )
 
+// since returns the time now as the exchange's start plus the time since,
+// which reads the monotonic clock alone (time.Now reads the wall clock
+// too): for the times lb measures from the start, or logs beside it.
+func (x *exchange) since() time.Time {
+	if x.tStart.IsZero() {
+		return time.Now()
+	}
+	return x.tStart.Add(time.Since(x.tStart))
+}
+
 // finish counts and logs the exchange.
 func (x *exchange) finish(ok bool) {
-	now := time.Now()
+	now := x.since()
 	x.count(now)
 	x.endPolicy(now)
 	if cc, isH1 := x.cl.(*clientConn); isH1 && cc.conn != nil {
