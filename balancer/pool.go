@@ -75,6 +75,10 @@ type tiers struct {
 	primary, backup Selector
 }
 
+// Hashes reports whether the pool's algorithm picks by Request.Hash
+// ("source", "hash"): others need not have it computed.
+func (p *Pool) Hashes() bool { return p.Algorithm == "source" || p.Algorithm == "hash" }
+
 // NewPool builds a pool that balances servers with algorithm.
 func NewPool(name, algorithm string, servers []*Server) (*Pool, error) {
 	p := &Pool{Name: name, Algorithm: algorithm, Servers: slices.Clone(servers), byName: make(map[string]*Server, len(servers))}

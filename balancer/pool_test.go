@@ -233,3 +233,15 @@ func BenchmarkPoolPick(b *testing.B) {
 		})
 	}
 }
+
+func TestPoolHashes(t *testing.T) {
+	for alg, want := range map[string]bool{"roundrobin": false, "leastconn": false, "random": false, "first": false, "source": true, "hash": true} {
+		p, err := NewPool("app", alg, []*Server{NewServer("s1", "127.0.0.1:1", 1, 0, false)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Hashes() != want {
+			t.Errorf("%s: Hashes() = %v, want %v", alg, !want, want)
+		}
+	}
+}

@@ -27,7 +27,10 @@ func idempotent(m []byte) bool {
 // (proxy.Backend.Connect): the server the client's cookie names first.
 func (x *exchange) pickAndConnect() bool {
 	be, c := x.be, &x.dial
-	c.Hash, c.Done = x.hashKey(), x.done
+	c.Hash, c.Done = 0, x.done
+	if be.Pool.Hashes() {
+		c.Hash = x.hashKey()
+	}
 	if be.Cookie != "" {
 		if v := cookieValue(&x.req.Head, be.Cookie); v != nil {
 			c.Sticky = be.Pool.Lookup(string(v))
