@@ -792,6 +792,7 @@ func (c *conn) linger() {
 	c.wmu.Lock()
 	if c.werr == nil {
 		_ = c.bw.Flush()
+		c.writeDeadline()
 		if cw, ok := c.nc.(interface{ CloseWrite() error }); ok && c.nc != net.Conn(c.raw) {
 			_ = cw.CloseWrite() // TLS close_notify
 		}
@@ -845,18 +846,19 @@ func (c *conn) lockWrite() bool {
 type socketWriter struct{ c *conn }
 
 func (w socketWriter) Write(p []byte) (int, error) {
-	c := w.c
-	if d := c.s.Timeout; d > 0 {
-		// One deadline for a while, set ahead by d/8 more and refreshed
-		// when less than d is left: no timer change per write. Until
-		// reads only the monotonic clock, where Now reads the wall clock
-		// too.
-		if time.Until(c.wdue) < d {
-			c.wdue = time.Now().Add(d + d/8)
-			_ = c.nc.SetWriteDeadline(c.wdue)
-		}
+	w.c.writeDeadline()
+	return w.c.nc.Write(p)
+}
+
+// writeDeadline readies the write deadline for a write to the socket; wmu
+// is held. One deadline serves for a while, set ahead by d/8 more and
+// refreshed when less than d is left: no timer change per write. Until
+// reads only the monotonic clock, where Now reads the wall clock too.
+func (c *conn) writeDeadline() {
+	if d := c.s.Timeout; d > 0 && time.Until(c.wdue) < d {
+		c.wdue = time.Now().Add(d + d/8)
+		_ = c.nc.SetWriteDeadline(c.wdue)
 	}
-	return c.nc.Write(p)
 }
 
 // unlockWrite releases the write side after err, the outcome of writing
