@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/net/http2"
 
+	"lb/deadline"
 	"lb/h1"
 	"lb/headerblock"
 )
@@ -51,10 +52,10 @@ type conn struct {
 	// tableUpdate says the client changed SETTINGS_HEADER_TABLE_SIZE: the
 	// next header block starts with a dynamic table size update.
 	tableUpdate bool
-	werr        error     // the write side failed or was closed
-	wdue        time.Time // the write deadline set last (socketWriter)
-	wMaxFrame   int64     // the client's SETTINGS_MAX_FRAME_SIZE, for the writers
-	scratch     []byte    // lower-case names
+	werr        error         // the write side failed or was closed
+	wdl         deadline.Lazy // the write deadline, Server.Timeout (socketWriter)
+	wMaxFrame   int64         // the client's SETTINGS_MAX_FRAME_SIZE, for the writers
+	scratch     []byte        // lower-case names
 
 	mu          sync.Mutex
 	streamsDone sync.Cond // on mu: a stream left streams, or lb is going away
@@ -118,6 +119,7 @@ func (c *conn) init() {
 	c.hr = headerblock.NewReader(uint32(2*lim.MaxHeaderBytes + 32*lim.MaxHeaders))
 	c.streams = make(map[uint32]*Stream)
 	c.streamsDone.L = &c.mu
+	c.wdl = deadline.Lazy{Conn: c.nc, D: c.s.Timeout}
 	c.sendWin = 65535
 	c.initWin = 65535
 	c.maxFrame = readFrameSize
@@ -792,7 +794,7 @@ func (c *conn) linger() {
 	c.wmu.Lock()
 	if c.werr == nil {
 		_ = c.bw.Flush()
-		c.writeDeadline()
+		c.wdl.SetWrite() // after a long idle time, no frame may have set it
 		if cw, ok := c.nc.(interface{ CloseWrite() error }); ok && c.nc != net.Conn(c.raw) {
 			_ = cw.CloseWrite() // TLS close_notify
 		}
@@ -846,19 +848,8 @@ func (c *conn) lockWrite() bool {
 type socketWriter struct{ c *conn }
 
 func (w socketWriter) Write(p []byte) (int, error) {
-	w.c.writeDeadline()
+	w.c.wdl.SetWrite()
 	return w.c.nc.Write(p)
-}
-
-// writeDeadline readies the write deadline for a write to the socket; wmu
-// is held. One deadline serves for a while, set ahead by d/8 more and
-// refreshed when less than d is left: no timer change per write. Until
-// reads only the monotonic clock, where Now reads the wall clock too.
-func (c *conn) writeDeadline() {
-	if d := c.s.Timeout; d > 0 && time.Until(c.wdue) < d {
-		c.wdue = time.Now().Add(d + d/8)
-		_ = c.nc.SetWriteDeadline(c.wdue)
-	}
 }
 
 // unlockWrite releases the write side after err, the outcome of writing

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
+	"lb/deadline"
 	"lb/h1"
 	"lb/headerblock"
 )
@@ -57,7 +58,7 @@ type Conn struct {
 	// sent.
 	opened, flushed uint32
 	flushReq        chan struct{}
-	writeTimeout    time.Duration // see Options.WriteTimeout
+	wdl             deadline.Lazy // the write deadline, Options.WriteTimeout (socketWriter, under wmu)
 	stop            chan struct{} // closed when the connection fails
 
 	mu      sync.Mutex
@@ -153,7 +154,7 @@ func dial(ctx context.Context, o *Options) (*Conn, error) {
 	if o.TLS != nil {
 		scheme = "https"
 	}
-	c := &Conn{nc: nc, scheme: scheme, flushReq: make(chan struct{}, 1), stop: make(chan struct{}), writeTimeout: o.WriteTimeout, streams: map[uint32]*Stream{}, nextID: 1, maxStreams: defaultMaxStreams,
+	c := &Conn{nc: nc, scheme: scheme, flushReq: make(chan struct{}, 1), stop: make(chan struct{}), wdl: deadline.Lazy{Conn: nc, D: o.WriteTimeout}, streams: map[uint32]*Stream{}, nextID: 1, maxStreams: defaultMaxStreams,
 		peerWindow: initialWindow, sendWindow: initialWindow, maxFrame: 16384}
 	c.cond = sync.NewCond(&c.mu)
 	c.br = bufio.NewReaderSize(nc, 16<<10)
@@ -360,9 +361,7 @@ type socketWriter struct{ c *Conn }
 
 func (w socketWriter) Write(p []byte) (int, error) {
 	c := w.c
-	if c.writeTimeout > 0 {
-		_ = c.nc.SetWriteDeadline(time.Now().Add(c.writeTimeout))
-	}
+	c.wdl.SetWrite()
 	n, err := c.nc.Write(p)
 	if n > 0 {
 		// The heads written to bw so far have gone (a head cut short

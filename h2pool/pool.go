@@ -29,7 +29,8 @@ type Options struct {
 	// the server's SETTINGS; 0 means no bound but Get's context's.
 	ConnectTimeout time.Duration
 	// WriteTimeout bounds each write to the server: a server that stops
-	// reading for that long loses the connection. 0 means no bound.
+	// reading for that long (up to 1/8 more: package deadline) loses the
+	// connection. 0 means no bound.
 	WriteTimeout time.Duration
 	// IdleTimeout is how long a connection that carries no request is
 	// kept; 0 means DefaultIdleTimeout.

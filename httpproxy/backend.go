@@ -145,7 +145,7 @@ type serverConn struct {
 	idle time.Duration // when it went back to the pool, as sinceStart
 	used bool          // it served a request before
 	// rAt and wAt are when exchanges last set the read and write
-	// deadlines (see lazyDeadline): kept from one exchange to the next, so
+	// deadlines (see package deadline): kept from one exchange to the next, so
 	// that a busy connection sets them every timeout.server/8, not per
 	// request.
 	rAt, wAt time.Time

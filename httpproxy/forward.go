@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"lb/balancer"
+	"lb/deadline"
 	"lb/h1"
 	"lb/proxy"
 	"lb/proxyproto"
@@ -307,14 +308,14 @@ func (x *exchange) drop(failed bool) {
 // fromClient says the error came from reading the client.
 func (x *exchange) send(held bool) (err error, fromClient bool) {
 	sc := x.sc
-	x.sw = timedWriter{w: sc.bw, lazyDeadline: lazyDeadline{c: sc.c, d: x.be.ServerTimeout, at: sc.wAt}, stop: &x.up.stop}
-	x.sr = timedReader{lazyDeadline: lazyDeadline{c: sc.c, d: x.be.ServerTimeout, at: sc.rAt}, stop: &x.up.failed}
+	x.sw = timedWriter{w: sc.bw, Lazy: deadline.Lazy{Conn: sc.c, D: x.be.ServerTimeout, At: sc.wAt}, stop: &x.up.stop}
+	x.sr = timedReader{Lazy: deadline.Lazy{Conn: sc.c, D: x.be.ServerTimeout, At: sc.rAt}, stop: &x.up.failed}
 	now := x.tConnect // microseconds ago: close enough for a deadline
-	if at, ok := x.sw.dueAt(now); ok {
+	if at, ok := x.sw.DueAt(now); ok {
 		// One deadline for the request going out and its response coming.
 		_ = sc.c.SetDeadline(at)
-		x.sr.at = x.sw.at
-	} else if at, ok := x.sr.dueAt(now); ok {
+		x.sr.At = x.sw.At
+	} else if at, ok := x.sr.DueAt(now); ok {
 		_ = sc.c.SetReadDeadline(at)
 	}
 	if err := h1.WriteRequestHead(sc.bw, &x.req); err != nil {

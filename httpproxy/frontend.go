@@ -17,6 +17,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"lb/deadline"
 	"lb/sock"
 	"lb/stats"
 	"math/rand/v2"
@@ -172,7 +173,7 @@ type clientConn struct {
 	due time.Time
 	// readDue is the read deadline waitRequest set last, zero when
 	// something else set one since; wAt is when a response's writer last
-	// set the write deadline (see lazyDeadline). Kept from one request to
+	// set the write deadline (see package deadline). Kept from one request to
 	// the next, they spare a busy connection a deadline change per
 	// request.
 	readDue time.Time
@@ -544,7 +545,7 @@ func (cc *clientConn) writeHead(resp *h1.Response, close bool) (io.Writer, *bufi
 		resp.Set("Connection", []byte("keep-alive"))
 	}
 	bw := cc.writer()
-	cc.tw = timedWriter{w: bw, lazyDeadline: lazyDeadline{c: cc.c, d: cc.f.ClientTimeout, at: cc.wAt}}
+	cc.tw = timedWriter{w: bw, Lazy: deadline.Lazy{Conn: cc.c, D: cc.f.ClientTimeout, At: cc.wAt}}
 	cc.tw.arm()
 	if err := h1.WriteResponseHead(bw, resp); err != nil {
 		return nil, nil, err

@@ -237,7 +237,7 @@ func (x *exchange) uploadComplete() bool {
 // when it can serve another request (reuse), else closes it, and frees
 // the server's slot.
 func (x *exchange) releaseServer(reuse bool) {
-	x.sc.rAt, x.sc.wAt = x.sr.at, x.sw.at
+	x.sc.rAt, x.sc.wAt = x.sr.At, x.sw.At
 	if cc, ok := x.cl.(*clientConn); ok && reuse && x.be.SendProxy != 0 {
 		cc.keepPrivate(x.sc) // it carries this client's PROXY header
 	} else {

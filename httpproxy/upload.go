@@ -71,7 +71,7 @@ func (x *exchange) endUpload(stop bool) {
 			// client's, whose next request may be arriving: the past
 			// deadline abortBody set must not fail its read.
 			_ = x.sc.c.SetWriteDeadline(time.Time{})
-			x.sw.at = time.Time{}
+			x.sw.At = time.Time{}
 			x.cl.resumeBody()
 		}
 		return

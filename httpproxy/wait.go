@@ -6,6 +6,7 @@ import (
 	"net"
 	"time"
 
+	"lb/deadline"
 	"lb/h1"
 	"lb/proxy"
 	"lb/sock"
@@ -288,7 +289,7 @@ func (cc *clientConn) exchange() bool {
 		// thousands of requests may wait so at once.
 		cc.releaseReader()
 	}
-	cc.body = timedReader{lazyDeadline: lazyDeadline{c: cc.c, d: f.ClientTimeout}, stop: &x.up.stop}
+	cc.body = timedReader{Lazy: deadline.Lazy{Conn: cc.c, D: f.ClientTimeout}, stop: &x.up.stop}
 	x.reqIn = cc.br
 	switch x.req.Body.Kind {
 	case h1.BodyLength:
@@ -301,7 +302,7 @@ func (cc *clientConn) exchange() bool {
 		x.reqBody, x.reqLen = &cc.body, -1
 	}
 	keep := x.run()
-	cc.wAt = cc.tw.at
+	cc.wAt = cc.tw.At
 	if err := cc.flush(); err != nil {
 		keep = false
 	}
