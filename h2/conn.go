@@ -48,14 +48,11 @@ type conn struct {
 	flushStop chan struct{} // closed by teardown: flushLoop ends
 	flushDone chan struct{} // closed when flushLoop has ended
 	bw        *bufio.Writer
-	hblock    []byte // the header block being written
-	// tableUpdate says the client changed SETTINGS_HEADER_TABLE_SIZE: the
-	// next header block starts with a dynamic table size update.
-	tableUpdate bool
-	werr        error         // the write side failed or was closed
-	wdl         deadline.Lazy // the write deadline, Server.Timeout (socketWriter)
-	wMaxFrame   int64         // the client's SETTINGS_MAX_FRAME_SIZE, for the writers
-	scratch     []byte        // lower-case names
+	hw        headerblock.Writer // the header blocks
+	werr      error              // the write side failed or was closed
+	wdl       deadline.Lazy      // the write deadline, Server.Timeout (socketWriter)
+	wMaxFrame int64              // the client's SETTINGS_MAX_FRAME_SIZE, for the writers
+	scratch   []byte             // lower-case names
 
 	mu          sync.Mutex
 	streamsDone sync.Cond // on mu: a stream left streams, or lb is going away
@@ -71,7 +68,6 @@ type conn struct {
 	maxFrame    int64  // the client's SETTINGS_MAX_FRAME_SIZE
 	recvWin     int64  // what the client may still send, all streams together
 	recvCredit  int64  // bytes consumed that the client was not told of yet
-	tableSize   int64  // SETTINGS_HEADER_TABLE_SIZE of the frame being applied; -1: none
 	resets      [16]uint32
 	nextReset   int // where noteReset writes next in resets
 }
@@ -327,18 +323,12 @@ func (c *conn) onSettings(f *http2.SettingsFrame) error {
 	// larger window lets through): wmu, then mu, never the other way.
 	writable := c.lockWrite()
 	c.mu.Lock()
-	c.tableSize = -1
 	err := f.ForeachSetting(c.applySetting)
-	size, maxFrame := c.tableSize, c.maxFrame
+	maxFrame := c.maxFrame
 	c.mu.Unlock()
 	if err != nil || !writable {
 		_ = c.unlockWrite(nil)
 		return err
-	}
-	if size >= 0 {
-		// lb's encoder uses no dynamic table, but says so again
-		// (package headerblock).
-		c.tableUpdate = true
 	}
 	c.wMaxFrame = maxFrame
 	return c.unlockWrite(c.fr.WriteSettingsAck())
@@ -368,8 +358,6 @@ func (c *conn) applySetting(s http2.Setting) error {
 		}
 	case http2.SettingMaxFrameSize:
 		c.maxFrame = int64(s.Val)
-	case http2.SettingHeaderTableSize:
-		c.tableSize = int64(s.Val)
 	}
 	return nil
 }

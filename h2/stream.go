@@ -7,8 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/net/http2"
-
 	"lb/h1"
 	"lb/headerblock"
 )
@@ -436,15 +434,10 @@ func (st *Stream) Close(trailer *h1.Head) error {
 	return c.unlockWrite(c.fr.WriteData(st.id, true, nil))
 }
 
-// writeHeaderBlock encodes a header block (package headerblock) and writes it as
-// a HEADERS frame and as many CONTINUATION frames as the client's frame
-// size needs; wmu is held. status 0 makes a trailer section.
+// writeHeaderBlock encodes a header block (package headerblock) and
+// writes it; wmu is held. status 0 makes a trailer section.
 func (c *conn) writeHeaderBlock(id uint32, status int, h *h1.Head, end bool) error {
-	block := c.hblock[:0]
-	if c.tableUpdate {
-		block = headerblock.AppendTableSizeUpdate(block)
-		c.tableUpdate = false
-	}
+	block := c.hw.Start()
 	if status > 0 {
 		block = headerblock.AppendStatus(block, status)
 	}
@@ -455,17 +448,7 @@ func (c *conn) writeHeaderBlock(id uint32, status int, h *h1.Head, end bool) err
 			}
 		}
 	}
-	c.hblock = block
-	max := int(c.wMaxFrame)
-	first := min(len(block), max)
-	err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block[:first],
-		EndStream: end, EndHeaders: first == len(block)})
-	for block = block[first:]; err == nil && len(block) > 0; {
-		k := min(len(block), max)
-		err = c.fr.WriteContinuation(id, k == len(block), block[:k])
-		block = block[k:]
-	}
-	return err
+	return c.hw.Write(c.fr, id, block, end, int(c.wMaxFrame))
 }
 
 // responseName returns a field name as HTTP/2 writes it, in lower case, in

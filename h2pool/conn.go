@@ -41,17 +41,12 @@ type Conn struct {
 
 	// The write side: frames go to bw under wmu, and flushLoop flushes
 	// them (dirty says there are some to flush).
-	wmu sync.Mutex
-	bw  *bufio.Writer
-	// hblock is the header block being written (package headerblock);
-	// tableUpdate says it starts with a dynamic table size update to 0:
-	// the connection's first one does, so that no later setting of the
-	// server's can leave lb's encoder above its table's size.
-	hblock      []byte
-	tableUpdate bool
-	lower       []byte // a field name, lower-cased
-	werr        error
-	dirty       bool
+	wmu   sync.Mutex
+	bw    *bufio.Writer
+	hw    headerblock.Writer // the header blocks
+	lower []byte             // a field name, lower-cased
+	werr  error
+	dirty bool
 	// opened is the last stream whose head was written to bw (wmu),
 	// flushed the last whose head went to the socket, maybe in part
 	// (mu): when the connection fails, the streams after it were never
@@ -162,7 +157,6 @@ func dial(ctx context.Context, o *Options) (*Conn, error) {
 	c.fr = http2.NewFramer(c.bw, c.br)
 	c.fr.SetReuseFrames() // onData copies a DATA frame's bytes
 	c.hr = headerblock.NewReader(maxHeaderList)
-	c.tableUpdate = true
 	if err := c.start(); err != nil {
 		_ = nc.Close()
 		return nil, err
@@ -881,7 +875,7 @@ func (e *unsentError) Error() string { return e.err.Error() }
 // writeHead encodes req's head and writes it as HEADERS and CONTINUATION
 // frames; wmu is held.
 func (c *Conn) writeHead(id uint32, req *h1.Request, end bool) error {
-	b := c.startBlock()
+	b := c.hw.Start()
 	b = headerblock.AppendField(b, ":method", req.Method)
 	b = headerblock.AppendField(b, ":scheme", c.scheme)
 	if host := req.Host(); len(host) > 0 {
@@ -900,19 +894,7 @@ func (c *Conn) writeHead(id uint32, req *h1.Request, end bool) error {
 		}
 		b = headerblock.AppendField(b, name, f.Value)
 	}
-	c.hblock = b
-	return c.writeBlock(id, end)
-}
-
-// startBlock returns c.hblock emptied, with the table size update first
-// when one is due; wmu is held.
-func (c *Conn) startBlock() []byte {
-	b := c.hblock[:0]
-	if c.tableUpdate {
-		b = headerblock.AppendTableSizeUpdate(b)
-		c.tableUpdate = false
-	}
-	return b
+	return c.writeBlock(id, b, end)
 }
 
 // lowerName returns name lower-cased, in c.lower.
@@ -928,30 +910,13 @@ func (c *Conn) lowerName(name []byte) []byte {
 	return b
 }
 
-// writeBlock writes the header block in c.hblock as a HEADERS frame and as
-// many CONTINUATION frames as the server's frame size needs; wmu is held.
-func (c *Conn) writeBlock(id uint32, end bool) error {
-	block := c.hblock
+// writeBlock writes the header block b (c.hw's) on stream id; wmu is
+// held.
+func (c *Conn) writeBlock(id uint32, b []byte, end bool) error {
 	c.mu.Lock()
 	max := int(c.maxFrame)
 	c.mu.Unlock()
-	first := true
-	for first || len(block) > 0 {
-		n := min(len(block), max)
-		frag := block[:n]
-		block = block[n:]
-		var err error
-		if first {
-			err = c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: frag, EndStream: end, EndHeaders: len(block) == 0})
-			first = false
-		} else {
-			err = c.fr.WriteContinuation(id, len(block) == 0, frag)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return c.hw.Write(c.fr, id, b, end, max)
 }
 
 // Write sends p as DATA, as the stream's and the connection's send
@@ -1009,12 +974,11 @@ func (st *Stream) CloseWrite(trailer *h1.Head) error {
 	c.mu.Unlock()
 	err := c.write(func() error {
 		if trailer != nil && len(trailer.Fields) > 0 {
-			b := c.startBlock()
+			b := c.hw.Start()
 			for _, f := range trailer.Fields {
 				b = headerblock.AppendField(b, c.lowerName(f.Name), f.Value)
 			}
-			c.hblock = b
-			return c.writeBlock(st.id, true)
+			return c.writeBlock(st.id, b, true)
 		}
 		return c.fr.WriteData(st.id, true, nil)
 	})

@@ -42,8 +42,8 @@ func (e *Error) Error() string { return "HTTP/2 header block: " + e.Reason }
 // budget (x/net's framer counted twice a budget for the header fields and
 // one for those a Trailer field announces), and so any CONTINUATION frame
 // once the budget is spent, is a flood, not a block: Read returns an
-// *Error without decoding it. It returns an *Error for a block HPACK cannot decode too,
-// and fr's error when a frame cannot be read.
+// *Error without decoding it. It returns an *Error for a block HPACK
+// cannot decode too, and fr's error when a frame cannot be read.
 func (r *Reader) Read(fr *http2.Framer, f *http2.HeadersFrame) error {
 	r.Fields = r.Fields[:0]
 	r.remain, r.Truncated = r.max, false

@@ -9,12 +9,51 @@
 // There is no table to search nor keep, and a field is appended from its
 // bytes as they are, without allocating.
 //
-// A peer whose decoder's table lb's encoder could exceed (it lowered
-// SETTINGS_HEADER_TABLE_SIZE) is owed a dynamic table size update at the
-// start of the next block (RFC 7541 4.2): AppendTableSizeUpdate, to 0.
+// A peer that lowers SETTINGS_HEADER_TABLE_SIZE below the size lb's
+// encoder last said it uses (4096 until it says otherwise) is owed a
+// dynamic table size update (RFC 7541 4.2), which some decoders require
+// (nghttp2's). So lb starts each connection's first block with one, to 0
+// (AppendTableSizeUpdate): no setting can then be below it.
 package headerblock
 
-import "strconv"
+import (
+	"strconv"
+
+	"golang.org/x/net/http2"
+)
+
+// A Writer writes the header blocks of one connection; its zero value is
+// ready, and the first block it starts begins with the table size update
+// (above). Use it under the lock that orders the connection's frames.
+type Writer struct {
+	buf  []byte
+	said bool // the table size update went out
+}
+
+// Start returns the storage of the next block, emptied: append its
+// fields, then Write it.
+func (w *Writer) Start() []byte {
+	b := w.buf[:0]
+	if !w.said {
+		w.said = true
+		b = AppendTableSizeUpdate(b)
+	}
+	return b
+}
+
+// Write writes block, which Start began, on stream id as a HEADERS frame
+// and as many CONTINUATION frames as the peer's maxFrame needs, end ending
+// the stream, and keeps block's storage for the next.
+func (w *Writer) Write(fr *http2.Framer, id uint32, block []byte, end bool, maxFrame int) error {
+	w.buf = block[:0]
+	n := min(len(block), maxFrame)
+	err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block[:n], EndStream: end, EndHeaders: n == len(block)})
+	for block = block[n:]; err == nil && len(block) > 0; block = block[n:] {
+		n = min(len(block), maxFrame)
+		err = fr.WriteContinuation(id, n == len(block), block[:n])
+	}
+	return err
+}
 
 // AppendStatus appends :status.
 func AppendStatus(dst []byte, status int) []byte {

@@ -1,9 +1,12 @@
 package headerblock
 
 import (
+	"bytes"
+	"io"
 	"strings"
 	"testing"
 
+	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 )
 
@@ -122,5 +125,49 @@ func TestStaticNames(t *testing.T) {
 		if got := decode(t, b); len(got) != 1 || got[0].Name != name || got[0].Value != "x" {
 			t.Errorf("%s: decoded as %v", name, got)
 		}
+	}
+}
+
+// TestWriter: a connection's first block alone starts with the table size
+// update; a block larger than the peer's frame size goes out as HEADERS
+// and CONTINUATION frames, which a Reader reads back whole.
+func TestWriter(t *testing.T) {
+	var w Writer
+	first := w.Start()
+	if len(first) != 1 || first[0] != 0x20 {
+		t.Fatalf("first block starts %x, want the table size update to 0 (20)", first)
+	}
+	if err := w.Write(http2.NewFramer(io.Discard, nil), 1, first, true, 16384); err != nil {
+		t.Fatal(err)
+	}
+	b := w.Start()
+	if len(b) != 0 {
+		t.Fatalf("second block starts %x, want nothing", b)
+	}
+	b = AppendStatus(b, 200)
+	long := strings.Repeat("v", 100)
+	for range 5 {
+		b = AppendField(b, "x-long", long)
+	}
+	var wire bytes.Buffer
+	if err := w.Write(http2.NewFramer(&wire, nil), 3, b, false, 64); err != nil {
+		t.Fatal(err)
+	}
+	fr := http2.NewFramer(nil, &wire)
+	f, err := fr.ReadFrame()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hf := f.(*http2.HeadersFrame)
+	if hf.HeadersEnded() || hf.StreamEnded() || len(hf.HeaderBlockFragment()) != 64 {
+		t.Fatalf("HEADERS frame: ended %v, stream ended %v, %d bytes; want a 64-byte fragment that ends nothing",
+			hf.HeadersEnded(), hf.StreamEnded(), len(hf.HeaderBlockFragment()))
+	}
+	r := NewReader(1 << 20)
+	if err := r.Read(fr, hf); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Fields) != 6 || r.Fields[0].Value != "200" || r.Fields[5].Value != long {
+		t.Errorf("read back %v, want :status and 5 fields", r.Fields)
 	}
 }
