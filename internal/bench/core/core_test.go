@@ -112,7 +112,7 @@ func TestSummaries(t *testing.T) {
 
 func TestConfigs(t *testing.T) {
 	fe := frontends{http: "127.0.0.1:18080", tcp: "127.0.0.1:18081", bulk: "127.0.0.1:18082", stats: "127.0.0.1:18083", limited: "127.0.0.1:18084",
-		https: "127.0.0.1:18085", httpsRSA: "127.0.0.1:18086", httpsBulk: "127.0.0.1:18087", httpsH2: "127.0.0.1:18088"}
+		https: "127.0.0.1:18085", httpsRSA: "127.0.0.1:18086", httpsBulk: "127.0.0.1:18087", httpsH2: "127.0.0.1:18088", httpsFwd: "127.0.0.1:18089"}
 	ec, rs, err := writeCerts(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -128,6 +128,7 @@ func TestConfigs(t *testing.T) {
 		"name = \"big\"\nmode = \"http\"\n\n[[backend.server]]\nname = \"s1\"\naddress = \"127.0.0.1:19003\"\n",
 		"name = \"https-h2\"\nmode = \"http\"\nbind = [\"127.0.0.1:18088\"]\ndefault_backend = \"h2\"\n",
 		"name = \"h2\"\nmode = \"http\"\nproto = \"h2\"\n\n[[backend.server]]\nname = \"s1\"\naddress = \"127.0.0.1:19004\"\n",
+		"name = \"https-fwd\"\nmode = \"http\"\nbind = [\"127.0.0.1:18089\"]\ndefault_backend = \"http\"\n",
 	} {
 		if !strings.Contains(lb, want) {
 			t.Errorf("lb config lacks %q:\n%s", want, lb)
@@ -140,7 +141,8 @@ func TestConfigs(t *testing.T) {
 	for _, want := range []string{"nbthread 1\n", "mode http\n    bind 127.0.0.1:18080\n", "mode tcp\n    bind 127.0.0.1:18081\n",
 		"bind 127.0.0.1:18085 ssl crt " + ec.crt + " alpn h2,http/1.1\n", "backend big\n    mode http\n    server s1 127.0.0.1:19003\n", "backend h2\n    mode http\n    server s1 127.0.0.1:19004 proto h2\n",
 		"backend sink\n    mode tcp\n    server s1 127.0.0.1:19002\n", "timeout http-keep-alive 15s",
-		"bind 127.0.0.1:18083\n    http-request use-service prometheus-exporter if { path /metrics }\n"} {
+		"bind 127.0.0.1:18083\n    http-request use-service prometheus-exporter if { path /metrics }\n",
+		"bind 127.0.0.1:18089 ssl crt " + ec.crt + " alpn h2,http/1.1\n    default_backend http\n    option forwardfor\n"} {
 		if !strings.Contains(ha, want) {
 			t.Errorf("HAProxy config lacks %q:\n%s", want, ha)
 		}
@@ -298,14 +300,14 @@ func TestOptions(t *testing.T) {
 	if msg := o.check(); msg != "" {
 		t.Errorf("defaults: %s", msg)
 	}
-	if b := o.bound(); b < 10*time.Minute || b > 3*time.Hour {
+	if b := o.bound(); b < 10*time.Minute || b > 4*time.Hour {
 		t.Errorf("bound of the defaults: %v", b)
 	}
 	o.conns = 0
 	if o.check() == "" {
 		t.Error("-conns 0 accepted")
 	}
-	if n := len(rows(options{measures: allMeasures, conns: 1, bulkGB: 1})); n != 67 {
+	if n := len(rows(options{measures: allMeasures, conns: 1, bulkGB: 1})); n != 72 {
 		t.Errorf("%d rows", n)
 	}
 }

@@ -177,8 +177,9 @@ func parseH2load(out []byte) (h2loadResult, error) {
 
 // measureH2 runs h2load over HTTP/2 and TLS through p's ECDSA frontend,
 // for -duration after a warm-up, and records req/s and p's CPU time per
-// request: in front of the HTTP/1.1 backend (measure "h2"), or of the
-// HTTP/2 one ("h2-h2").
+// request: in front of the HTTP/1.1 backend (measure "h2"), the same
+// with HAProxy sending the headers lb sends by default ("h2-fwd"), or in
+// front of the HTTP/2 backend ("h2-h2").
 func (r *runner) measureH2(ctx context.Context, round int, p *proxy, measure string) {
 	in, err := r.startProxy(ctx, p)
 	if err != nil {
@@ -187,8 +188,11 @@ func (r *runner) measureH2(ctx context.Context, round int, p *proxy, measure str
 	}
 	defer r.stopProxy(in)
 	url := "https://" + in.fe.https + "/bench"
-	if measure == "h2-h2" {
+	switch measure {
+	case "h2-h2":
 		url = "https://" + in.fe.httpsH2 + "/bench"
+	case "h2-fwd":
+		url = "https://" + in.fe.httpsFwd + "/bench"
 	}
 	load := func(d time.Duration) (h2loadResult, error) {
 		secs := strconv.Itoa(max(int(d/time.Second), 1))

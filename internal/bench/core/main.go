@@ -24,6 +24,10 @@
 //	           idle after one request each
 //	h2         HTTP/2 over TLS (ECDSA P-256 certificate), h2load -c 20 -m 10
 //	           for DURATION: req/s and CPU per request
+//	h2-fwd     the same, HAProxy sending the server the request headers lb
+//	           sends by default: X-Forwarded-For (option forwardfor),
+//	           X-Forwarded-Proto, X-Forwarded-Host, X-Request-Id
+//	           (unique-id-header), as lb does the same work then
 //	h2-h2      the same through a backend spoken to in HTTP/2 (h2c, a Go
 //	           net/http server): lb's proto = "h2", HAProxy's proto h2
 //	tls-ecdsa  new TLS connections with 10 HTTP/1.1 requests each (h2load
@@ -82,10 +86,10 @@ type options struct {
 
 // allMeasures are the measures, in the order of each round.
 var allMeasures = []string{"http", "http-scraped", "http-limited", "tcp", "bulk", "idle-tcp", "idle-http",
-	"h2", "h2-h2", "tls-ecdsa", "tls-rsa", "https-bulk"}
+	"h2", "h2-fwd", "h2-h2", "tls-ecdsa", "tls-rsa", "https-bulk"}
 
 // httpsMeasures are the measures that need h2load and certificates.
-var httpsMeasures = []string{"h2", "h2-h2", "tls-ecdsa", "tls-rsa", "https-bulk"}
+var httpsMeasures = []string{"h2", "h2-fwd", "h2-h2", "tls-ecdsa", "tls-rsa", "https-bulk"}
 
 // logf writes a progress line to standard error.
 func logf(format string, args ...any) {
@@ -188,9 +192,9 @@ func (o options) bulkBound() time.Duration {
 func (o options) bound() time.Duration {
 	load := 3 * (o.warmup + o.duration + 2*wrkSlack + 2*benchutil.ReadyWait) // direct, lb, haproxy
 	perRound := 2*load + 2*(o.bulkBound()+benchutil.ReadyWait) + 4*(idleOpenWait+o.settle+childWait+benchutil.ReadyWait)
-	// h2 and h2-h2 (lb, haproxy), tls-ecdsa and tls-rsa (tlsRuns and a
+	// h2, h2-fwd and h2-h2 (lb, haproxy), tls-ecdsa and tls-rsa (tlsRuns and a
 	// warm-up, each bounded by tlsRunBound), https-bulk.
-	perRound += 4*(o.warmup+o.duration+2*wrkSlack+2*benchutil.ReadyWait) + 4*((tlsRuns+1)*tlsRunBound+benchutil.ReadyWait) +
+	perRound += 6*(o.warmup+o.duration+2*wrkSlack+2*benchutil.ReadyWait) + 4*((tlsRuns+1)*tlsRunBound+benchutil.ReadyWait) +
 		2*(o.bulkBound()+benchutil.ReadyWait)
 	return time.Duration(o.rounds)*perRound + 5*time.Minute
 }
@@ -311,7 +315,7 @@ func (r *runner) run(ctx context.Context) int {
 					r.measureBulk(ctx, round, p)
 				case "idle-tcp", "idle-http":
 					r.measureIdle(ctx, round, p, m)
-				case "h2", "h2-h2":
+				case "h2", "h2-fwd", "h2-h2":
 					r.measureH2(ctx, round, p, m)
 				case "tls-ecdsa", "tls-rsa":
 					r.measureTLS(ctx, round, p, m)

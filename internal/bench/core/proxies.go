@@ -37,11 +37,15 @@ type frontends struct {
 	// responses; httpsH2 the same in front of the HTTP/2 backend (h2c,
 	// prior knowledge), spoken to in HTTP/2.
 	https, httpsRSA, httpsBulk, httpsH2 string
+	// httpsFwd is https again, sending the server the request headers lb
+	// adds by default (HAProxy adds none unless told): X-Forwarded-For,
+	// X-Forwarded-Proto, X-Forwarded-Host and X-Request-Id.
+	httpsFwd string
 }
 
 // all returns every address of fe.
 func (fe frontends) all() []string {
-	return []string{fe.http, fe.tcp, fe.bulk, fe.stats, fe.limited, fe.https, fe.httpsRSA, fe.httpsBulk, fe.httpsH2}
+	return []string{fe.http, fe.tcp, fe.bulk, fe.stats, fe.limited, fe.https, fe.httpsRSA, fe.httpsBulk, fe.httpsH2, fe.httpsFwd}
 }
 
 // instance is a started proxy.
@@ -141,7 +145,8 @@ name = "s1"
 address = %q
 `, fe.stats, fe.http, fe.limited, fe.tcp, fe.bulk, backend, backend, sink,
 		lbTLSFrontend("https", fe.https, "http", ec), lbTLSFrontend("https-rsa", fe.httpsRSA, "http", rs),
-		lbTLSFrontend("https-bulk", fe.httpsBulk, "big", ec), big, lbTLSFrontend("https-h2", fe.httpsH2, "h2", ec), h2c)
+		lbTLSFrontend("https-bulk", fe.httpsBulk, "big", ec), big, lbTLSFrontend("https-h2", fe.httpsH2, "h2", ec)+
+			lbTLSFrontend("https-fwd", fe.httpsFwd, "http", ec), h2c)
 }
 
 // lbTLSFrontend is an HTTP-mode frontend of lb over TLS with cert.
@@ -223,8 +228,20 @@ backend h2
     server s1 %s proto h2
 `, fe.http, backend, fe.limited, fe.tcp, backend, fe.bulk, sink, fe.stats,
 		haproxyTLSFrontend("https", fe.https, "http", ec), haproxyTLSFrontend("https-rsa", fe.httpsRSA, "http", rs),
-		haproxyTLSFrontend("https-bulk", fe.httpsBulk, "big", ec), big, haproxyTLSFrontend("https-h2", fe.httpsH2, "h2", ec), h2c)
+		haproxyTLSFrontend("https-bulk", fe.httpsBulk, "big", ec), big, haproxyTLSFrontend("https-h2", fe.httpsH2, "h2", ec)+
+			haproxyTLSFrontend("https-fwd", fe.httpsFwd, "http", ec)+haproxyForwardHeaders, h2c)
 }
+
+// haproxyForwardHeaders makes an HAProxy frontend send the server what lb
+// sends by default: X-Forwarded-For (option forwardfor),
+// X-Forwarded-Proto, X-Forwarded-Host and a request id of 16 hex digits in
+// X-Request-Id, each the way an HAProxy operator would write it.
+const haproxyForwardHeaders = `    option forwardfor
+    http-request set-header X-Forwarded-Proto https
+    http-request set-header X-Forwarded-Host %[req.hdr(host)]
+    unique-id-format %[rand(4294967295),hex]
+    unique-id-header X-Request-Id
+`
 
 // haproxyTLSFrontend is an HTTP-mode frontend of HAProxy over TLS with
 // cert, offering h2 and http/1.1 as lb does.
@@ -256,7 +273,7 @@ func (p *proxy) command(cpus string) string {
 // on every frontend and has served one request through each of the two
 // in front of the HTTP backend. The caller stops it.
 func (r *runner) startProxy(ctx context.Context, p *proxy) (*instance, error) {
-	var ports [9]int
+	var ports [10]int
 	for i := range ports {
 		port, err := benchutil.FreePort()
 		if err != nil {
@@ -266,7 +283,7 @@ func (r *runner) startProxy(ctx context.Context, p *proxy) (*instance, error) {
 	}
 	addr := func(i int) string { return fmt.Sprintf("127.0.0.1:%d", ports[i]) }
 	fe := frontends{http: addr(0), tcp: addr(1), bulk: addr(2), stats: addr(3), limited: addr(4),
-		https: addr(5), httpsRSA: addr(6), httpsBulk: addr(7), httpsH2: addr(8)}
+		https: addr(5), httpsRSA: addr(6), httpsBulk: addr(7), httpsH2: addr(8), httpsFwd: addr(9)}
 	r.seq++
 	name := fmt.Sprintf("%s-%02d", p.name, r.seq)
 	cfg := filepath.Join(r.dir, name+".cfg")

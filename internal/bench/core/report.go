@@ -183,9 +183,12 @@ func rows(o options) []row {
 				row{key: "bulk.other", label: fmt.Sprintf("  CPU %s busy apart from the proxy, cores", o.proxyCPU), format: fmtF2},
 				row{key: "bulk.load_cpu", label: fmt.Sprintf("  CPU %s (load) busy, cores", o.loadCPU), format: fmtF2},
 			)
-		case "h2", "h2-h2":
+		case "h2", "h2-fwd", "h2-h2":
 			what := "HTTP/2 over TLS (ECDSA P-256 certificate)"
-			if m == "h2-h2" {
+			switch m {
+			case "h2-fwd":
+				what = "HTTP/2, the same, HAProxy adding the headers lb adds by default (X-Forwarded-*, X-Request-Id)"
+			case "h2-h2":
 				what = "HTTP/2 over TLS to the proxy, HTTP/2 (h2c) to the server"
 			}
 			out = append(out,
@@ -279,7 +282,7 @@ func printReport(w io.Writer, r *runner, proxies []*proxy) {
 	}
 	fmt.Fprintf(w, "  %-8s taskset -c %s wrk -t1 -c%d -d%s --latency http://FRONTEND/bench (after a %s run not counted)\n", "load:", o.loadCPU, o.loadConns, wrkDuration(o.duration), wrkDuration(o.warmup))
 	if slices.ContainsFunc(o.measures, func(m string) bool { return slices.Contains(httpsMeasures, m) }) {
-		fmt.Fprintf(w, "  %-8s taskset -c %s h2load ... https://FRONTEND/ (h2, h2-h2: -c %d -m %d -D %s after a %s run not counted; tls-*: --h1 -c %d -n %d, %d times after one not counted; https-bulk: --h1 -c %d, 1 MiB responses)\n",
+		fmt.Fprintf(w, "  %-8s taskset -c %s h2load ... https://FRONTEND/ (h2, h2-fwd, h2-h2: -c %d -m %d -D %s after a %s run not counted; tls-*: --h1 -c %d -n %d, %d times after one not counted; https-bulk: --h1 -c %d, 1 MiB responses)\n",
 			"https:", o.loadCPU, h2Clients, h2Streams, wrkDuration(o.duration), wrkDuration(o.warmup), tlsConns, tlsConns*tlsRequests, tlsRuns, bulkHTTPSConns)
 	}
 	fmt.Fprintf(w, "  %-8s proxy CPU: utime+stime of /proc/PID/stat over the wrk or h2load run (or the transfer) / requests (or connections, or GB); idle: VmRSS and /proc/PID/fd after - before / connections served\n", "how:")
