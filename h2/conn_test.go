@@ -3,6 +3,7 @@ package h2
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -743,6 +744,55 @@ func TestConnWaitsForFinishingHandlers(t *testing.T) {
 	release <- struct{}{}
 	if status, _, _, _ := c.response(5); status != "200" {
 		t.Errorf("stream 5: %s, want 200", status)
+	}
+}
+
+// TestConnClientResetLate: Done, first asked for after the client reset
+// the stream, is closed already (Gone said so without it); a Read that
+// waits for body bytes when the reset comes is woken by it.
+func TestConnClientResetLate(t *testing.T) {
+	got := make(chan string, 2)
+	s := &Server{Handler: handlerFunc(func(st *Stream) {
+		if string(st.Request().Target) == "/read" {
+			_, err := st.Read(make([]byte, 10)) // waits: no body byte comes
+			if !errors.Is(err, ErrStreamReset) {
+				got <- fmt.Sprintf("Read: %v, want ErrStreamReset", err)
+				return
+			}
+			got <- "ok"
+			return
+		}
+		for end := time.Now().Add(10 * time.Second); !st.Gone(); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(end) {
+				got <- "Gone still false 10 s after the reset"
+				return
+			}
+		}
+		select {
+		case <-st.Done():
+			got <- "ok"
+		default:
+			got <- "Done, asked for after the reset, is not closed"
+		}
+	})}
+	c := startConn(t, s)
+	for i, path := range []string{"/late", "/read"} {
+		id := uint32(2*i + 1)
+		c.headers(id, false, ":method: POST", ":scheme: https", ":path: "+path, ":authority: a")
+		if path == "/read" {
+			time.Sleep(50 * time.Millisecond) // most likely waiting in Read by then; either way it must see the reset
+		}
+		if err := c.fr.WriteRSTStream(id, http2.ErrCodeCancel); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case msg := <-got:
+			if msg != "ok" {
+				t.Errorf("%s: %s", path, msg)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatalf("%s: the handler did not see the reset", path)
+		}
 	}
 }
 

@@ -22,18 +22,21 @@ type Stream struct {
 	req      h1.Request
 	err      error
 	start    time.Time
-	done     chan struct{}
 	declared int64 // the request's content-length, -1: none
 
 	// Guarded by c.mu.
-	recvEnd    bool  // the client ended the stream
-	reset      bool  // the stream is over: reset by either side, or the connection is gone
-	resetErr   error // why
+	recvEnd  bool  // the client ended the stream
+	reset    bool  // the stream is over: reset by either side, or the connection is gone
+	resetErr error // why
+	// done is Done's channel, made when Done is first called (most
+	// streams never are asked); doneClosed says the stream is done.
+	done       chan struct{}
 	doneClosed bool
 	aborted    bool // AbortRead
 	sentEnd    bool // lb ended the stream
 	hasTrailer bool
 	wantSend   bool // a writer waits for window
+	wantRecv   bool // a reader waits for body bytes
 	body       []*chunk
 	buffered   int64 // bytes in body
 	recvd      int64 // body bytes received
@@ -73,7 +76,7 @@ func newStream(c *conn, id uint32) *Stream {
 	drain(sendWake)
 	trailer.Reset()
 	*st = Stream{c: c, id: id, req: req, trailer: trailer, body: body, recvWake: recvWake, sendWake: sendWake,
-		start: c.readTime(), done: make(chan struct{}), declared: -1, recvWin: streamWindow, sendWin: c.initWin}
+		start: c.readTime(), declared: -1, recvWin: streamWindow, sendWin: c.initWin}
 	return st
 }
 
@@ -115,7 +118,33 @@ func (st *Stream) Start() time.Time { return st.start }
 
 // Done returns a channel closed when the stream is over before its
 // response was complete: the client reset it, or the connection went.
-func (st *Stream) Done() <-chan struct{} { return st.done }
+func (st *Stream) Done() <-chan struct{} {
+	c := st.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st.done == nil {
+		if st.doneClosed {
+			return closedChan
+		}
+		st.done = make(chan struct{})
+	}
+	return st.done
+}
+
+// Gone reports whether Done is closed, without making its channel.
+func (st *Stream) Gone() bool {
+	c := st.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return st.doneClosed
+}
+
+// closedChan is Done's channel for a stream done before Done was called.
+var closedChan = func() chan struct{} {
+	ch := make(chan struct{})
+	close(ch)
+	return ch
+}()
 
 // A DoneWatcher is told when a stream is done (Stream.Watch).
 type DoneWatcher interface{ StreamDone() }
@@ -150,14 +179,22 @@ func (st *Stream) resetLocked(err error) {
 	st.reset, st.resetErr = true, err
 	if !st.doneClosed {
 		st.doneClosed = true
-		close(st.done)
+		if st.done != nil {
+			close(st.done)
+		}
 		if w := st.watcher; w != nil {
 			st.watcher = nil
 			go w.StreamDone()
 		}
 	}
-	notify(st.recvWake)
-	notify(st.sendWake)
+	// Only a Read or a Write that waits needs the news; the others see
+	// st.reset.
+	if st.wantRecv {
+		notify(st.recvWake)
+	}
+	if st.wantSend {
+		notify(st.sendWake)
+	}
 }
 
 // push appends body bytes received; c.mu is held.
@@ -249,14 +286,19 @@ func (st *Stream) Read(p []byte) (int, error) {
 		case st.recvEnd:
 			err = io.EOF
 		}
-		c.mu.Unlock()
 		if err != nil {
+			c.mu.Unlock()
 			return 0, err
 		}
-		if !wait(st.recvWake, &t, c.s.Timeout) {
+		st.wantRecv = true
+		c.mu.Unlock()
+		ok := wait(st.recvWake, &t, c.s.Timeout)
+		c.mu.Lock()
+		st.wantRecv = false
+		if !ok {
+			c.mu.Unlock()
 			return 0, os.ErrDeadlineExceeded
 		}
-		c.mu.Lock()
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"lb/balancer"
 	"lb/h1"
+	"lb/h2"
 	"lb/proxy"
 	"lb/rules"
 )
@@ -95,9 +96,10 @@ type exchange struct {
 	// named.
 	dial  proxy.Connecting
 	stuck bool // the client's cookie named the server it got
-	// done is closed when the client has gone (an HTTP/2 stream reset);
-	// nil for HTTP/1.1, whose client is not watched while it waits.
-	done <-chan struct{}
+	// h2st is the HTTP/2 stream served, watched while the exchange waits
+	// (a stream reset ends the wait); nil for HTTP/1.1, whose client is
+	// not watched then.
+	h2st *h2.Stream
 	// early says the exchange ended before the whole request body was
 	// read (the server answered early, or lb refused the body): the rest
 	// may still be coming on the client connection.

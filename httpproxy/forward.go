@@ -28,7 +28,10 @@ func idempotent(m []byte) bool {
 // (proxy.Backend.Connect): the server the client's cookie names first.
 func (x *exchange) pickAndConnect() bool {
 	be, c := x.be, &x.dial
-	c.Hash, c.Done = 0, x.done
+	c.Hash, c.Gone = 0, nil
+	if x.h2st != nil {
+		c.Gone = x.h2st
+	}
 	if be.Pool.Hashes() {
 		c.Hash = x.hashKey()
 	}
@@ -75,7 +78,7 @@ func (x *exchange) pickAndConnect() bool {
 		x.env.Server, x.env.ServerAddr = x.srv.Name, x.srv.Addr
 		return true
 	case proxy.EndQueueTimeout:
-		if x.done != nil && isClosed(x.done) {
+		if x.streamGone() {
 			return x.clientGone(errClientGone)
 		}
 		return x.fail(503, endQueueTimeout, nil)
@@ -137,13 +140,17 @@ func (x *exchange) resendable() bool {
 // request waited.
 var errClientGone = errors.New("the client went away while the request was queued")
 
-func isClosed(c <-chan struct{}) bool {
-	select {
-	case <-c:
-		return true
-	default:
-		return false
+// streamGone reports whether the exchange's client was an HTTP/2 stream
+// that is gone (reset, or its connection lost).
+func (x *exchange) streamGone() bool { return x.h2st != nil && x.h2st.Gone() }
+
+// clientDone returns a channel closed when the exchange's HTTP/2 stream
+// is gone; nil (never closed) for HTTP/1.1.
+func (x *exchange) clientDone() <-chan struct{} {
+	if x.h2st == nil {
+		return nil
 	}
+	return x.h2st.Done()
 }
 
 // forward sends the request to the server and reads the response head. It

@@ -102,7 +102,7 @@ func (f *Frontend) ServeStream(st *h2.Stream) {
 	}()
 	s.st = st
 	x := &s.x
-	x.f, x.cl, x.tls, x.done = f, s, st.IsTLS(), st.Done()
+	x.f, x.cl, x.tls, x.h2st = f, s, st.IsTLS(), st
 	x.peer = st.RemoteAddr()
 	x.conn, _ = st.Info().(*proxy.Conn)
 	x.tStart = st.Start()

@@ -384,7 +384,7 @@ func (x *exchange) forwardH2() bool {
 			x.bytesIn = c.body.count()
 			x.drop(false)
 			return x.clientGone(c.body.failed())
-		case x.done != nil && isClosed(x.done):
+		case x.streamGone():
 			x.drop(false)
 			return x.clientGone(h2.ErrStreamReset)
 		}
@@ -473,7 +473,7 @@ func (x *exchange) responseCutH2(err error, fromServer bool) bool {
 		err = c.body.failed()
 		x.drop(false)
 		return x.clientGone(err)
-	case !fromServer, x.done != nil && isClosed(x.done):
+	case !fromServer, x.streamGone():
 		x.drop(false)
 		return x.clientGone(err)
 	}

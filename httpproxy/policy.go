@@ -294,7 +294,7 @@ func (x *exchange) hold(d time.Duration) bool {
 	select {
 	case <-t.C:
 		return true
-	case <-x.done: // nil for HTTP/1.1: never
+	case <-x.clientDone(): // nil for HTTP/1.1: never
 		x.end = endClientAborted
 		return false
 	}

@@ -20,6 +20,10 @@ type Dialer interface {
 	DialServer(s *balancer.Server) error
 }
 
+// A Doner is a client that may go away: Done returns a channel closed
+// then.
+type Doner interface{ Done() <-chan struct{} }
+
 // Connecting is one client's way to a server of a backend: what Connect
 // needs, and what it found. Set the fields before Connect; the zero value
 // is a client without a hash key, stickiness or a way to give up. A
@@ -31,9 +35,10 @@ type Connecting struct {
 	// Sticky, when set, is the server tried first, if it can take the
 	// client: the one a persistence cookie named.
 	Sticky *balancer.Server
-	// Done, when closed, ends a wait in the queue: the client has gone (an
-	// HTTP/2 stream reset). Nil never closes.
-	Done <-chan struct{}
+	// Gone, when set, ends a wait in the queue once its Done channel
+	// closes: the client has gone (an HTTP/2 stream reset). Connect asks
+	// for the channel only when the client waits. Nil: never gone.
+	Gone Doner
 
 	// Server is the server connected, its slot taken: the caller releases
 	// it. Nil when none could be.
@@ -52,14 +57,14 @@ type Connecting struct {
 // Connect connects c's client to a server of b with d: c.Sticky first when
 // it can take the client, else the server the balancer picks. When every
 // server that could take the client is full, it waits in b's queue for up
-// to b.QueueTimeout, or until c.Done is closed. After a failed dial, which
+// to b.QueueTimeout, or until c.Gone's channel is closed. After a failed dial, which
 // it counts against the server, tells b's Observer and logs on log as
 // "connect failed" (frontend names the client's frontend), it tries up to
 // b.Retries more servers.
 //
 // It returns EndNone with c.Server connected, or why no server was:
 // EndNoServer (none could take the client), EndQueueTimeout (none freed
-// up in time, or c.Done closed) or EndConnectFailed (every dial failed;
+// up in time, or c.Gone gone) or EndConnectFailed (every dial failed;
 // c.Err says why the last one did). A dial that works is not observed
 // here: the caller knows when the server has served the client well.
 func (b *Backend) Connect(c *Connecting, d Dialer, frontend string, log *zerolog.Logger) End {
@@ -77,7 +82,11 @@ func (b *Backend) Connect(c *Connecting, d Dialer, frontend string, log *zerolog
 			c.Queued = true
 			b.Counts.Queued.Add(1)
 			began := time.Now()
-			srv = b.Pool.Wait(req, began.Add(b.QueueTimeout), c.Done)
+			var done <-chan struct{}
+			if c.Gone != nil {
+				done = c.Gone.Done()
+			}
+			srv = b.Pool.Wait(req, began.Add(b.QueueTimeout), done)
 			b.Counts.QueueTime.Observe(time.Since(began))
 			if srv == nil {
 				b.Counts.QueueTimeouts.Add(1)

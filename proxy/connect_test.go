@@ -188,9 +188,9 @@ func TestConnectQueue(t *testing.T) {
 	})
 	t.Run("done", func(t *testing.T) {
 		b, _ := full(t, time.Minute)
-		done := make(chan struct{})
+		done := make(doneChan)
 		close(done)
-		if end := b.Connect(&Connecting{Done: done}, &fakeDialer{}, "web", &log); end != EndQueueTimeout {
+		if end := b.Connect(&Connecting{Gone: done}, &fakeDialer{}, "web", &log); end != EndQueueTimeout {
 			t.Errorf("Connect = %v, want %v", end, EndQueueTimeout)
 		}
 	})
@@ -233,3 +233,8 @@ func TestFrontendWithoutHandler(t *testing.T) {
 		t.Errorf("read %d bytes, %v: want the connection closed", n, err)
 	}
 }
+
+// doneChan is a Doner: the channel itself.
+type doneChan chan struct{}
+
+func (d doneChan) Done() <-chan struct{} { return d }
