@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -43,7 +44,8 @@ type conn struct {
 
 	// Write side, guarded by wmu.
 	wmu       sync.Mutex
-	dirty     bool // bw holds frames that flushLoop will flush
+	dirty     bool          // bw holds frames that flushLoop will flush
+	writes    atomic.Uint32 // counts unlockWrite calls that left frames in bw
 	flushReq  chan struct{}
 	flushStop chan struct{} // closed by teardown: flushLoop ends
 	flushDone chan struct{} // closed when flushLoop has ended
@@ -844,9 +846,12 @@ func (w socketWriter) Write(p []byte) (int, error) {
 // frames to the buffer, and has flushLoop flush them. It returns the write
 // side's error.
 func (c *conn) unlockWrite(err error) error {
-	if err == nil && c.werr == nil && !c.dirty && c.bw.Buffered() > 0 {
-		c.dirty = true
-		notify(c.flushReq)
+	if err == nil && c.werr == nil && c.bw.Buffered() > 0 {
+		c.writes.Add(1)
+		if !c.dirty {
+			c.dirty = true
+			notify(c.flushReq)
+		}
 	}
 	return c.releaseWrite(err)
 }
@@ -869,7 +874,12 @@ func (c *conn) releaseWrite(err error) error {
 // frames they write go out together, in as few TLS records and syscalls as
 // can be, as an event loop sends what one turn made ready: on one core, a
 // flush per stream (HEADERS, DATA, END_STREAM each flushed apart, before)
-// was about a third of lb's CPU per HTTP/2 request. A writer that then
+// was about a third of lb's CPU per HTTP/2 request. It flushes once a
+// turn of the scheduler went by without new frames (up to maxFlushTurns):
+// the runtime's fairness sometimes runs it before the other goroutines
+// that were ready, and a flush then would send part of what the turn
+// makes (about 5% more TCP segments to clients, and as many more reads of
+// their requests, which come as the responses went). A writer that then
 // waits (for the server, for window) has its frames flushed first, since
 // a goroutine that waits lets flushLoop run.
 func (c *conn) flushLoop() {
@@ -880,7 +890,13 @@ func (c *conn) flushLoop() {
 			return
 		case <-c.flushReq:
 		}
-		runtime.Gosched()
+		for range maxFlushTurns {
+			n := c.writes.Load()
+			runtime.Gosched()
+			if c.writes.Load() == n {
+				break
+			}
+		}
 		if !c.lockWrite() {
 			_ = c.releaseWrite(nil)
 			continue
@@ -893,6 +909,10 @@ func (c *conn) flushLoop() {
 		_ = c.releaseWrite(err)
 	}
 }
+
+// maxFlushTurns bounds the turns flushLoop waits for frames to stop
+// coming.
+const maxFlushTurns = 4
 
 // writeControl writes frames of the connection's own (SETTINGS ACK, PING
 // ACK, WINDOW_UPDATE, RST_STREAM, GOAWAY).
