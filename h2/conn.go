@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"lb/deadline"
 	"lb/h1"
 	"lb/headerblock"
+	"lb/turn"
 )
 
 // conn is one HTTP/2 connection. Its reader goroutine (serve) reads and
@@ -890,13 +890,7 @@ func (c *conn) flushLoop() {
 			return
 		case <-c.flushReq:
 		}
-		for range maxFlushTurns {
-			n := c.writes.Load()
-			runtime.Gosched()
-			if c.writes.Load() == n {
-				break
-			}
-		}
+		turn.Settle(&c.writes, maxFlushTurns)
 		if !c.lockWrite() {
 			_ = c.releaseWrite(nil)
 			continue
@@ -911,7 +905,7 @@ func (c *conn) flushLoop() {
 }
 
 // maxFlushTurns bounds the turns flushLoop waits for frames to stop
-// coming.
+// coming (turn.Settle).
 const maxFlushTurns = 4
 
 // writeControl writes frames of the connection's own (SETTINGS ACK, PING

@@ -8,10 +8,10 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -20,6 +20,7 @@ import (
 	"lb/deadline"
 	"lb/h1"
 	"lb/headerblock"
+	"lb/turn"
 )
 
 // A Conn is one HTTP/2 connection to a server, lb's own client side of
@@ -47,6 +48,9 @@ type Conn struct {
 	lower []byte             // a field name, lower-cased
 	werr  error
 	dirty bool
+	// writes counts the writes that left frames in bw, for flushLoop's
+	// turn.Settle.
+	writes atomic.Uint32
 	// opened is the last stream whose head was written to bw (wmu),
 	// flushed the last whose head went to the socket, maybe in part
 	// (mu): when the connection fails, the streams after it were never
@@ -330,9 +334,12 @@ func (c *Conn) write(fn func() error) error {
 		return c.werr
 	}
 	err := fn()
-	if err == nil && !c.dirty && c.bw.Buffered() > 0 {
-		c.dirty = true
-		notify(c.flushReq)
+	if err == nil && c.bw.Buffered() > 0 {
+		c.writes.Add(1)
+		if !c.dirty {
+			c.dirty = true
+			notify(c.flushReq)
+		}
 	}
 	if err != nil {
 		c.failWriteLocked(err)
@@ -367,11 +374,14 @@ func (w socketWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// maxFlushTurns bounds the turns flushLoop waits for writes to stop.
+const maxFlushTurns = 4
+
 // flushLoop flushes what writers left in bw: after letting the goroutines
-// that are ready run first, so that the requests of many streams go out
-// in one write, as lb's HTTP/2 server does with its responses (h2's
-// flushLoop). A request costs a goroutine switch more alone, and a
-// syscall less in company.
+// that are ready run first (turn.Settle), so that the requests of many
+// streams go out in one write, as lb's HTTP/2 server does with its
+// responses (h2's flushLoop). A request costs a goroutine switch more
+// alone, and a syscall less in company.
 func (c *Conn) flushLoop() {
 	for {
 		select {
@@ -379,7 +389,7 @@ func (c *Conn) flushLoop() {
 			return
 		case <-c.flushReq:
 		}
-		runtime.Gosched()
+		turn.Settle(&c.writes, maxFlushTurns)
 		c.wmu.Lock()
 		if c.dirty && c.werr == nil {
 			c.dirty = false
