@@ -214,7 +214,11 @@ const closerMemory = 30 * time.Second
 // has every reuse checked; a server that keeps its connections, the
 // common case, has none checked for such requests: the check is a syscall,
 // a third of lb's syscalls per HTTP/2 request (HAProxy does not check).
-func (p *idlePool) get(cheap bool) *serverConn {
+func (p *idlePool) get(cheap bool) *serverConn { return p.getAt(cheap, sinceStart()) }
+
+// getAt is get at now (as sinceStart): a time the caller read already,
+// such as when its request came, microseconds ago; a clock read less.
+func (p *idlePool) getAt(cheap bool, now time.Duration) *serverConn {
 	for {
 		p.mu.Lock()
 		n := len(p.conns)
@@ -225,7 +229,6 @@ func (p *idlePool) get(cheap bool) *serverConn {
 		sc := p.conns[n-1]
 		p.conns[n-1] = nil
 		p.conns = p.conns[:n-1]
-		now := sinceStart()
 		check := !cheap || (p.closed > 0 && now-p.closed < closerMemory)
 		p.mu.Unlock()
 		if now-sc.idle < maxIdle() {
@@ -249,12 +252,15 @@ func (p *idlePool) noteClosed() {
 
 // put keeps sc for a next request, or closes it when the pool is full or
 // sc still holds bytes.
-func (p *idlePool) put(sc *serverConn) {
+func (p *idlePool) put(sc *serverConn) { p.putAt(sc, sinceStart()) }
+
+// putAt is put at now (as sinceStart), as getAt.
+func (p *idlePool) putAt(sc *serverConn, now time.Duration) {
 	if (sc.plain != nil && sc.plain.Pending()) || !sc.dropBuffers() {
 		sc.close()
 		return
 	}
-	sc.idle = sinceStart()
+	sc.idle = now
 	sc.used = true
 	p.mu.Lock()
 	if len(p.conns) < maxIdlePerServer {
@@ -443,16 +449,17 @@ func (sc *serverConn) awaitReset() bool {
 // connect returns a connection to srv: an idle one when there is one, else
 // a new one.
 func (b *Backend) connect(srv *balancer.Server, fresh bool) (*serverConn, error) {
-	return b.dial(srv, fresh, false, nil)
+	return b.dial(srv, fresh, false, nil, sinceStart())
 }
 
 // dial is connect, sending hdr first on a new connection when the backend
 // sends the PROXY protocol: then the connection is the client's alone,
-// never taken from the pool nor given back to it. cheap is idlePool.get's.
-func (b *Backend) dial(srv *balancer.Server, fresh, cheap bool, hdr *proxyproto.Header) (*serverConn, error) {
+// never taken from the pool nor given back to it. cheap and now are
+// idlePool.getAt's.
+func (b *Backend) dial(srv *balancer.Server, fresh, cheap bool, hdr *proxyproto.Header, now time.Duration) (*serverConn, error) {
 	up := b.servers[srv]
 	if !fresh && b.SendProxy == 0 {
-		if sc := up.idle.get(cheap); sc != nil {
+		if sc := up.idle.getAt(cheap, now); sc != nil {
 			sc.takeBuffers()
 			return sc, nil
 		}
@@ -543,11 +550,11 @@ func (cc *clientConn) dropPrivate() {
 	}
 }
 
-// release gives a server connection back: to the pool when it can serve
-// another request, else closed.
-func (b *Backend) release(sc *serverConn, reuse bool) {
+// release gives a server connection back at now (as sinceStart): to the
+// pool when it can serve another request, else closed.
+func (b *Backend) release(sc *serverConn, reuse bool, now time.Duration) {
 	if reuse && b.SendProxy == 0 {
-		b.servers[sc.srv].idle.put(sc)
+		b.servers[sc.srv].idle.putAt(sc, now)
 		return
 	}
 	sc.close()

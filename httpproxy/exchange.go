@@ -129,11 +129,14 @@ type exchange struct {
 	// head was read, when the server was connected, when its response
 	// head came.
 	tStart, tHead, tConnect, tResp time.Time
-	status                         int
-	bytesIn, bytesOut              int64
-	retries                        int
-	end                            string
-	err                            error
+	// tEnd is when the exchange released its server connection, the
+	// time finish logs; zero: finish reads the clock.
+	tEnd              time.Time
+	status            int
+	bytesIn, bytesOut int64
+	retries           int
+	end               string
+	err               error
 }
 
 // reset makes x ready for a next request, keeping its buffers.

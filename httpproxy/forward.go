@@ -121,7 +121,7 @@ func (x *exchange) DialServer(srv *balancer.Server) error {
 		h := x.proxyHeader()
 		hdr = &h
 	}
-	sc, err := x.be.dial(srv, false, x.resendable(), hdr)
+	sc, err := x.be.dial(srv, false, x.resendable(), hdr, x.headAt())
 	if err != nil {
 		return err
 	}
@@ -222,7 +222,7 @@ func (x *exchange) forward() bool {
 					h := x.proxyHeader()
 					hdr = &h
 				}
-				sc, cerr := x.be.dial(x.srv, true, false, hdr)
+				sc, cerr := x.be.dial(x.srv, true, false, hdr, 0) // fresh: no pool
 				if cerr == nil {
 					x.sc = sc
 					x.resp.Reset()

@@ -11,6 +11,15 @@ import (
 	"lb/stats"
 )
 
+// headAt is when the request head came, as sinceStart: a time for the
+// pool of idle server connections, without a clock read.
+func (x *exchange) headAt() time.Duration {
+	if x.tHead.IsZero() {
+		return sinceStart()
+	}
+	return x.tHead.Sub(processStart)
+}
+
 // since returns the time now as the exchange's start plus the time since,
 // which reads the monotonic clock alone (time.Now reads the wall clock
 // too): for the times lb measures from the start, or logs beside it.
@@ -23,7 +32,10 @@ func (x *exchange) since() time.Time {
 
 // finish counts and logs the exchange.
 func (x *exchange) finish(ok bool) {
-	now := x.since()
+	now := x.tEnd
+	if now.IsZero() {
+		now = x.since()
+	}
 	x.count(now)
 	x.endPolicy(now)
 	if cc, isH1 := x.cl.(*clientConn); isH1 && cc.conn != nil {

@@ -241,7 +241,8 @@ func (x *exchange) releaseServer(reuse bool) {
 	if cc, ok := x.cl.(*clientConn); ok && reuse && x.be.SendProxy != 0 {
 		cc.keepPrivate(x.sc) // it carries this client's PROXY header
 	} else {
-		x.be.release(x.sc, reuse)
+		x.tEnd = x.since() // finish's too: one clock read
+		x.be.release(x.sc, reuse, x.tEnd.Sub(processStart))
 	}
 	x.sc = nil
 	x.srv.Release()
