@@ -149,10 +149,8 @@ func (c *conn) serve() {
 		if c.br.Buffered() == 0 {
 			c.readAt = time.Time{} // the next frame comes with a new read
 		}
-		f, err := c.fr.ReadFrame()
-		if err == nil {
-			err = c.process(f)
-		} else if se, ok := err.(http2.StreamError); ok {
+		err := c.readFrame()
+		if se, ok := err.(http2.StreamError); ok {
 			err = c.frameStreamError(se)
 		}
 		if err == nil {
@@ -249,21 +247,39 @@ func (c *conn) readClientPreface() bool {
 	return true
 }
 
-// process handles one frame.
+// readFrame reads and handles one frame: a HEADERS frame with the header
+// block it starts, read by c.hr (headerblock.Reader.ReadHeaders) rather
+// than the framer, which would make a frame of it (an allocation per
+// request); the others through the framer.
+func (c *conn) readFrame() error {
+	fh, err := c.fr.ReadFrameHeader()
+	if err != nil {
+		return err
+	}
+	if fh.Type != http2.FrameHeaders {
+		f, err := c.fr.ReadFrameForHeader(fh)
+		if err != nil {
+			return err
+		}
+		return c.process(f)
+	}
+	// ReadRequest and ReadTrailer judge the fields, not the reader.
+	h, err := c.hr.ReadHeaders(c.fr, c.br, fh)
+	if err != nil {
+		var be *headerblock.Error
+		if errors.As(err, &be) {
+			return connError{be.Code, be.Error()}
+		}
+		return err
+	}
+	return c.onHeaders(h)
+}
+
+// process handles one frame read by the framer.
 func (c *conn) process(f http2.Frame) error {
 	switch f := f.(type) {
 	case *http2.DataFrame:
 		return c.onData(f)
-	case *http2.HeadersFrame:
-		// ReadRequest and ReadTrailer judge the fields, not the reader.
-		if err := c.hr.Read(c.fr, f); err != nil {
-			var be *headerblock.Error
-			if errors.As(err, &be) {
-				return connError{be.Code, be.Error()}
-			}
-			return err
-		}
-		return c.onHeaders(f)
 	case *http2.ContinuationFrame:
 		// The framer lets one through only after a HEADERS frame
 		// without END_HEADERS, and the reader reads those.
@@ -412,7 +428,7 @@ func (c *conn) onReset(f *http2.RSTStreamFrame) error {
 
 // onHeaders opens a stream, or ends one with its trailer section; the
 // fields of f's header block are in c.hr.
-func (c *conn) onHeaders(f *http2.HeadersFrame) error {
+func (c *conn) onHeaders(f headerblock.Headers) error {
 	id := f.StreamID
 	if id%2 == 0 {
 		return connError{http2.ErrCodeProtocol, "HEADERS on an even stream id"}
@@ -444,7 +460,7 @@ func (c *conn) onHeaders(f *http2.HeadersFrame) error {
 	}
 	refuse := c.goingAway || c.peerAway || open >= limit
 	c.mu.Unlock()
-	if f.HasPriority() && f.Priority.StreamDep == id {
+	if f.HasPriority && f.StreamDep == id {
 		return streamError{id, http2.ErrCodeProtocol, errors.New("stream depends on itself")}
 	}
 	if refuse {
@@ -456,7 +472,7 @@ func (c *conn) onHeaders(f *http2.HeadersFrame) error {
 		err = errTooLarge
 		st.req.Reset()
 	} else {
-		st.declared, err = ReadRequest(&st.req, c.hr.Fields, f.StreamEnded(), c.s.Limits)
+		st.declared, err = ReadRequest(&st.req, c.hr.Fields, f.EndStream, c.s.Limits)
 	}
 	if isMalformed(err) {
 		st.err = err
@@ -465,7 +481,7 @@ func (c *conn) onHeaders(f *http2.HeadersFrame) error {
 		return streamError{id, http2.ErrCodeProtocol, err}
 	}
 	st.err = err
-	st.recvEnd = f.StreamEnded()
+	st.recvEnd = f.EndStream
 	c.mu.Lock()
 	if len(c.streams) == 0 {
 		_ = c.nc.SetReadDeadline(time.Time{})
@@ -477,7 +493,7 @@ func (c *conn) onHeaders(f *http2.HeadersFrame) error {
 }
 
 // onTrailers ends st with the trailer section in f (c.hr); c.mu is held.
-func (c *conn) onTrailers(st *Stream, f *http2.HeadersFrame) error {
+func (c *conn) onTrailers(st *Stream, f headerblock.Headers) error {
 	switch {
 	case st.reset && st.resetErr != ErrStreamReset && st.resetErr != errStreamDone:
 		return nil // lb reset it: what the client sent meanwhile is ignored
@@ -486,7 +502,7 @@ func (c *conn) onTrailers(st *Stream, f *http2.HeadersFrame) error {
 		return connError{http2.ErrCodeStreamClosed, "HEADERS on a closed stream"}
 	case st.reset || st.recvEnd:
 		return streamError{st.id, http2.ErrCodeStreamClosed, errors.New("HEADERS on a half-closed stream")}
-	case !f.StreamEnded():
+	case !f.EndStream:
 		return streamError{st.id, http2.ErrCodeProtocol, malformed("trailer section that does not end the stream")}
 	case c.hr.Truncated:
 		return streamError{st.id, http2.ErrCodeProtocol, malformed("trailer section over the limits")}

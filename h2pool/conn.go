@@ -401,10 +401,27 @@ func (c *Conn) flushLoop() {
 	}
 }
 
-// readLoop reads the server's frames until the connection ends.
+// readLoop reads the server's frames until the connection ends: a
+// HEADERS frame with the header block it starts, read by c.hr
+// (headerblock.Reader.ReadHeaders) rather than the framer, which would
+// make a frame of it (an allocation per response); the others through
+// the framer.
 func (c *Conn) readLoop() {
 	for {
-		f, err := c.fr.ReadFrame()
+		var f http2.Frame
+		var h headerblock.Headers
+		var be *headerblock.Error
+		fh, err := c.fr.ReadFrameHeader()
+		switch {
+		case err != nil:
+		case fh.Type == http2.FrameHeaders:
+			// onHeaders judges the fields, not the reader.
+			if h, err = c.hr.ReadHeaders(c.fr, c.br, fh); errors.As(err, &be) {
+				err = nil // the frame's fault: the connection's end below
+			}
+		default:
+			f, err = c.fr.ReadFrameForHeader(fh)
+		}
 		if err != nil {
 			var se http2.StreamError
 			if errors.As(err, &se) {
@@ -419,7 +436,15 @@ func (c *Conn) readLoop() {
 			c.mu.Unlock()
 			return
 		}
-		if err := c.process(f); err != nil {
+		switch {
+		case be != nil:
+			err = http2.ConnectionError(be.Code)
+		case f == nil:
+			c.onHeaders(h)
+		default:
+			err = c.process(f)
+		}
+		if err != nil {
 			var code http2.ErrCode = http2.ErrCodeProtocol
 			var ce http2.ConnectionError
 			if errors.As(err, &ce) {
@@ -434,19 +459,10 @@ func (c *Conn) readLoop() {
 	}
 }
 
-// process handles one frame; an error ends the connection.
+// process handles one frame read by the framer; an error ends the
+// connection.
 func (c *Conn) process(f http2.Frame) error {
 	switch f := f.(type) {
-	case *http2.HeadersFrame:
-		// onHeaders judges the fields, not the reader.
-		if err := c.hr.Read(c.fr, f); err != nil {
-			var be *headerblock.Error
-			if errors.As(err, &be) {
-				return http2.ConnectionError(be.Code)
-			}
-			return err
-		}
-		c.onHeaders(f)
 	case *http2.ContinuationFrame:
 		// The framer lets one through only after a HEADERS frame
 		// without END_HEADERS, and the reader reads those.
@@ -556,7 +572,7 @@ func splitFields(fields []hpack.HeaderField, truncated bool) (status string, reg
 
 // onHeaders takes a response head, an interim one or a trailer section,
 // its fields in c.hr.
-func (c *Conn) onHeaders(f *http2.HeadersFrame) {
+func (c *Conn) onHeaders(f headerblock.Headers) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st := c.streams[f.StreamID]
@@ -569,7 +585,7 @@ func (c *Conn) onHeaders(f *http2.HeadersFrame) {
 		return
 	}
 	if st.headDone {
-		if !f.StreamEnded() {
+		if !f.EndStream {
 			c.resetLocked(st, http2.ErrCodeProtocol, errors.New("the server's trailer section does not end the stream"))
 			return
 		}
@@ -589,7 +605,7 @@ func (c *Conn) onHeaders(f *http2.HeadersFrame) {
 			c.resetLocked(st, http2.ErrCodeProtocol, errors.New("the server answered 101 over HTTP/2"))
 			return
 		case code < 200:
-			if f.StreamEnded() {
+			if f.EndStream {
 				c.resetLocked(st, http2.ErrCodeProtocol, errors.New("the server's interim response ends the stream"))
 				return
 			}
@@ -617,9 +633,9 @@ func (c *Conn) onHeaders(f *http2.HeadersFrame) {
 			}
 		}
 		st.headDone = true
-		st.headEnded = f.StreamEnded()
+		st.headEnded = f.EndStream
 	}
-	if f.StreamEnded() {
+	if f.EndStream {
 		st.endRecvLocked()
 	}
 	notify(st.wake)

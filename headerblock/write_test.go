@@ -154,17 +154,15 @@ func TestWriter(t *testing.T) {
 		t.Fatal(err)
 	}
 	fr := http2.NewFramer(nil, &wire)
-	f, err := fr.ReadFrame()
+	fh, err := fr.ReadFrameHeader()
 	if err != nil {
 		t.Fatal(err)
 	}
-	hf := f.(*http2.HeadersFrame)
-	if hf.HeadersEnded() || hf.StreamEnded() || len(hf.HeaderBlockFragment()) != 64 {
-		t.Fatalf("HEADERS frame: ended %v, stream ended %v, %d bytes; want a 64-byte fragment that ends nothing",
-			hf.HeadersEnded(), hf.StreamEnded(), len(hf.HeaderBlockFragment()))
+	if fh.Type != http2.FrameHeaders || fh.Flags.Has(http2.FlagHeadersEndHeaders) || fh.Flags.Has(http2.FlagHeadersEndStream) || fh.Length != 64 {
+		t.Fatalf("first frame: %v; want a 64-byte HEADERS frame that ends nothing", fh)
 	}
 	r := NewReader(1 << 20)
-	if err := r.Read(fr, hf); err != nil {
+	if _, err := r.ReadHeaders(fr, &wire, fh); err != nil {
 		t.Fatal(err)
 	}
 	if len(r.Fields) != 6 || r.Fields[0].Value != "200" || r.Fields[5].Value != long {
