@@ -410,14 +410,16 @@ func (c *Conn) readLoop() {
 	for {
 		var f http2.Frame
 		var h headerblock.Headers
-		var be *headerblock.Error
+		var blockErr error // the HEADERS frame's fault: the connection ends below
 		fh, err := c.fr.ReadFrameHeader()
 		switch {
 		case err != nil:
 		case fh.Type == http2.FrameHeaders:
 			// onHeaders judges the fields, not the reader.
-			if h, err = c.hr.ReadHeaders(c.fr, c.br, fh); errors.As(err, &be) {
-				err = nil // the frame's fault: the connection's end below
+			if h, err = c.hr.ReadHeaders(c.fr, c.br, fh); err != nil {
+				if code, ok := blockErrorCode(err); ok {
+					blockErr, err = http2.ConnectionError(code), nil
+				}
 			}
 		default:
 			f, err = c.fr.ReadFrameForHeader(fh)
@@ -437,8 +439,8 @@ func (c *Conn) readLoop() {
 			return
 		}
 		switch {
-		case be != nil:
-			err = http2.ConnectionError(be.Code)
+		case blockErr != nil:
+			err = blockErr
 		case f == nil:
 			c.onHeaders(h)
 		default:
@@ -457,6 +459,17 @@ func (c *Conn) readLoop() {
 			return
 		}
 	}
+}
+
+// blockErrorCode returns the code of a *headerblock.Error; ok is false
+// for another error. The target of errors.As escapes: declared here, it
+// costs an allocation only when there is an error, not one per frame.
+func blockErrorCode(err error) (code http2.ErrCode, ok bool) {
+	var be *headerblock.Error
+	if errors.As(err, &be) {
+		return be.Code, true
+	}
+	return 0, false
 }
 
 // process handles one frame read by the framer; an error ends the
