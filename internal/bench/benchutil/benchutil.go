@@ -61,6 +61,22 @@ func Kernel() string {
 	return b.String()
 }
 
+// FreePorts returns n distinct ports of 127.0.0.1 that were free a moment
+// ago: all held at once while they are found, since a port let go may be
+// the next one handed out (FreePort called n times can return one twice).
+func FreePorts(n int) ([]int, error) {
+	ports := make([]int, n)
+	for i := range ports {
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("find a free port: %w", err)
+		}
+		defer ln.Close()
+		ports[i] = ln.Addr().(*net.TCPAddr).Port
+	}
+	return ports, nil
+}
+
 // FreePort returns a port of 127.0.0.1 that was free a moment ago.
 func FreePort() (int, error) {
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")

@@ -114,6 +114,19 @@ func TestProc(t *testing.T) {
 		t.Errorf("stop of an exited process: %v", err)
 	}
 
+	// Ports found together are distinct.
+	ports, err := FreePorts(50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int]bool{}
+	for _, p := range ports {
+		if seen[p] {
+			t.Fatalf("FreePorts(50) returned %d twice: %v", p, ports)
+		}
+		seen[p] = true
+	}
+
 	// A process that runs until stopped.
 	port, err := FreePort()
 	if err != nil {

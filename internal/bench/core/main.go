@@ -357,13 +357,9 @@ func pinCheck(ctx context.Context, cpus string) error {
 // startBackend starts the backend process, pinned to the load CPUs, and
 // waits until it serves.
 func (r *runner) startBackend(ctx context.Context) error {
-	var ports [4]int
-	for i := range ports {
-		port, err := benchutil.FreePort()
-		if err != nil {
-			return err
-		}
-		ports[i] = port
+	ports, err := benchutil.FreePorts(4)
+	if err != nil {
+		return err
 	}
 	r.backendAddr = fmt.Sprintf("127.0.0.1:%d", ports[0])
 	r.sinkAddr = fmt.Sprintf("127.0.0.1:%d", ports[1])

@@ -273,13 +273,9 @@ func (p *proxy) command(cpus string) string {
 // on every frontend and has served one request through each of the two
 // in front of the HTTP backend. The caller stops it.
 func (r *runner) startProxy(ctx context.Context, p *proxy) (*instance, error) {
-	var ports [10]int
-	for i := range ports {
-		port, err := benchutil.FreePort()
-		if err != nil {
-			return nil, err
-		}
-		ports[i] = port
+	ports, err := benchutil.FreePorts(10)
+	if err != nil {
+		return nil, err
 	}
 	addr := func(i int) string { return fmt.Sprintf("127.0.0.1:%d", ports[i]) }
 	fe := frontends{http: addr(0), tcp: addr(1), bulk: addr(2), stats: addr(3), limited: addr(4),
