@@ -461,13 +461,19 @@ func (c *Conn) readLoop() {
 	}
 }
 
-// blockErrorCode returns the code of a *headerblock.Error; ok is false
-// for another error. The target of errors.As escapes: declared here, it
-// costs an allocation only when there is an error, not one per frame.
+// blockErrorCode returns the code of a header block's fault: a
+// *headerblock.Error, or the framer's connection error on a CONTINUATION
+// frame; ok is false for another error (the connection failed). The
+// targets of errors.As escape: declared here, they cost an allocation
+// only when there is an error, not one per frame.
 func blockErrorCode(err error) (code http2.ErrCode, ok bool) {
 	var be *headerblock.Error
-	if errors.As(err, &be) {
+	var ce http2.ConnectionError
+	switch {
+	case errors.As(err, &be):
 		return be.Code, true
+	case errors.As(err, &ce):
+		return http2.ErrCode(ce), true
 	}
 	return 0, false
 }

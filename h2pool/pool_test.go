@@ -552,3 +552,77 @@ func TestResponseHeadChecks(t *testing.T) {
 		}
 	}
 }
+
+// TestBadHeadersFrames: a server's HEADERS frame whose padding is longer
+// than its payload, or one whose header block a frame other than
+// CONTINUATION interrupts, ends the connection with GOAWAY
+// PROTOCOL_ERROR (RFC 9113 6.2, 6.10), and the request fails.
+func TestBadHeadersFrames(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		write func(fr *http2.Framer, id uint32)
+	}{
+		{"padding too long", func(fr *http2.Framer, id uint32) {
+			_ = fr.WriteRawFrame(http2.FrameHeaders, http2.FlagHeadersEndHeaders|http2.FlagHeadersPadded, id, []byte{9, 0x88})
+		}},
+		{"block interrupted", func(fr *http2.Framer, id uint32) {
+			_ = fr.WriteRawFrame(http2.FrameHeaders, 0, id, []byte{0x88})
+			_ = fr.WritePing(false, [8]byte{})
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp4", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			goAway := make(chan http2.ErrCode, 1)
+			go func() {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+				if _, err := io.ReadFull(c, make([]byte, len(http2.ClientPreface))); err != nil {
+					return
+				}
+				fr := http2.NewFramer(c, c)
+				_ = fr.WriteSettings()
+				for {
+					f, err := fr.ReadFrame()
+					if err != nil {
+						close(goAway)
+						return
+					}
+					switch f := f.(type) {
+					case *http2.SettingsFrame:
+						if !f.IsAck() {
+							_ = fr.WriteSettingsAck()
+						}
+					case *http2.HeadersFrame:
+						tc.write(fr, f.StreamID)
+					case *http2.GoAwayFrame:
+						goAway <- f.ErrCode
+						return
+					}
+				}
+			}()
+			p := New(Options{Addr: ln.Addr().String()})
+			defer p.Close()
+			st := openBodiless(t, p, "GET", "/")
+			var resp h1.Response
+			if _, err := st.ReadHead(&resp, func(int, *h1.Head) error { return nil }); err == nil {
+				t.Errorf("the request got %d, want an error", resp.Status)
+			}
+			select {
+			case code, ok := <-goAway:
+				if !ok || code != http2.ErrCodeProtocol {
+					t.Errorf("the server got GOAWAY %v (%v), want PROTOCOL_ERROR", code, ok)
+				}
+			case <-time.After(15 * time.Second):
+				t.Fatal("no GOAWAY within 15 s")
+			}
+		})
+	}
+}
