@@ -121,7 +121,7 @@ func (x *exchange) DialServer(srv *balancer.Server) error {
 		h := x.proxyHeader()
 		hdr = &h
 	}
-	sc, err := x.be.dial(srv, false, x.resendable(), hdr, x.headAt())
+	sc, err := x.be.dial(srv, false, x.resendable(), hdr, x.dialAt())
 	if err != nil {
 		return err
 	}

@@ -11,10 +11,13 @@ import (
 	"lb/stats"
 )
 
-// headAt is when the request head came, as sinceStart: a time for the
-// pool of idle server connections, without a clock read.
-func (x *exchange) headAt() time.Duration {
-	if x.tHead.IsZero() {
+// dialAt is the time, as sinceStart, at which DialServer takes an idle
+// server connection: when the request head came, microseconds ago, for a
+// first attempt that did not wait in the queue (no clock read); now after
+// a wait or a failed dial, which can last seconds, so that the idle age
+// of the connections stays true.
+func (x *exchange) dialAt() time.Duration {
+	if x.tHead.IsZero() || x.dial.Queued || x.dial.Attempts > 1 {
 		return sinceStart()
 	}
 	return x.tHead.Sub(processStart)

@@ -727,3 +727,33 @@ func TestPoolIdleHoldsNoBuffer(t *testing.T) {
 		third.close()
 	}
 }
+
+// TestDialAt: a first dial takes the request head's time for the idle
+// pool, without reading the clock; one after a wait in the queue, or
+// after a failed dial, reads the clock, since those can last seconds.
+func TestDialAt(t *testing.T) {
+	head := processStart.Add(time.Second)
+	now := sinceStart()
+	for _, c := range []struct {
+		name     string
+		queued   bool
+		attempts int
+		head     time.Time
+		fresh    bool // the clock's time, not the head's
+	}{
+		{name: "first attempt", attempts: 1, head: head},
+		{name: "queued", queued: true, attempts: 1, head: head, fresh: true},
+		{name: "second attempt", attempts: 2, head: head, fresh: true},
+		{name: "no head time", attempts: 1, fresh: true},
+	} {
+		x := &exchange{tHead: c.head}
+		x.dial.Queued, x.dial.Attempts = c.queued, c.attempts
+		got := x.dialAt()
+		switch {
+		case !c.fresh && got != time.Second:
+			t.Errorf("%s: %v, want the head's time (1s)", c.name, got)
+		case c.fresh && got < now:
+			t.Errorf("%s: %v, want the time now (at least %v)", c.name, got, now)
+		}
+	}
+}
