@@ -40,6 +40,11 @@ type Error struct {
 
 func (e *Error) Error() string { return "HTTP/2 header block: " + e.Reason }
 
+// maxKeptPayload bounds the buffer a Reader keeps for HEADERS payloads:
+// the default largest frame (RFC 9113 4.2); a larger one, which a peer
+// may send when allowed, gets a buffer of its own.
+const maxKeptPayload = 16 << 10
+
 // Headers is a HEADERS frame as ReadHeaders reads it: x/net's framer
 // makes a frame of its own for each one, an allocation per request.
 type Headers struct {
@@ -61,10 +66,14 @@ type Headers struct {
 // (FRAME_SIZE_ERROR, 4.2).
 func (r *Reader) ReadHeaders(fr *http2.Framer, src io.Reader, fh http2.FrameHeader) (Headers, error) {
 	h := Headers{StreamID: fh.StreamID, EndStream: fh.Flags.Has(http2.FlagHeadersEndStream)}
-	if cap(r.payload) < int(fh.Length) {
-		r.payload = make([]byte, fh.Length)
+	p := r.payload
+	if cap(p) < int(fh.Length) {
+		p = make([]byte, fh.Length)
+		if fh.Length <= maxKeptPayload {
+			r.payload = p
+		}
 	}
-	p := r.payload[:fh.Length]
+	p = p[:fh.Length]
 	if _, err := io.ReadFull(src, p); err != nil {
 		return h, err
 	}

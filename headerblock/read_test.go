@@ -161,3 +161,36 @@ func TestReadHeaders(t *testing.T) {
 		}
 	}
 }
+
+// TestReadHeadersLarge: a HEADERS frame over the default largest frame
+// size (a peer may send one when allowed) is read whole, in a buffer the
+// Reader does not keep; a small one after it reuses the kept buffer.
+func TestReadHeadersLarge(t *testing.T) {
+	var ebuf bytes.Buffer
+	enc := hpack.NewEncoder(&ebuf)
+	long := strings.Repeat("v", 3*maxKeptPayload)
+	_ = enc.WriteField(hpack.HeaderField{Name: "x-long", Value: long})
+	big := bytes.Clone(ebuf.Bytes())
+	ebuf.Reset()
+	_ = enc.WriteField(hpack.HeaderField{Name: "x-a", Value: "one"})
+	small := bytes.Clone(ebuf.Bytes())
+
+	wire := rawHeaders(1, http2.FlagHeadersEndHeaders, small)
+	wire.Write(rawHeaders(3, http2.FlagHeadersEndHeaders, big).Bytes())
+	wire.Write(rawHeaders(5, http2.FlagHeadersEndHeaders, small).Bytes())
+	fr := http2.NewFramer(nil, wire)
+	fr.SetMaxReadFrameSize(1 << 20)
+	r := NewReader(1 << 20)
+	for i, want := range []string{"one", long, "one"} {
+		fh, err := fr.ReadFrameHeader()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.ReadHeaders(fr, wire, fh); err != nil || len(r.Fields) != 1 || r.Fields[0].Value != want {
+			t.Fatalf("frame %d: %d fields, %v; want the field of %d bytes", i, len(r.Fields), err, len(want))
+		}
+		if cap(r.payload) > maxKeptPayload {
+			t.Fatalf("frame %d: the Reader keeps a buffer of %d bytes, over %d", i, cap(r.payload), maxKeptPayload)
+		}
+	}
+}
