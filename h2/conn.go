@@ -316,8 +316,7 @@ func (c *conn) process(f http2.Frame) error {
 }
 
 // frameStreamError handles a stream error the framer found in a frame: a
-// WINDOW_UPDATE of 0 on a stream, a HEADERS frame's padding longer than
-// the frame.
+// WINDOW_UPDATE of 0 on a stream (HEADERS frames are c.hr's).
 func (c *conn) frameStreamError(se http2.StreamError) error {
 	cause := se.Cause
 	if cause == nil {

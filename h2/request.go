@@ -27,8 +27,8 @@ func malformed(reason string) *MalformedError { return &MalformedError{Reason: r
 //
 // The request is malformed (a *MalformedError) when the translation could
 // be read two ways or would be refused by h1.ReadRequest: a missing,
-// repeated, empty or invalid pseudo-header, a path or an authority with characters a
-// target or a Host cannot hold, a Host field that differs from
+// repeated, empty or invalid pseudo-header, a path or an authority with
+// characters a target or a Host cannot hold, a Host field that differs from
 // :authority, connection-specific fields (Connection, Keep-Alive,
 // Proxy-Connection, Transfer-Encoding, Upgrade), TE other than
 // "trailers", a Content-Length that is not one decimal number, a value

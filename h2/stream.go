@@ -25,15 +25,12 @@ type Stream struct {
 	declared int64 // the request's content-length, -1: none
 
 	// Guarded by c.mu.
-	recvEnd  bool  // the client ended the stream
-	reset    bool  // the stream is over: reset by either side, or the connection is gone
-	resetErr error // why
-	// done is Done's channel, made when Done is first called (most
-	// streams never are asked); doneClosed says the stream is done.
-	done       chan struct{}
-	doneClosed bool
-	aborted    bool // AbortRead
-	sentEnd    bool // lb ended the stream
+	recvEnd    bool          // the client ended the stream
+	reset      bool          // the stream is over: reset by either side, or the connection is gone
+	resetErr   error         // why
+	done       chan struct{} // Done's, made when first asked for (most streams never are)
+	aborted    bool          // AbortRead
+	sentEnd    bool          // lb ended the stream
 	hasTrailer bool
 	wantSend   bool // a writer waits for window
 	wantRecv   bool // a reader waits for body bytes
@@ -46,7 +43,7 @@ type Stream struct {
 	trailer    h1.Head
 	recvWake   chan struct{}
 	sendWake   chan struct{}
-	// watcher is told when done closes (Watch).
+	// watcher is told when the stream is reset (Watch).
 	watcher DoneWatcher
 
 	// The handler's own.
@@ -123,7 +120,7 @@ func (st *Stream) Done() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if st.done == nil {
-		if st.doneClosed {
+		if st.reset {
 			return closedChan
 		}
 		st.done = make(chan struct{})
@@ -136,7 +133,7 @@ func (st *Stream) Gone() bool {
 	c := st.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return st.doneClosed
+	return st.reset
 }
 
 // closedChan is Done's channel for a stream done before Done was called.
@@ -158,7 +155,7 @@ func (st *Stream) Watch(w DoneWatcher) {
 	c := st.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if st.doneClosed {
+	if st.reset {
 		go w.StreamDone()
 		return
 	}
@@ -176,9 +173,7 @@ func (st *Stream) Unwatch() {
 // resetLocked ends the stream with err; c.mu is held, or the stream is not
 // shared yet.
 func (st *Stream) resetLocked(err error) {
-	st.reset, st.resetErr = true, err
-	if !st.doneClosed {
-		st.doneClosed = true
+	if !st.reset {
 		if st.done != nil {
 			close(st.done)
 		}
@@ -187,6 +182,7 @@ func (st *Stream) resetLocked(err error) {
 			go w.StreamDone()
 		}
 	}
+	st.reset, st.resetErr = true, err
 	// Only a Read or a Write that waits needs the news; the others see
 	// st.reset.
 	if st.wantRecv {
