@@ -401,50 +401,23 @@ func (c *Conn) flushLoop() {
 	}
 }
 
-// readLoop reads the server's frames until the connection ends: a
-// HEADERS frame with the header block it starts, read by c.hr
-// (headerblock.Reader.ReadHeaders) rather than the framer, which would
-// make a frame of it (an allocation per response); the others through
-// the framer.
+// readLoop reads the server's frames until the connection ends.
 func (c *Conn) readLoop() {
 	for {
-		var f http2.Frame
-		var h headerblock.Headers
-		var blockErr error // the HEADERS frame's fault: the connection ends below
-		fh, err := c.fr.ReadFrameHeader()
-		switch {
-		case err != nil:
-		case fh.Type == http2.FrameHeaders:
-			// onHeaders judges the fields, not the reader.
-			if h, err = c.hr.ReadHeaders(c.fr, c.br, fh); err != nil {
-				if code, ok := blockErrorCode(err); ok {
-					blockErr, err = http2.ConnectionError(code), nil
-				}
-			}
-		default:
-			f, err = c.fr.ReadFrameForHeader(fh)
-		}
-		if err != nil {
+		readErr, err := c.readFrame()
+		if readErr != nil {
 			var se http2.StreamError
-			if errors.As(err, &se) {
+			if errors.As(readErr, &se) {
 				// A frame the framer refused on a stream (a
-				// WINDOW_UPDATE of 0, a HEADERS frame's padding): that
-				// stream fails, the connection goes on.
+				// WINDOW_UPDATE of 0): that stream fails, the
+				// connection goes on.
 				c.resetStream(se.StreamID, http2.ErrCodeProtocol, &StreamError{Code: se.Code})
 				continue
 			}
 			c.mu.Lock()
-			c.failLocked(err)
+			c.failLocked(readErr)
 			c.mu.Unlock()
 			return
-		}
-		switch {
-		case blockErr != nil:
-			err = blockErr
-		case f == nil:
-			c.onHeaders(h)
-		default:
-			err = c.process(f)
 		}
 		if err != nil {
 			var code http2.ErrCode = http2.ErrCodeProtocol
@@ -461,21 +434,51 @@ func (c *Conn) readLoop() {
 	}
 }
 
-// blockErrorCode returns the code of a header block's fault: a
-// *headerblock.Error, or the framer's connection error on a CONTINUATION
-// frame; ok is false for another error (the connection failed). The
-// targets of errors.As escape: declared here, they cost an allocation
-// only when there is an error, not one per frame.
-func blockErrorCode(err error) (code http2.ErrCode, ok bool) {
+// readFrame reads and handles one frame: a HEADERS frame with the header
+// block it starts, read by c.hr (headerblock.Reader.ReadHeaders) rather
+// than the framer, which would make a frame of it (an allocation per
+// response); the others through the framer. readErr is a frame that could
+// not be read (the connection is lost, or the framer refused it); err is
+// the server's fault, which ends the connection with GOAWAY.
+func (c *Conn) readFrame() (readErr, err error) {
+	fh, err := c.fr.ReadFrameHeader()
+	if err != nil {
+		return err, nil
+	}
+	if fh.Type != http2.FrameHeaders {
+		f, err := c.fr.ReadFrameForHeader(fh)
+		if err != nil {
+			return err, nil
+		}
+		return nil, c.process(f)
+	}
+	// onHeaders judges the fields, not the reader.
+	h, err := c.hr.ReadHeaders(c.fr, c.br, fh)
+	if err != nil {
+		if be := blockError(err); be != nil {
+			return nil, be
+		}
+		return err, nil
+	}
+	c.onHeaders(h)
+	return nil, nil
+}
+
+// blockError returns a header block's fault as the connection error it
+// is: a *headerblock.Error, or the framer's on a CONTINUATION frame; nil
+// for another error (the connection failed). The targets of errors.As
+// escape: declared here, they cost an allocation only when there is an
+// error, not one per frame.
+func blockError(err error) error {
 	var be *headerblock.Error
 	var ce http2.ConnectionError
 	switch {
 	case errors.As(err, &be):
-		return be.Code, true
+		return http2.ConnectionError(be.Code)
 	case errors.As(err, &ce):
-		return http2.ErrCode(ce), true
+		return ce
 	}
-	return 0, false
+	return nil
 }
 
 // process handles one frame read by the framer; an error ends the

@@ -456,44 +456,60 @@ func rawServer(t *testing.T, split bool, answers ...[]hpack.HeaderField) (addr s
 
 func serveRaw(c net.Conn, split bool, answers [][]hpack.HeaderField) {
 	defer c.Close()
+	var buf bytes.Buffer
+	enc := hpack.NewEncoder(&buf)
+	n := 0
+	serveFrames(c, func(fr *http2.Framer, f http2.Frame) bool {
+		hf, ok := f.(*http2.HeadersFrame)
+		if !ok || n >= len(answers) {
+			return n < len(answers)
+		}
+		buf.Reset()
+		for _, field := range answers[n] {
+			_ = enc.WriteField(field)
+		}
+		n++
+		block := buf.Bytes()
+		if !split || len(block) < 3 {
+			_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: hf.StreamID, BlockFragment: block, EndStream: true, EndHeaders: true})
+			return n < len(answers)
+		}
+		_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: hf.StreamID, BlockFragment: block[:1], EndStream: true})
+		_ = fr.WriteContinuation(hf.StreamID, false, block[1:2])
+		_ = fr.WriteContinuation(hf.StreamID, true, block[2:])
+		return n < len(answers)
+	})
+	_, _ = io.Copy(io.Discard, c) // until lb closes
+}
+
+// serveFrames is a raw HTTP/2 server's side of c: it reads the client
+// preface, sends its SETTINGS, acknowledges the client's, and hands every
+// other frame to on, until on returns false or a read fails (20 s at
+// most).
+func serveFrames(c net.Conn, on func(fr *http2.Framer, f http2.Frame) bool) {
 	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
 	if _, err := io.ReadFull(c, make([]byte, len(http2.ClientPreface))); err != nil {
 		return
 	}
 	fr := http2.NewFramer(c, c)
-	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	if fr.WriteSettings() != nil {
 		return
 	}
-	var buf bytes.Buffer
-	enc := hpack.NewEncoder(&buf)
-	for n := 0; n < len(answers); {
+	for {
 		f, err := fr.ReadFrame()
 		if err != nil {
 			return
 		}
-		switch f := f.(type) {
-		case *http2.SettingsFrame:
-			if !f.IsAck() {
+		if sf, ok := f.(*http2.SettingsFrame); ok {
+			if !sf.IsAck() {
 				_ = fr.WriteSettingsAck()
 			}
-		case *http2.MetaHeadersFrame:
-			buf.Reset()
-			for _, hf := range answers[n] {
-				_ = enc.WriteField(hf)
-			}
-			n++
-			block := buf.Bytes()
-			if !split || len(block) < 3 {
-				_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: f.StreamID, BlockFragment: block, EndStream: true, EndHeaders: true})
-				continue
-			}
-			_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: f.StreamID, BlockFragment: block[:1], EndStream: true})
-			_ = fr.WriteContinuation(f.StreamID, false, block[1:2])
-			_ = fr.WriteContinuation(f.StreamID, true, block[2:])
+			continue
+		}
+		if !on(fr, f) {
+			return
 		}
 	}
-	_, _ = io.Copy(io.Discard, c) // until lb closes
 }
 
 // TestResponseHeadChecks: a response head HTTP/1.1 could not carry as it
@@ -583,30 +599,17 @@ func TestBadHeadersFrames(t *testing.T) {
 					return
 				}
 				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-				if _, err := io.ReadFull(c, make([]byte, len(http2.ClientPreface))); err != nil {
-					return
-				}
-				fr := http2.NewFramer(c, c)
-				_ = fr.WriteSettings()
-				for {
-					f, err := fr.ReadFrame()
-					if err != nil {
-						close(goAway)
-						return
-					}
+				serveFrames(c, func(fr *http2.Framer, f http2.Frame) bool {
 					switch f := f.(type) {
-					case *http2.SettingsFrame:
-						if !f.IsAck() {
-							_ = fr.WriteSettingsAck()
-						}
 					case *http2.HeadersFrame:
 						tc.write(fr, f.StreamID)
 					case *http2.GoAwayFrame:
 						goAway <- f.ErrCode
-						return
+						return false
 					}
-				}
+					return true
+				})
+				close(goAway)
 			}()
 			p := New(Options{Addr: ln.Addr().String()})
 			defer p.Close()
