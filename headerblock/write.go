@@ -55,23 +55,16 @@ func (w *Writer) Write(fr *http2.Framer, id uint32, block []byte, end bool, maxF
 	return err
 }
 
+// staticStatuses are the :status values of the static table, at indexes
+// 8 to 14 (RFC 7541 Appendix A).
+var staticStatuses = [...]int{200, 204, 206, 304, 400, 404, 500}
+
 // AppendStatus appends :status.
 func AppendStatus(dst []byte, status int) []byte {
-	switch status {
-	case 200:
-		return append(dst, 0x80|8)
-	case 204:
-		return append(dst, 0x80|9)
-	case 206:
-		return append(dst, 0x80|10)
-	case 304:
-		return append(dst, 0x80|11)
-	case 400:
-		return append(dst, 0x80|12)
-	case 404:
-		return append(dst, 0x80|13)
-	case 500:
-		return append(dst, 0x80|14)
+	for i, s := range staticStatuses {
+		if s == status {
+			return append(dst, 0x80|byte(8+i))
+		}
 	}
 	dst = appendInt(dst, 0x00, 4, 8) // the name of :status
 	if status >= 100 && status <= 999 {

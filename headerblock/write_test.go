@@ -34,6 +34,11 @@ func TestBlocksDecode(t *testing.T) {
 	}{
 		{name: "200 alone", status: 200, want: []string{":status=200"}, size: 1},
 		{name: "404 alone", status: 404, want: []string{":status=404"}, size: 1},
+		{name: "204 alone", status: 204, want: []string{":status=204"}, size: 1},
+		{name: "206 alone", status: 206, want: []string{":status=206"}, size: 1},
+		{name: "304 alone", status: 304, want: []string{":status=304"}, size: 1},
+		{name: "400 alone", status: 400, want: []string{":status=400"}, size: 1},
+		{name: "500 alone", status: 500, want: []string{":status=500"}, size: 1},
 		{name: "302", status: 302, want: []string{":status=302"}, size: 5},
 		{name: "599", status: 599, want: []string{":status=599"}},
 		{name: "response head", status: 200, fields: [][2]string{{"content-type", "text/plain"}, {"content-length", "5"}, {"x-custom", "a b"}, {"www-authenticate", "Basic"}},
